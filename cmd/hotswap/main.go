@@ -1,0 +1,156 @@
+// Command hotswap is an OpenAI-compatible reverse proxy that starts each
+// model's backend when a request needs it and stops others to make room.
+//
+//	hotswap -config config.yaml [-listen 127.0.0.1:8080]
+//	hotswap check -config config.yaml
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/proxy"
+	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/swapper"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check" {
+		return check(args[1:], stderr)
+	}
+	fs := flag.NewFlagSet("hotswap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "config.yaml", "configuration file")
+	listen := fs.String("listen", "", "address to listen on (overrides the config's listen)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR]\n       hotswap check [-config FILE]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	log, err := newLogger(cfg.LogLevel, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer log.Sync() //nolint:errcheck
+	if err := serve(cfg, log); err != nil {
+		log.Error("hotswap stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// check validates a configuration and lists every problem.
+func check(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hotswap check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "config.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "%s: ok, %d models\n", *path, len(cfg.Models))
+	return 0
+}
+
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	enc := zap.NewDevelopmentEncoderConfig()
+	enc.EncodeTime = zapcore.TimeEncoderOfLayout("2006-01-02T15:04:05.000Z07:00")
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core), nil
+}
+
+// serve runs hotswap until SIGINT or SIGTERM, then stops every backend.
+func serve(cfg *config.Config, log *zap.Logger) error {
+	sw := swapper.New(swapper.Options{
+		Models: cfg.Models,
+		Ports:  cfg.Ports,
+		Log:    log,
+	})
+	parallel := make(map[string]int, len(cfg.Models))
+	for id, m := range cfg.Models {
+		parallel[id] = m.Parallel
+	}
+	rt := router.New(sw, router.Options{
+		Parallel:     parallel,
+		QueueSize:    cfg.Scheduling.QueueSize,
+		QueueTimeout: cfg.Scheduling.QueueTimeout,
+	})
+	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: log})
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		sw.Close(context.Background())
+		return err
+	}
+	log.Info("hotswap listening", zap.String("addr", ln.Addr().String()), zap.Strings("models", cfg.ModelIDs))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	for _, id := range cfg.ModelIDs {
+		if cfg.Models[id].Preload {
+			go preload(ctx, sw, id, log)
+		}
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- px.Serve(ln) }()
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	// In-flight answers get a grace period; then backends are stopped
+	// under whatever is left.
+	grace, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if serr := px.Shutdown(grace); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
+		log.Warn("proxy shutdown", zap.Error(serr))
+	}
+	sw.Close(grace)
+	log.Info("all backends stopped")
+	return err
+}
+
+func preload(ctx context.Context, sw *swapper.Swapper, model string, log *zap.Logger) {
+	l, err := sw.Acquire(ctx, model)
+	if err != nil {
+		log.Warn("preload failed", zap.String("model", model), zap.Error(err))
+		return
+	}
+	l.Release()
+}

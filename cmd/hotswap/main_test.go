@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hotswap/hotswap/internal/mocktest"
+)
+
+// bins holds the binaries built for these tests.
+type bins struct{ hotswap, mock string }
+
+func build(t *testing.T) bins {
+	t.Helper()
+	dir := t.TempDir()
+	hs, err := mocktest.Build(dir, "./cmd/hotswap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mock, err := mocktest.Build(dir, "./cmd/mockbackend")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if left := mocktest.Leftovers(mock, 5*time.Second); len(left) > 0 {
+			t.Errorf("mock backends left running: %v", left)
+		}
+	})
+	return bins{hs, mock}
+}
+
+func writeConfig(t *testing.T, b bins, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, "MOCK", b.mock)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var listening = regexp.MustCompile(`hotswap listening\s+\{"addr": "([^"]+)"`)
+
+// start runs hotswap and returns its process and base URL.
+func start(t *testing.T, b bins, config string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(b.hotswap, "-config", config, "-listen", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return cmd, "http://" + a
+	case <-time.After(20 * time.Second):
+		t.Fatal("hotswap did not say where it listens")
+	}
+	return nil, ""
+}
+
+const twoModels = `
+ports: 22000-22999
+stop_timeout: 2s
+models:
+  a: {cmd: "MOCK -port ${PORT} -model ${MODEL}"}
+  b: {cmd: "MOCK -port ${PORT} -model ${MODEL} -ignore-sigterm"}
+`
+
+// chat starts the model's backend through hotswap and returns its pid.
+func chat(t *testing.T, url, model string) int {
+	t.Helper()
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	pid, err := strconv.Atoi(resp.Header.Get("X-Mock-Pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// TestSIGKILLTakesBackendsAlong is the case hand-run scripts get wrong: the
+// proxy dies without a chance to clean up, and its backends must not keep
+// holding memory.
+func TestSIGKILLTakesBackendsAlong(t *testing.T) {
+	b := build(t)
+	cmd, url := start(t, b, writeConfig(t, b, twoModels))
+	// b ignores SIGTERM, so only the kernel's death signal can end it.
+	pid := chat(t, url, "b")
+	if !mocktest.Alive(pid) {
+		t.Fatal("backend not running")
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("backend %d outlived hotswap", pid)
+	}
+}
+
+func TestSIGTERMStopsBackendsAndExitsCleanly(t *testing.T) {
+	b := build(t)
+	cmd, url := start(t, b, writeConfig(t, b, twoModels))
+	pid := chat(t, url, "a")
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	if mocktest.Alive(pid) {
+		t.Errorf("backend %d survived hotswap's shutdown", pid)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("models:\n  a:\n    cmd: x --port ${PORT}\n"), 0o644)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("listen: [\nmodels:\n"), 0o644)
+	typos := filepath.Join(dir, "typos.yaml")
+	os.WriteFile(typos, []byte("stop_timeot: 1s\nmodels:\n  a:\n    cmd: x --port ${PORT}\n    memory: {ram: 6XB}\n"), 0o644)
+
+	cases := []struct {
+		path    string
+		code    int
+		mention []string
+	}{
+		{good, 0, []string{"ok, 1 models"}},
+		{bad, 1, []string{"bad.yaml"}},
+		{typos, 1, []string{"stop_timeot", "models.a.memory.ram"}},
+		{filepath.Join(dir, "missing.yaml"), 1, []string{"missing.yaml"}},
+	}
+	for _, c := range cases {
+		var out bytes.Buffer
+		code := run([]string{"check", "-config", c.path}, &out)
+		if code != c.code {
+			t.Errorf("%s: exit %d, want %d\n%s", c.path, code, c.code, &out)
+		}
+		for _, m := range c.mention {
+			if !strings.Contains(out.String(), m) {
+				t.Errorf("%s: output does not mention %q:\n%s", c.path, m, &out)
+			}
+		}
+	}
+	if code := run([]string{"-nope"}, io.Discard); code != 2 {
+		t.Errorf("bad flag: exit %d", code)
+	}
+}

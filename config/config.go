@@ -1,0 +1,204 @@
+// Package config reads hotswap's YAML configuration and turns it into typed,
+// validated values. Other packages take these values and never see YAML.
+//
+// Validation is strict on purpose: an unknown key, a bad size or a duplicate
+// alias is an error rather than something silently ignored, and Parse reports
+// every problem it finds at once so that a broken file is fixed in one pass.
+package config
+
+import "time"
+
+// Defaults for every setting the file may leave out. They are exported so that
+// callers that build a Config by hand (tests, mostly) agree with Parse.
+const (
+	DefaultListen        = "127.0.0.1:8080"
+	DefaultLogLevel      = "info"
+	DefaultMaxBody       = 64 << 20
+	DefaultFirstPort     = 10000
+	DefaultLastPort      = 10999
+	DefaultHealthTimeout = 120 * time.Second
+	DefaultStopTimeout   = 10 * time.Second
+
+	DefaultReserveRAM  = 1 << 30
+	DefaultReserveVRAM = 512 << 20
+	DefaultCooldownMax = 10 * time.Second
+
+	DefaultPolicy       = PolicyBatch
+	DefaultMaxWait      = 30 * time.Second
+	DefaultQueueSize    = 256
+	DefaultQueueTimeout = 5 * time.Minute
+
+	DefaultProxy    = "http://127.0.0.1:${PORT}"
+	DefaultHealth   = "/health"
+	DefaultKind     = "llm"
+	DefaultParallel = 1
+	NoGPU           = -1 // Model.GPU when the model is not pinned to a device
+)
+
+// Scheduling policies (Scheduling.Policy).
+const (
+	// PolicyBatch keeps serving the loaded models and swaps only when a
+	// request for another model has waited MaxWait or nothing else is queued.
+	PolicyBatch = "batch"
+	// PolicyFIFO serves the oldest request first, swapping whenever needed.
+	PolicyFIFO = "fifo"
+)
+
+// Config is the validated, typed configuration.
+type Config struct {
+	// Listen is the address the proxy listens on (host:port).
+	Listen string
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string
+	// APIKeys are the accepted Bearer keys; empty means no authentication.
+	APIKeys []string
+	// MaxBody is the largest request body accepted, in bytes.
+	MaxBody int64
+	// Ports is the range ${PORT} is drawn from.
+	Ports PortRange
+	// HealthTimeout is how long a backend may take to become ready, unless
+	// its model says otherwise.
+	HealthTimeout time.Duration
+	// StopTimeout is how long a backend has between SIGTERM and SIGKILL,
+	// unless its model says otherwise.
+	StopTimeout time.Duration
+
+	Memory     Memory
+	Scheduling Scheduling
+
+	// Models holds every model, keyed by model id (not by alias).
+	Models map[string]*Model
+	// ModelIDs lists the model ids in the order the file lists them, so
+	// that listings and preloads are stable.
+	ModelIDs []string
+	// Modes maps a mode name to the ids of its models. Aliases used in the
+	// file are already resolved to ids, and each id appears once.
+	Modes map[string][]string
+
+	// aliases maps each alias to its model id. Parse fills it; a Config
+	// built by hand leaves it nil and Resolve falls back to a scan.
+	aliases map[string]string
+}
+
+// PortRange is an inclusive range of TCP ports.
+type PortRange struct{ First, Last int }
+
+// Memory holds the memory planning settings.
+type Memory struct {
+	// ReserveRAM is always left free for the OS and other programs.
+	ReserveRAM int64
+	// ReserveVRAM is left free on each GPU.
+	ReserveVRAM int64
+	// LimitRAM, when > 0, caps the RAM all backends together may use.
+	LimitRAM int64
+	// CooldownMax bounds the wait for freed memory to show up after an
+	// eviction; 0 means don't wait.
+	CooldownMax time.Duration
+	// StateFile is where learned footprints are kept; "" lets the caller
+	// choose (the user's state directory).
+	StateFile string
+}
+
+// Scheduling holds the router's settings.
+type Scheduling struct {
+	// Policy is PolicyBatch or PolicyFIFO.
+	Policy string
+	// MaxWait is, under PolicyBatch, the longest a request waits for a swap
+	// while other models are being served. 0 swaps as soon as asked.
+	MaxWait time.Duration
+	// QueueSize is the number of requests each model's queue holds.
+	QueueSize int
+	// QueueTimeout is how long a request may wait in a queue.
+	QueueTimeout time.Duration
+}
+
+// Need is an amount of memory, in bytes.
+type Need struct{ RAM, VRAM int64 }
+
+// Model is one backend that hotswap can start and stop.
+type Model struct {
+	// ID is the name clients use, and the key in Config.Models.
+	ID string
+	// Cmd is the backend's argv. It was split like a POSIX shell would
+	// split it but is never run through a shell; ${PORT} and ${MODEL} are
+	// not yet expanded (see Expand).
+	Cmd []string
+	// Proxy is the upstream base URL template, by default
+	// "http://127.0.0.1:${PORT}".
+	Proxy string
+	// Health is the path polled for readiness; it starts with "/".
+	Health string
+	// Aliases are other names clients may use for this model.
+	Aliases []string
+	// Env holds extra KEY=VALUE entries for the backend's environment.
+	Env []string
+	// Kind is llm, embedding, stt, tts or image. It is informational.
+	Kind string
+	// Memory is the declared need; the swapper may raise it to what it
+	// measured in earlier runs.
+	Memory Need
+	// GPU pins the model to a device when >= 0; NoGPU lets the swapper place it.
+	GPU int
+	// Parallel is how many requests may be sent to the backend at once.
+	Parallel int
+	// TTL unloads the model after this long idle; 0 means never.
+	TTL time.Duration
+	// Pinned models are never evicted.
+	Pinned bool
+	// Preload models are started with hotswap.
+	Preload bool
+	// HealthTimeout and StopTimeout are this model's values, defaulted to
+	// the Config's.
+	HealthTimeout time.Duration
+	StopTimeout   time.Duration
+}
+
+// Default returns a Config with every default applied and no models.
+func Default() *Config {
+	return &Config{
+		Listen:        DefaultListen,
+		LogLevel:      DefaultLogLevel,
+		MaxBody:       DefaultMaxBody,
+		Ports:         PortRange{First: DefaultFirstPort, Last: DefaultLastPort},
+		HealthTimeout: DefaultHealthTimeout,
+		StopTimeout:   DefaultStopTimeout,
+		Memory: Memory{
+			ReserveRAM:  DefaultReserveRAM,
+			ReserveVRAM: DefaultReserveVRAM,
+			CooldownMax: DefaultCooldownMax,
+		},
+		Scheduling: Scheduling{
+			Policy:       DefaultPolicy,
+			MaxWait:      DefaultMaxWait,
+			QueueSize:    DefaultQueueSize,
+			QueueTimeout: DefaultQueueTimeout,
+		},
+		Models: make(map[string]*Model),
+		Modes:  make(map[string][]string),
+	}
+}
+
+// Resolve maps a model id or one of its aliases to the model.
+func (c *Config) Resolve(name string) (*Model, bool) {
+	if m, ok := c.Models[name]; ok {
+		return m, true
+	}
+	if c.aliases != nil {
+		id, ok := c.aliases[name]
+		if !ok {
+			return nil, false
+		}
+		m, ok := c.Models[id]
+		return m, ok
+	}
+	// A Config built by hand has no alias index; models are few, so a scan
+	// is cheap enough.
+	for _, m := range c.Models {
+		for _, a := range m.Aliases {
+			if a == name {
+				return m, true
+			}
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,407 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"gopkg.in/yaml.v3"
+)
+
+// config walks the document and returns the Config it describes. Problems
+// are collected in p; the Config is only meaningful when there are none.
+func (p *parser) config(doc *yaml.Node) *Config {
+	c := Default()
+	root := doc
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		root = doc.Content[0]
+	}
+	if isNull(root) {
+		p.addf("", "no models: the file holds no settings")
+		return c
+	}
+	if deref(root).Kind != yaml.MappingNode {
+		p.addf("", "the file must be a mapping of settings, got %s", describe(root))
+		return c
+	}
+
+	// models and modes are read after everything else: model defaults
+	// come from top-level settings, and modes refer to models, wherever
+	// they appear in the file.
+	var models, modes *yaml.Node
+	p.fields(root, "", map[string]setter{
+		"listen":         p.listen(&c.Listen),
+		"log_level":      p.oneOf(&c.LogLevel, "debug", "info", "warn", "error"),
+		"api_keys":       p.apiKeys(&c.APIKeys),
+		"max_body":       p.size(&c.MaxBody, false),
+		"ports":          p.ports(&c.Ports),
+		"health_timeout": p.duration(&c.HealthTimeout, false),
+		"stop_timeout":   p.duration(&c.StopTimeout, false),
+		"memory": func(v *yaml.Node, path string) {
+			p.fields(v, path, map[string]setter{
+				"reserve_ram":  p.size(&c.Memory.ReserveRAM, true),
+				"reserve_vram": p.size(&c.Memory.ReserveVRAM, true),
+				"limit_ram":    p.size(&c.Memory.LimitRAM, true),
+				"cooldown_max": p.duration(&c.Memory.CooldownMax, true),
+				"state_file":   p.str(&c.Memory.StateFile),
+			})
+		},
+		"scheduling": func(v *yaml.Node, path string) {
+			p.fields(v, path, map[string]setter{
+				"policy":        p.oneOf(&c.Scheduling.Policy, PolicyBatch, PolicyFIFO),
+				"max_wait":      p.duration(&c.Scheduling.MaxWait, true),
+				"queue_size":    p.integer(&c.Scheduling.QueueSize, 1),
+				"queue_timeout": p.duration(&c.Scheduling.QueueTimeout, false),
+			})
+		},
+		"models": func(v *yaml.Node, _ string) { models = v },
+		"modes":  func(v *yaml.Node, _ string) { modes = v },
+	})
+
+	p.models(c, models)
+	for _, m := range c.Models {
+		if m.HealthTimeout == 0 {
+			m.HealthTimeout = c.HealthTimeout
+		}
+		if m.StopTimeout == 0 {
+			m.StopTimeout = c.StopTimeout
+		}
+	}
+	p.aliases(c)
+	if modes != nil {
+		p.modes(c, modes)
+	}
+	return c
+}
+
+func (p *parser) listen(dst *string) setter {
+	return func(v *yaml.Node, path string) {
+		s, ok := p.scalar(v, path)
+		if !ok {
+			return
+		}
+		_, port, err := net.SplitHostPort(s)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		if err != nil {
+			p.addf(path, "invalid address %q (want host:port, e.g. 127.0.0.1:8080)", s)
+			return
+		}
+		*dst = s
+	}
+}
+
+func (p *parser) apiKeys(dst *[]string) setter {
+	return func(v *yaml.Node, path string) {
+		keys, ok := p.strList(v, path)
+		for i, k := range keys {
+			if strings.TrimSpace(k) == "" {
+				p.addf(index(path, i), "must not be empty")
+				ok = false
+			}
+		}
+		if ok {
+			*dst = keys
+		}
+	}
+}
+
+// ports reads a range written "FIRST-LAST".
+func (p *parser) ports(dst *PortRange) setter {
+	return func(v *yaml.Node, path string) {
+		s, ok := p.scalar(v, path)
+		if !ok {
+			return
+		}
+		a, b, found := strings.Cut(s, "-")
+		first, err1 := strconv.Atoi(strings.TrimSpace(a))
+		last, err2 := strconv.Atoi(strings.TrimSpace(b))
+		switch {
+		case !found || err1 != nil || err2 != nil ||
+			first < 1 || first > 65535 || last < 1 || last > 65535:
+			p.addf(path, "invalid range %q (want FIRST-LAST within 1-65535, e.g. 10000-10999)", s)
+		case first > last:
+			p.addf(path, "invalid range %q: %d is after %d", s, first, last)
+		default:
+			*dst = PortRange{First: first, Last: last}
+		}
+	}
+}
+
+// validName reports whether s can be a model id, alias or mode name:
+// clients send it in JSON and URLs, so it must be non-empty and hold no
+// whitespace or control characters.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// models reads the models mapping into c.Models and c.ModelIDs.
+func (p *parser) models(c *Config, n *yaml.Node) {
+	if isNull(n) {
+		p.addf("models", "no models configured")
+		return
+	}
+	pairs := p.pairs(n, "models")
+	if len(pairs) == 0 && deref(n).Kind == yaml.MappingNode {
+		p.addf("models", "no models configured")
+		return
+	}
+	for _, kv := range pairs {
+		if !validName(kv.key) {
+			p.addf("models", "invalid model id %q (must be non-empty, without whitespace)", kv.key)
+			continue
+		}
+		// A model with problems is kept, so that aliases and modes
+		// naming it do not add confusing follow-on errors.
+		c.Models[kv.key] = p.model(kv.key, kv.value, join("models", kv.key))
+		c.ModelIDs = append(c.ModelIDs, kv.key)
+	}
+}
+
+// model reads one model's settings and checks those that depend on each
+// other (placeholders, the port).
+func (p *parser) model(id string, n *yaml.Node, path string) *Model {
+	m := &Model{
+		ID:       id,
+		Proxy:    DefaultProxy,
+		Health:   DefaultHealth,
+		Kind:     DefaultKind,
+		GPU:      NoGPU,
+		Parallel: DefaultParallel,
+	}
+	hasCmd := false
+	if !isNull(n) {
+		p.fields(n, path, map[string]setter{
+			"cmd": func(v *yaml.Node, path string) {
+				hasCmd = true
+				m.Cmd = p.cmd(v, path)
+			},
+			"proxy":   p.str(&m.Proxy),
+			"health":  p.health(&m.Health),
+			"aliases": p.aliasList(&m.Aliases),
+			"env":     p.env(&m.Env),
+			"kind":    p.oneOf(&m.Kind, "llm", "embedding", "stt", "tts", "image"),
+			"memory": func(v *yaml.Node, path string) {
+				p.fields(v, path, map[string]setter{
+					"ram":  p.size(&m.Memory.RAM, true),
+					"vram": p.size(&m.Memory.VRAM, true),
+				})
+			},
+			"gpu":            p.integer(&m.GPU, 0),
+			"parallel":       p.integer(&m.Parallel, 1),
+			"ttl":            p.duration(&m.TTL, true),
+			"pinned":         p.boolean(&m.Pinned),
+			"preload":        p.boolean(&m.Preload),
+			"health_timeout": p.duration(&m.HealthTimeout, false),
+			"stop_timeout":   p.duration(&m.StopTimeout, false),
+		})
+	}
+	if !hasCmd {
+		p.addf(path, "missing cmd (the command that starts the backend)")
+	}
+
+	p.placeholders(join(path, "cmd"), m.Cmd...)
+	for i, e := range m.Env {
+		p.placeholders(index(join(path, "env"), i), e)
+	}
+	if p.placeholders(join(path, "proxy"), m.Proxy) {
+		p.checkProxy(m, join(path, "proxy"))
+	}
+	if len(m.Cmd) > 0 && strings.Contains(m.Proxy, PlaceholderPort) &&
+		!anyContains(m.Cmd, PlaceholderPort) && !anyContains(m.Env, PlaceholderPort) {
+		p.addf(path, "the backend is never told its port: add ${PORT} to cmd or set proxy")
+	}
+	return m
+}
+
+// cmd reads a command given as one string (split with SplitArgs) or as a
+// list of arguments (taken as they are).
+func (p *parser) cmd(v *yaml.Node, path string) []string {
+	var argv []string
+	if deref(v).Kind == yaml.SequenceNode {
+		list, ok := p.strList(v, path)
+		if !ok {
+			return nil
+		}
+		argv = list
+	} else {
+		s, ok := p.scalar(v, path)
+		if !ok {
+			return nil
+		}
+		var err error
+		if argv, err = SplitArgs(s); err != nil {
+			p.addf(path, "%v", err)
+			return nil
+		}
+	}
+	switch {
+	case len(argv) == 0:
+		p.addf(path, "must not be empty")
+		return nil
+	case argv[0] == "":
+		p.addf(path, "the program name is empty")
+		return nil
+	}
+	return argv
+}
+
+func (p *parser) health(dst *string) setter {
+	return func(v *yaml.Node, path string) {
+		s, ok := p.scalar(v, path)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(s, "/") {
+			p.addf(path, "must be a path starting with \"/\", got %q", s)
+			return
+		}
+		*dst = s
+	}
+}
+
+// aliasList reads aliases, checking each one's form; whether they clash
+// with other names is checked once all models are read (see aliases).
+func (p *parser) aliasList(dst *[]string) setter {
+	return func(v *yaml.Node, path string) {
+		list, ok := p.strList(v, path)
+		for i, a := range list {
+			if !validName(a) {
+				p.addf(index(path, i), "invalid alias %q (must be non-empty, without whitespace)", a)
+				ok = false
+			}
+		}
+		if ok {
+			*dst = list
+		}
+	}
+}
+
+// env reads KEY=VALUE entries. A key set twice is reported: which value
+// the backend saw would depend on the C library.
+func (p *parser) env(dst *[]string) setter {
+	return func(v *yaml.Node, path string) {
+		list, ok := p.strList(v, path)
+		seen := make(map[string]bool)
+		for i, e := range list {
+			key, _, found := strings.Cut(e, "=")
+			switch {
+			case !found || !validEnvName(key):
+				p.addf(index(path, i), "invalid entry %q (want KEY=VALUE)", e)
+				ok = false
+			case seen[key]:
+				p.addf(index(path, i), "%s is set twice", key)
+				ok = false
+			}
+			seen[key] = true
+		}
+		if ok {
+			*dst = list
+		}
+	}
+}
+
+// validEnvName reports whether s is a portable environment variable name.
+func validEnvName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// placeholders reports, once each, the placeholders in values that hotswap
+// does not expand. It returns whether all were fine.
+func (p *parser) placeholders(path string, values ...string) bool {
+	seen := make(map[string]bool)
+	for _, s := range values {
+		for _, problem := range checkPlaceholders(s) {
+			if !seen[problem] {
+				seen[problem] = true
+				p.addf(path, "%s", problem)
+			}
+		}
+	}
+	return len(seen) == 0
+}
+
+// checkProxy checks that the proxy, once expanded, is an http(s) base URL.
+func (p *parser) checkProxy(m *Model, path string) {
+	// Expand would default an empty proxy; check what was written.
+	r := strings.NewReplacer(PlaceholderPort, "1", PlaceholderModel, m.ID)
+	u, err := url.Parse(r.Replace(m.Proxy))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" {
+		p.addf(path, "invalid URL %q (want a base URL such as http://127.0.0.1:${PORT})", m.Proxy)
+	}
+}
+
+// aliases checks that every alias names one model only, and is no model's
+// id, then builds the index Resolve uses.
+func (p *parser) aliases(c *Config) {
+	owner := make(map[string]string)
+	for _, id := range c.ModelIDs {
+		path := join("models", id) + ".aliases"
+		for _, a := range c.Models[id].Aliases {
+			switch {
+			case a == id:
+				p.addf(path, "alias %q is the model's own id", a)
+			case c.Models[a] != nil:
+				p.addf(path, "alias %q is already the id of model %q", a, a)
+			case owner[a] == id:
+				p.addf(path, "alias %q is listed twice", a)
+			case owner[a] != "":
+				p.addf(path, "alias %q is already used by model %q", a, owner[a])
+			default:
+				owner[a] = id
+			}
+		}
+	}
+	c.aliases = owner
+}
+
+// modes reads the named sets of models, resolving aliases to ids.
+func (p *parser) modes(c *Config, n *yaml.Node) {
+	for _, kv := range p.pairs(n, "modes") {
+		if !validName(kv.key) {
+			p.addf("modes", "invalid mode name %q (must be non-empty, without whitespace)", kv.key)
+			continue
+		}
+		path := join("modes", kv.key)
+		names, ok := p.strList(kv.value, path)
+		if !ok {
+			continue // already reported; resolving would only add noise
+		}
+		ids := make([]string, 0, len(names))
+		seen := make(map[string]bool)
+		for i, name := range names {
+			m, ok := c.Resolve(name)
+			switch {
+			case !ok:
+				p.addf(index(path, i), "unknown model %q", name)
+			case !seen[m.ID]:
+				seen[m.ID] = true
+				ids = append(ids, m.ID)
+			}
+		}
+		c.Modes[kv.key] = ids
+	}
+}

@@ -1,0 +1,153 @@
+// Package probe reports what the machine and the backends say about
+// themselves: whether a backend answers its health check, and (see
+// memory.go) how much memory the machine has and a backend uses.
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ErrNotReady is wrapped by Wait when a backend did not become healthy in
+// time. The wrapped chain also carries the last check's failure.
+var ErrNotReady = errors.New("backend did not become healthy")
+
+// ErrExited is returned by Wait when the backend's process exited while we
+// were waiting for it.
+var ErrExited = errors.New("backend exited while starting")
+
+// Readiness polls backends' health endpoints. The zero value is usable.
+type Readiness struct {
+	// Client performs the checks. nil means a client with CheckTimeout.
+	Client *fasthttp.Client
+	// CheckTimeout bounds one health request; 0 means 2s.
+	CheckTimeout time.Duration
+
+	once sync.Once
+	own  *fasthttp.Client
+}
+
+// WaitOptions tune one Wait.
+type WaitOptions struct {
+	// Timeout is how long the backend may go without becoming healthy.
+	// With LastActivity set it is a stall timeout: it restarts whenever
+	// the backend shows activity, so a slow but visibly progressing load
+	// is not killed while a silent hung one is.
+	Timeout time.Duration
+	// LastActivity, if set, reports when the backend last showed a sign of
+	// life (wrote output, say).
+	LastActivity func() time.Time
+	// Exited, if set, is closed when the backend's process ends; Wait then
+	// gives up at once instead of polling a dead port.
+	Exited <-chan struct{}
+	// FirstInterval and MaxInterval bound the polling period, which starts
+	// fast (most backends that start quickly should be seen within tens of
+	// milliseconds) and backs off so that a minute-long load is not
+	// hammered. Defaults: 10ms and 500ms.
+	FirstInterval, MaxInterval time.Duration
+}
+
+// Check sends one GET to url and reports nil if it answered 200.
+func (r *Readiness) Check(ctx context.Context, url string) error {
+	timeout := r.CheckTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+		if timeout <= 0 {
+			return ctx.Err()
+		}
+	}
+	client := r.client()
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url)
+	req.Header.SetMethod(fasthttp.MethodGet)
+	if err := client.DoTimeout(req, resp, timeout); err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	if code := resp.StatusCode(); code != fasthttp.StatusOK {
+		return fmt.Errorf("GET %s: status %d", url, code)
+	}
+	return nil
+}
+
+func (r *Readiness) client() *fasthttp.Client {
+	r.once.Do(func() {
+		if r.Client != nil {
+			r.own = r.Client
+			return
+		}
+		r.own = &fasthttp.Client{
+			NoDefaultUserAgentHeader: true,
+			MaxIdleConnDuration:      time.Second,
+			// Health bodies are tiny; a backend answering megabytes is broken.
+			MaxResponseBodySize: 1 << 20,
+		}
+	})
+	return r.own
+}
+
+// Wait polls url until it answers 200, the backend exits, the timeout
+// passes without activity, or ctx ends.
+func (r *Readiness) Wait(ctx context.Context, url string, opts WaitOptions) error {
+	interval := opts.FirstInterval
+	if interval <= 0 {
+		interval = 10 * time.Millisecond
+	}
+	maxInterval := opts.MaxInterval
+	if maxInterval <= 0 {
+		maxInterval = 500 * time.Millisecond
+	}
+	start := time.Now()
+	deadline := func() time.Time {
+		from := start
+		if opts.LastActivity != nil {
+			if t := opts.LastActivity(); t.After(from) {
+				from = t
+			}
+		}
+		return from.Add(opts.Timeout)
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var last error
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-opts.Exited:
+			return ErrExited
+		case <-timer.C:
+		}
+		checkCtx, cancel := context.WithDeadline(ctx, deadline())
+		last = r.Check(checkCtx, url)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		// The process may have died during the check: say so rather than
+		// report a refused connection.
+		select {
+		case <-opts.Exited:
+			return ErrExited
+		default:
+		}
+		if opts.Timeout > 0 && !time.Now().Before(deadline()) {
+			return fmt.Errorf("%w within %s: %w", ErrNotReady, opts.Timeout, last)
+		}
+		timer.Reset(interval)
+		interval = interval * 3 / 2
+		if interval > maxInterval {
+			interval = maxInterval
+		}
+	}
+}

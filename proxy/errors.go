@@ -1,0 +1,99 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/swapper"
+)
+
+// apiError is an error with its HTTP status and OpenAI type and code. Every
+// error a client sees is turned into one by toAPIError, the one place where
+// errors meet HTTP.
+type apiError struct {
+	Status     int
+	Type       string
+	Code       string
+	Message    string
+	RetryAfter time.Duration // sent as Retry-After when > 0
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func badRequest(code, msg string) *apiError {
+	return &apiError{Status: fasthttp.StatusBadRequest, Type: "invalid_request_error", Code: code, Message: msg}
+}
+
+// errBackendDied marks an upstream failure on a backend that exited.
+var errBackendDied = errors.New("the model's backend exited while handling the request")
+
+// toAPIError maps any error to what the client is told.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	var be *swapper.BackoffError
+	var se *swapper.StartError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, swapper.ErrUnknownModel):
+		return &apiError{Status: 404, Type: "invalid_request_error", Code: "model_not_found", Message: err.Error()}
+	case errors.As(err, &be):
+		return &apiError{Status: 503, Type: "server_error", Code: "backend_start_failed", Message: err.Error(),
+			RetryAfter: time.Until(be.RetryAt)}
+	case errors.As(err, &se):
+		return &apiError{Status: 503, Type: "server_error", Code: "backend_start_failed", Message: err.Error(),
+			RetryAfter: time.Until(se.RetryAt)}
+	case errors.Is(err, router.ErrQueueFull):
+		return &apiError{Status: 429, Type: "rate_limit_error", Code: "queue_full", Message: err.Error(),
+			RetryAfter: time.Second}
+	case errors.Is(err, router.ErrQueueTimeout):
+		return &apiError{Status: 503, Type: "server_error", Code: "queue_timeout", Message: err.Error()}
+	case errors.Is(err, swapper.ErrClosed):
+		return &apiError{Status: 503, Type: "server_error", Code: "shutting_down", Message: err.Error()}
+	case errors.Is(err, errBackendDied):
+		return &apiError{Status: 502, Type: "server_error", Code: "backend_died", Message: err.Error()}
+	case errors.Is(err, errUpstream):
+		return &apiError{Status: 502, Type: "server_error", Code: "backend_unreachable", Message: err.Error()}
+	case errors.Is(err, context.Canceled):
+		// The client left; nobody reads this, but the log line shows 499.
+		return &apiError{Status: 499, Type: "server_error", Code: "client_closed", Message: err.Error()}
+	}
+	return &apiError{Status: 500, Type: "server_error", Code: "internal_error", Message: err.Error()}
+}
+
+type errorBody struct {
+	Error struct {
+		Message string `json:"message"`
+		Type    string `json:"type"`
+		Param   any    `json:"param"`
+		Code    string `json:"code"`
+	} `json:"error"`
+}
+
+func (e *apiError) body() []byte {
+	var b errorBody
+	b.Error.Message, b.Error.Type, b.Error.Code = e.Message, e.Type, e.Code
+	out, _ := json.Marshal(b)
+	return out
+}
+
+// writeError answers ctx with err in OpenAI's error format.
+func writeError(ctx *fasthttp.RequestCtx, err error) *apiError {
+	ae := toAPIError(err)
+	ctx.Response.Reset()
+	ctx.SetStatusCode(ae.Status)
+	ctx.SetContentType("application/json")
+	if ae.RetryAfter > 0 {
+		secs := int(math.Ceil(ae.RetryAfter.Seconds()))
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
+	}
+	ctx.SetBody(ae.body())
+	return ae
+}

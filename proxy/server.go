@@ -1,0 +1,271 @@
+// Package proxy is hotswap's HTTP front: it reads which model a request is
+// for, has the router hand it a ready backend, and forwards the request,
+// streaming the answer back as the backend produces it. Every error a client
+// sees is in OpenAI's format.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/swapper"
+)
+
+// Router hands out ready backends.
+type Router interface {
+	Acquire(ctx context.Context, model string) (*router.Lease, error)
+}
+
+// StatusFunc reports a model's backend state, for /v1/models.
+type StatusFunc func(model string) (swapper.Status, bool)
+
+// Options configure a Server.
+type Options struct {
+	Config *config.Config
+	Router Router
+	Status StatusFunc // optional
+	Log    *zap.Logger
+}
+
+// Server is the proxy. Serve it with Serve; stop it with Shutdown.
+type Server struct {
+	cfg     *config.Config
+	router  Router
+	status  StatusFunc
+	log     *zap.Logger
+	created int64
+	srv     *fasthttp.Server
+
+	// forwarded are the endpoints that go to a model's backend.
+	forwarded map[string]bool
+
+	mu      sync.Mutex
+	clients map[string]*upstreamClient // by model id
+}
+
+// forwardedPaths are the OpenAI endpoints whose requests name a model.
+var forwardedPaths = []string{
+	"/v1/chat/completions",
+	"/v1/completions",
+	"/v1/embeddings",
+	"/v1/audio/transcriptions",
+	"/v1/audio/translations",
+	"/v1/audio/speech",
+	"/v1/images/generations",
+	"/v1/images/edits",
+	"/v1/images/variations",
+	"/v1/rerank",
+}
+
+// New returns a Server.
+func New(opts Options) *Server {
+	log := opts.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{
+		cfg:       opts.Config,
+		router:    opts.Router,
+		status:    opts.Status,
+		log:       log,
+		created:   time.Now().Unix(),
+		forwarded: make(map[string]bool, len(forwardedPaths)),
+		clients:   make(map[string]*upstreamClient),
+	}
+	for _, p := range forwardedPaths {
+		s.forwarded[p] = true
+	}
+	s.srv = &fasthttp.Server{
+		Handler:            s.Handle,
+		ErrorHandler:       s.handleParseError,
+		Name:               "hotswap",
+		MaxRequestBodySize: int(opts.Config.MaxBody),
+		// Uploads (audio, images) can be large; headers are not.
+		ReadBufferSize:               16 << 10,
+		IdleTimeout:                  2 * time.Minute,
+		NoDefaultServerHeader:        false,
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting connections and waits for handlers to return.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
+
+// Handle serves one request.
+func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	switch {
+	case path == "/health":
+		s.handleHealth(ctx)
+		return
+	case !strings.HasPrefix(path, "/v1/"):
+		s.fail(ctx, "", &apiError{Status: 404, Type: "invalid_request_error", Code: "not_found",
+			Message: "unknown path " + path})
+		return
+	}
+	if !s.authorized(ctx) {
+		s.fail(ctx, "", &apiError{Status: 401, Type: "invalid_request_error", Code: "invalid_api_key",
+			Message: "missing or invalid API key: send Authorization: Bearer <key>"})
+		return
+	}
+	switch {
+	case path == "/v1/models":
+		s.handleModels(ctx)
+	case strings.HasPrefix(path, "/v1/models/"):
+		s.handleModel(ctx, strings.TrimPrefix(path, "/v1/models/"))
+	case s.forwarded[path]:
+		s.handleForward(ctx)
+	default:
+		s.fail(ctx, "", &apiError{Status: 404, Type: "invalid_request_error", Code: "not_found",
+			Message: "unknown path " + path})
+	}
+}
+
+func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
+	if len(s.cfg.APIKeys) == 0 {
+		return true
+	}
+	auth := ctx.Request.Header.Peek("Authorization")
+	key, ok := bytes.CutPrefix(auth, []byte("Bearer "))
+	if !ok {
+		return false
+	}
+	for _, k := range s.cfg.APIKeys {
+		if subtle.ConstantTimeCompare(key, []byte(k)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// handleParseError answers requests fasthttp could not read.
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		s.fail(ctx, "", &apiError{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
+			Message: "request body is larger than max_body (" + formatBytes(s.cfg.MaxBody) + ")"})
+		return
+	}
+	s.fail(ctx, "", badRequest("malformed_request", "malformed HTTP request: "+err.Error()))
+}
+
+func (s *Server) handleHealth(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"status":"ok"}`)
+}
+
+// modelObject is one entry of GET /v1/models. The fields after owned_by are
+// hotswap's own; OpenAI clients ignore them.
+type modelObject struct {
+	ID      string   `json:"id"`
+	Object  string   `json:"object"`
+	Created int64    `json:"created"`
+	OwnedBy string   `json:"owned_by"`
+	Aliases []string `json:"aliases,omitempty"`
+	Kind    string   `json:"kind,omitempty"`
+	State   string   `json:"state,omitempty"`
+}
+
+func (s *Server) modelObject(m *config.Model) modelObject {
+	o := modelObject{ID: m.ID, Object: "model", Created: s.created, OwnedBy: "hotswap",
+		Aliases: m.Aliases, Kind: m.Kind}
+	if s.status != nil {
+		if st, ok := s.status(m.ID); ok {
+			o.State = st.State.String()
+		}
+	}
+	return o
+}
+
+func (s *Server) handleModels(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() {
+		s.fail(ctx, "", methodNotAllowed("GET"))
+		return
+	}
+	list := struct {
+		Object string        `json:"object"`
+		Data   []modelObject `json:"data"`
+	}{Object: "list", Data: make([]modelObject, 0, len(s.cfg.ModelIDs))}
+	for _, id := range s.cfg.ModelIDs {
+		list.Data = append(list.Data, s.modelObject(s.cfg.Models[id]))
+	}
+	s.writeJSON(ctx, list)
+}
+
+func (s *Server) handleModel(ctx *fasthttp.RequestCtx, name string) {
+	if !ctx.IsGet() {
+		s.fail(ctx, "", methodNotAllowed("GET"))
+		return
+	}
+	m, ok := s.cfg.Resolve(name)
+	if !ok {
+		s.fail(ctx, name, s.unknownModel(name))
+		return
+	}
+	s.writeJSON(ctx, s.modelObject(m))
+}
+
+func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.fail(ctx, "", err)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+func methodNotAllowed(allow string) *apiError {
+	return &apiError{Status: 405, Type: "invalid_request_error", Code: "method_not_allowed",
+		Message: "method not allowed; use " + allow}
+}
+
+func (s *Server) unknownModel(name string) error {
+	return &apiError{Status: 404, Type: "invalid_request_error", Code: "model_not_found",
+		Message: "the model `" + name + "` does not exist; known models: " + strings.Join(s.cfg.ModelIDs, ", ")}
+}
+
+// fail answers with err and logs the request.
+func (s *Server) fail(ctx *fasthttp.RequestCtx, model string, err error) {
+	ae := writeError(ctx, err)
+	fields := []zap.Field{
+		zap.String("method", string(ctx.Method())),
+		zap.String("path", string(ctx.Path())),
+		zap.String("model", model),
+		zap.Int("status", ae.Status),
+		zap.Duration("took", time.Since(ctx.Time())),
+		zap.String("error", ae.Message),
+	}
+	if ae.Status >= 500 {
+		s.log.Warn("request", fields...)
+	} else {
+		s.log.Info("request", fields...)
+	}
+}
+
+func formatBytes(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for n >= 1024 && n%1024 == 0 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	return strconv.FormatInt(n, 10) + units[i]
+}

@@ -1,0 +1,222 @@
+package proxy_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/proxy"
+	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/swapper"
+)
+
+// stack is hotswap assembled in-process in front of real mock backends.
+type stack struct {
+	t      *testing.T
+	url    string
+	cfg    *config.Config
+	sw     *swapper.Swapper
+	starts atomic.Int64
+	logs   *observer.ObservedLogs
+	client *http.Client
+}
+
+// countingStarter counts process starts.
+type countingStarter struct {
+	swapper.ExecStarter
+	n *atomic.Int64
+}
+
+func (c *countingStarter) Start(spec swapper.ProcessSpec) (swapper.Process, error) {
+	c.n.Add(1)
+	return c.ExecStarter.Start(spec)
+}
+
+// newStack serves the YAML config cfgText, in which MOCK stands for the
+// mock backend's path.
+func newStack(t *testing.T, cfgText string) *stack {
+	t.Helper()
+	cfg, err := config.Parse([]byte(strings.ReplaceAll(cfgText, "MOCK", mockExe)))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	log := zap.New(core)
+	s := &stack{t: t, cfg: cfg, logs: logs}
+	s.sw = swapper.New(swapper.Options{
+		Models:  cfg.Models,
+		Ports:   cfg.Ports,
+		Starter: &countingStarter{n: &s.starts},
+		Log:     log,
+	})
+	parallel := map[string]int{}
+	for id, m := range cfg.Models {
+		parallel[id] = m.Parallel
+	}
+	rt := router.New(s.sw, router.Options{
+		Parallel:     parallel,
+		QueueSize:    cfg.Scheduling.QueueSize,
+		QueueTimeout: cfg.Scheduling.QueueTimeout,
+	})
+	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: s.sw.Status, Log: log})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = px.Serve(ln)
+	}()
+	s.url = "http://" + ln.Addr().String()
+	s.client = &http.Client{Timeout: 30 * time.Second}
+	t.Cleanup(func() {
+		s.client.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = px.Shutdown(ctx)
+		<-served
+		s.sw.Close(ctx)
+	})
+	return s
+}
+
+// response is a finished HTTP exchange.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("body is not JSON: %v\n%s", err, r.body)
+	}
+	return v
+}
+
+// apiError returns the OpenAI error object of the body, failing the test
+// if the body is not one.
+func (r response) apiError(t *testing.T) (message, typ, code string) {
+	t.Helper()
+	var e struct {
+		Error *struct {
+			Message string `json:"message"`
+			Type    string `json:"type"`
+			Code    string `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(r.body, &e); err != nil || e.Error == nil {
+		t.Fatalf("not an OpenAI error body (status %d): %s", r.status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("error content type %q, want application/json", ct)
+	}
+	return e.Error.Message, e.Error.Type, e.Error.Code
+}
+
+func (s *stack) do(method, path, contentType string, body []byte, header ...string) response {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (s *stack) postJSON(path string, v any) response {
+	s.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return s.do("POST", path, "application/json", b)
+}
+
+func (s *stack) chat(model, content string) response {
+	s.t.Helper()
+	return s.postJSON("/v1/chat/completions", map[string]any{
+		"model":    model,
+		"messages": []map[string]string{{"role": "user", "content": content}},
+	})
+}
+
+// event is one SSE data line and when it arrived.
+type event struct {
+	data string
+	at   time.Time
+}
+
+// stream posts a streaming chat request and reads events until the stream
+// ends. It returns the response header and the events.
+func (s *stack) stream(model string, extra map[string]any) (*http.Response, []event, error) {
+	s.t.Helper()
+	body := map[string]any{
+		"model":    model,
+		"stream":   true,
+		"messages": []map[string]string{{"role": "user", "content": "stream please"}},
+	}
+	for k, v := range extra {
+		body[k] = v
+	}
+	b, _ := json.Marshal(body)
+	resp, err := s.client.Post(s.url+"/v1/chat/completions", "application/json", bytes.NewReader(b))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var events []event
+	br := bufio.NewReader(resp.Body)
+	for {
+		line, err := br.ReadString('\n')
+		if d, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data: "); ok {
+			events = append(events, event{data: d, at: time.Now()})
+		}
+		if err == io.EOF {
+			return resp, events, nil
+		}
+		if err != nil {
+			return resp, events, err
+		}
+	}
+}
+
+// status returns the swapper's view of model.
+func (s *stack) status(model string) swapper.Status {
+	st, ok := s.sw.Status(model)
+	if !ok {
+		s.t.Fatalf("no status for %q", model)
+	}
+	return st
+}
+
+func zapString(k, v string) zap.Field { return zap.String(k, v) }

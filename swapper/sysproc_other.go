@@ -1,0 +1,12 @@
+//go:build !linux
+
+package swapper
+
+import "syscall"
+
+// sysProcAttr puts the backend in its own process group. Pdeathsig is
+// Linux-only; elsewhere hotswap relies on stopping its backends on the way
+// out.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
