@@ -117,7 +117,10 @@ func requestModel(ctx *fasthttp.RequestCtx) (string, error) {
 	ct := string(ctx.Request.Header.ContentType())
 	if strings.HasPrefix(strings.ToLower(ct), "multipart/form-data") {
 		model, err := formModel(ct, body)
-		if err != nil {
+		switch {
+		case errors.Is(err, errNoModel):
+			return "", &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model", Message: err.Error()}
+		case err != nil:
 			return "", badRequest("invalid_request", err.Error())
 		}
 		return model, nil

@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -99,6 +100,7 @@ func New(opts Options) *Server {
 		NoDefaultServerHeader:        false,
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{log.Named("http")},
 	}
 	return s
 }
@@ -268,4 +270,13 @@ func formatBytes(n int64) string {
 		i++
 	}
 	return strconv.FormatInt(n, 10) + units[i]
+}
+
+// fasthttpLogger sends fasthttp's own messages (connection errors, mostly
+// clients that went away) to the debug log: each is also answered to the
+// client, and the request line says what happened.
+type fasthttpLogger struct{ log *zap.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
 }

@@ -94,13 +94,13 @@ func (r *Router) Acquire(ctx context.Context, model string) (*Lease, error) {
 	case q.slots <- struct{}{}:
 	default:
 		if err := q.wait(waitCtx); err != nil {
-			return nil, r.waitErr(ctx, err)
+			return nil, r.waitErr(ctx, waitCtx, err)
 		}
 	}
 	l, err := r.backends.Acquire(waitCtx, model)
 	if err != nil {
 		<-q.slots
-		return nil, r.waitErr(ctx, err)
+		return nil, r.waitErr(ctx, waitCtx, err)
 	}
 	return &Lease{Lease: l, q: q}, nil
 }
@@ -127,9 +127,10 @@ func (q *queue) wait(ctx context.Context) error {
 	}
 }
 
-// waitErr tells our own timeout apart from the caller giving up.
-func (r *Router) waitErr(ctx context.Context, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+// waitErr tells our own timeout apart from the caller giving up and from
+// errors that merely mention a deadline (a backend's failed health check).
+func (r *Router) waitErr(ctx, waitCtx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && errors.Is(waitCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 		return fmt.Errorf("%w after %s", ErrQueueTimeout, r.timeout)
 	}
 	return err

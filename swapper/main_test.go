@@ -35,6 +35,7 @@ func runTests(m *testing.M) int {
 	}
 	if code == 0 {
 		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
 			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner")); err != nil {
 			fmt.Fprintln(os.Stderr, "FAIL: leaked goroutines:", err)
 			code = 1

@@ -58,8 +58,9 @@ const tailLines = 20
 // although hotswap lives on. So every fork happens on one goroutine locked
 // to its thread for the life of the starter.
 type ExecStarter struct {
-	reqs chan startReq
-	once sync.Once
+	reqs      chan startReq
+	once      sync.Once
+	closeOnce sync.Once
 }
 
 type startReq struct {
@@ -79,6 +80,14 @@ func (s *ExecStarter) loop() {
 			}
 		}()
 	})
+}
+
+// Close ends the starting thread. Children it started get their death
+// signal when it goes, so call Close only once they have all been stopped.
+func (s *ExecStarter) Close() error {
+	s.loop()
+	s.closeOnce.Do(func() { close(s.reqs) })
+	return nil
 }
 
 // Start implements Starter.

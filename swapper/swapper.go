@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -509,6 +510,11 @@ func (s *Swapper) Close(ctx context.Context) {
 	}
 	wg.Wait()
 	s.wg.Wait()
+	// Every backend is gone, so ending the thread that started them (and
+	// with it their death signal) harms none.
+	if c, ok := s.opts.Starter.(io.Closer); ok {
+		c.Close()
+	}
 }
 
 // shutdown stops b, cutting its drain short when ctx ends.

@@ -1,0 +1,160 @@
+// Package bench measures hotswap end to end with real mock backends:
+// the cost of the warm path (a request to a loaded model) against talking
+// to the backend directly, a cold start, and a switch between two models.
+// Run with `make bench`; BENCHMARKS.md records the figures.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/internal/mocktest"
+	"github.com/hotswap/hotswap/proxy"
+	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/swapper"
+)
+
+var mockExe string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hotswap-bench")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	mockExe, err = mocktest.Build(dir, "./cmd/mockbackend")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if left := mocktest.Leftovers(mockExe, 5*time.Second); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "mock backends left running: %v\n", left)
+		code = 1
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const benchConfig = `
+ports: 23000-23999
+models:
+  a:
+    cmd: MOCK -port ${PORT} -model a -progress-interval 0
+    parallel: 64
+  b:
+    cmd: MOCK -port ${PORT} -model b -progress-interval 0
+    parallel: 64
+`
+
+type hotswap struct {
+	url string
+	sw  *swapper.Swapper
+}
+
+func start(b *testing.B) *hotswap {
+	b.Helper()
+	cfg, err := config.Parse([]byte(strings.ReplaceAll(benchConfig, "MOCK", mockExe)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop()})
+	parallel := map[string]int{}
+	for id, m := range cfg.Models {
+		parallel[id] = m.Parallel
+	}
+	rt := router.New(sw, router.Options{Parallel: parallel, QueueSize: 1024, QueueTimeout: time.Minute})
+	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: zap.NewNop()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go px.Serve(ln)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		px.Shutdown(ctx)
+		sw.Close(ctx)
+	})
+	return &hotswap{url: "http://" + ln.Addr().String(), sw: sw}
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+
+func chat(b *testing.B, base, model string) {
+	body := `{"model":"` + model + `","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}`
+	resp, err := client.Post(base+"/v1/chat/completions", "application/json", bytes.NewBufferString(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// BenchmarkWarmDirect is the baseline: the mock backend without hotswap.
+func BenchmarkWarmDirect(b *testing.B) {
+	hs := start(b)
+	chat(b, hs.url, "a")
+	st, _ := hs.sw.Status("a")
+	benchParallel(b, st.Upstream, "a")
+}
+
+// BenchmarkWarmProxied is the same traffic through hotswap.
+func BenchmarkWarmProxied(b *testing.B) {
+	hs := start(b)
+	chat(b, hs.url, "a")
+	benchParallel(b, hs.url, "a")
+}
+
+// benchParallel sends b.N requests from 8 clients, at least 2000 in all so
+// that `-benchtime 1x` still measures something.
+func benchParallel(b *testing.B, base, model string) {
+	n := max(b.N, 2000)
+	const clients = 8
+	b.ResetTimer()
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := c; i < n; i += clients {
+				chat(b, base, model)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(begin)
+	b.ReportMetric(float64(el.Microseconds())/float64(n), "µs/req")
+	b.ReportMetric(float64(n)/el.Seconds(), "req/s")
+}
+
+// BenchmarkColdStart measures a first request for a model that is not
+// running: process start, readiness polling and the request.
+func BenchmarkColdStart(b *testing.B) {
+	hs := start(b)
+	var total time.Duration
+	n := max(b.N, 10)
+	for range n {
+		begin := time.Now()
+		chat(b, hs.url, "a")
+		total += time.Since(begin)
+		chat(b, hs.url, "b") // stops a, so the next round is cold again
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(n), "ms/cold-request")
+}
