@@ -7,7 +7,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -28,25 +27,7 @@ import (
 
 var mockExe string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hotswap-bench")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	mockExe, err = mocktest.Build(dir, "./cmd/mockbackend")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if left := mocktest.Leftovers(mockExe, 5*time.Second); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "mock backends left running: %v\n", left)
-		code = 1
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(mocktest.Main(m, &mockExe)) }
 
 const benchConfig = `
 ports: 23000-23999

@@ -127,6 +127,17 @@ func (q *queue) wait(ctx context.Context) error {
 	}
 }
 
+// Waiting reports how many requests wait for a slot on model.
+func (r *Router) Waiting(model string) int {
+	q, ok := r.queues[model]
+	if !ok {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.waiting
+}
+
 // waitErr tells our own timeout apart from the caller giving up and from
 // errors that merely mention a deadline (a backend's failed health check).
 func (r *Router) waitErr(ctx, waitCtx context.Context, err error) error {

@@ -10,7 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // Build compiles the main package pkg (a path relative to the module root,
@@ -99,5 +102,50 @@ func Eventually(timeout time.Duration, cond func() bool) bool {
 			return false
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Main builds the mock backend into a temporary directory, stores its path
+// in *exe, runs the tests, and fails the run if any mock process outlived
+// them or goroutines leaked. Use it as TestMain's body:
+//
+//	func TestMain(m *testing.M) { os.Exit(mocktest.Main(m, &mockExe)) }
+func Main(m *testing.M, exe *string) int {
+	dir, err := os.MkdirTemp("", "hotswap-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *exe, err = Build(dir, "./cmd/mockbackend"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	// No backend may outlive the swappers that started it.
+	if left := Leftovers(*exe, 5*time.Second); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: mock backends left running: %v\n", left)
+		code = 1
+	}
+	if code == 0 {
+		if err := goleak.Find(IgnoreFasthttp()...); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: leaked goroutines:", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// IgnoreFasthttp lists fasthttp's process-wide background goroutines,
+// which are not ours to stop: pool cleaners that exit after an idle period
+// (the server's worker-pool cleaner sleeps up to 10s after Stop), the
+// dialer's address cache cleaner and the Date header ticker.
+func IgnoreFasthttp() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 	}
 }
