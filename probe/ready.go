@@ -45,10 +45,14 @@ type WaitOptions struct {
 	// Exited, if set, is closed when the backend's process ends; Wait then
 	// gives up at once instead of polling a dead port.
 	Exited <-chan struct{}
+	// Wake, if set, triggers a check at once. Backends say when they are
+	// ready ("server is listening"), so checking on each output line sees
+	// a ready backend without waiting out a poll interval.
+	Wake <-chan struct{}
 	// FirstInterval and MaxInterval bound the polling period, which starts
 	// fast (most backends that start quickly should be seen within tens of
 	// milliseconds) and backs off so that a minute-long load is not
-	// hammered. Defaults: 10ms and 500ms.
+	// hammered. Defaults: 10ms and 100ms.
 	FirstInterval, MaxInterval time.Duration
 }
 
@@ -105,7 +109,7 @@ func (r *Readiness) Wait(ctx context.Context, url string, opts WaitOptions) erro
 	}
 	maxInterval := opts.MaxInterval
 	if maxInterval <= 0 {
-		maxInterval = 500 * time.Millisecond
+		maxInterval = 100 * time.Millisecond
 	}
 	start := time.Now()
 	deadline := func() time.Time {
@@ -126,6 +130,7 @@ func (r *Readiness) Wait(ctx context.Context, url string, opts WaitOptions) erro
 			return ctx.Err()
 		case <-opts.Exited:
 			return ErrExited
+		case <-opts.Wake:
 		case <-timer.C:
 		}
 		checkCtx, cancel := context.WithDeadline(ctx, deadline())
@@ -143,6 +148,12 @@ func (r *Readiness) Wait(ctx context.Context, url string, opts WaitOptions) erro
 		}
 		if opts.Timeout > 0 && !time.Now().Before(deadline()) {
 			return fmt.Errorf("%w within %s: %w", ErrNotReady, opts.Timeout, last)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
 		timer.Reset(interval)
 		interval = interval * 3 / 2

@@ -33,6 +33,9 @@ type Process interface {
 	ExitErr() error
 	// LastOutput is when the process last wrote a line.
 	LastOutput() time.Time
+	// Wrote receives a value after the process writes a line (coalesced:
+	// one value may stand for many lines).
+	Wrote() <-chan struct{}
 	// Tail returns the last lines the process wrote, oldest first.
 	Tail() []string
 	// Stop sends SIGTERM to the process group, SIGKILL after timeout, and
@@ -117,7 +120,8 @@ func (s *ExecStarter) Start(spec ProcessSpec) (Process, error) {
 		r.Close()
 		return nil, err
 	}
-	p := &execProcess{cmd: cmd, done: make(chan struct{}), tail: make([]string, 0, tailLines)}
+	p := &execProcess{cmd: cmd, done: make(chan struct{}), wrote: make(chan struct{}, 1),
+		tail: make([]string, 0, tailLines)}
 	p.lastOutput.Store(time.Now().UnixNano())
 	go p.read(r, spec.Output)
 	go p.wait()
@@ -127,6 +131,7 @@ func (s *ExecStarter) Start(spec ProcessSpec) (Process, error) {
 type execProcess struct {
 	cmd        *exec.Cmd
 	done       chan struct{}
+	wrote      chan struct{}
 	exitErr    error
 	lastOutput atomic.Int64
 
@@ -141,6 +146,7 @@ func (p *execProcess) Pid() int                       { return p.cmd.Process.Pid
 func (p *execProcess) Done() <-chan struct{}          { return p.done }
 func (p *execProcess) ExitErr() error                 { <-p.done; return p.exitErr }
 func (p *execProcess) LastOutput() time.Time          { return time.Unix(0, p.lastOutput.Load()) }
+func (p *execProcess) Wrote() <-chan struct{}         { return p.wrote }
 func (p *execProcess) signalGroup(sig syscall.Signal) { _ = syscall.Kill(-p.Pid(), sig) }
 
 func (p *execProcess) wait() {
@@ -166,6 +172,10 @@ func (p *execProcess) read(r io.ReadCloser, out func(string)) {
 			p.next = (p.next + 1) % tailLines
 		}
 		p.mu.Unlock()
+		select {
+		case p.wrote <- struct{}{}:
+		default:
+		}
 		if out != nil {
 			out(line)
 		}

@@ -339,6 +339,7 @@ func (s *Swapper) run(b *backend) (*instance, error) {
 	err = s.opts.Readiness.Wait(s.ctx, upstream+m.Health, probe.WaitOptions{
 		Timeout:      m.HealthTimeout,
 		LastActivity: proc.LastOutput,
+		Wake:         proc.Wrote(),
 		Exited:       proc.Done(),
 	})
 	if err != nil {
