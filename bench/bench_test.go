@@ -20,6 +20,7 @@ import (
 
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/internal/mocktest"
+	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/proxy"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
@@ -39,7 +40,7 @@ models:
     cmd: MOCK -port ${PORT} -model b -progress-interval 0
     parallel: 64
   loads-500ms:
-    cmd: MOCK -port ${PORT} -startup 500ms -progress-interval 0
+    cmd: MOCK -port ${PORT} -model loads-500ms -startup 500ms -progress-interval 0
 `
 
 type hotswap struct {
@@ -53,7 +54,13 @@ func start(b *testing.B) *hotswap {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop()})
+	// Scripted memory: any two of the models do not fit together, so each
+	// switch stops one backend and starts another.
+	mem := probe.NewFake(mockExe, 10<<30)
+	for _, m := range []string{"a", "b", "loads-500ms"} {
+		mem.Script(m, probe.Usage{RAM: 6 << 30})
+	}
+	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop(), Memory: mem})
 	parallel := map[string]int{}
 	for id, m := range cfg.Models {
 		parallel[id] = m.Parallel

@@ -39,11 +39,14 @@ func toAPIError(err error) *apiError {
 	var ae *apiError
 	var be *swapper.BackoffError
 	var se *swapper.StartError
+	var ie *swapper.InsufficientMemoryError
 	switch {
 	case errors.As(err, &ae):
 		return ae
 	case errors.Is(err, swapper.ErrUnknownModel):
 		return &apiError{Status: 404, Type: "invalid_request_error", Code: "model_not_found", Message: err.Error()}
+	case errors.As(err, &ie):
+		return &apiError{Status: 503, Type: "server_error", Code: "insufficient_memory", Message: err.Error()}
 	case errors.As(err, &be):
 		return &apiError{Status: 503, Type: "server_error", Code: "backend_start_failed", Message: err.Error(),
 			RetryAfter: time.Until(be.RetryAt)}

@@ -31,9 +31,11 @@ models:
     cmd: MOCK -port ${PORT} -model ${MODEL} -startup 300ms -progress-interval 0
     aliases: [gpt-test]
     parallel: 4
+    memory: {ram: 6GiB}
   chat-b:
     cmd: MOCK -port ${PORT} -model ${MODEL} -startup 100ms -progress-interval 0
     parallel: 4
+    memory: {ram: 6GiB}
   slow-stream:
     cmd: MOCK -port ${PORT} -model ${MODEL} -stream-interval 100ms -tokens 10
   embed:
@@ -46,6 +48,9 @@ models:
     health_timeout: 500ms
   crashy:
     cmd: MOCK -port ${PORT} -model ${MODEL} -crash-after 1 -stream-interval 50ms
+  giant:
+    cmd: MOCK -port ${PORT} -model ${MODEL}
+    memory: {ram: 64GiB}
 `
 
 func TestColdStartThenWarmReuse(t *testing.T) {
@@ -115,7 +120,7 @@ func TestModelsListAndAliases(t *testing.T) {
 			t.Errorf("model entry %+v", m)
 		}
 	}
-	want := "chat-a chat-b slow-stream embed broken hung crashy"
+	want := "chat-a chat-b slow-stream embed broken hung crashy giant"
 	if strings.Join(ids, " ") != want {
 		t.Errorf("ids %v, want %s (file order)", ids, want)
 	}
@@ -329,6 +334,8 @@ func TestBackendKilledMidStream(t *testing.T) {
 	}
 }
 
+// TestSwitchingModels: chat-a and chat-b do not fit together (scripted
+// memory), so asking for one stops the other.
 func TestSwitchingModels(t *testing.T) {
 	s := newStack(t, baseConfig)
 	a := s.chat("chat-a", "one")
@@ -478,5 +485,28 @@ func TestRequestLogLine(t *testing.T) {
 		return s.logs.FilterLoggerName("backend").FilterField(zapString("model", "chat-b")).Len() > 0
 	}) {
 		t.Error("backend output is not logged with its model")
+	}
+}
+
+func TestModelThatCanNeverFit(t *testing.T) {
+	s := newStack(t, baseConfig)
+	if r := s.chat("chat-a", "hi"); r.status != 200 {
+		t.Fatalf("chat-a: %d", r.status)
+	}
+	r := s.chat("giant", "hi")
+	if r.status != 503 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	msg, _, code := r.apiError(t)
+	for _, want := range []string{"giant", "64GiB", "ram", "4GiB is free"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not name %q", msg, want)
+		}
+	}
+	if code != "insufficient_memory" {
+		t.Errorf("code %q", code)
+	}
+	if st := s.status("chat-a"); st.State != swapper.Ready || s.starts.Load() != 1 {
+		t.Errorf("a refusal evicted or started something: chat-a %v, %d starts", st.State, s.starts.Load())
 	}
 }

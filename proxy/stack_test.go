@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/proxy"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
@@ -55,11 +56,17 @@ func newStack(t *testing.T, cfgText string) *stack {
 	core, logs := observer.New(zap.InfoLevel)
 	log := zap.New(core)
 	s := &stack{t: t, cfg: cfg, logs: logs}
+	// Scripted memory: chat-a and chat-b use 6GiB each of 10GiB, so one
+	// evicts the other; the rest use nothing.
+	mem := probe.NewFake(mockExe, 10<<30)
+	mem.Script("chat-a", probe.Usage{RAM: 6 << 30})
+	mem.Script("chat-b", probe.Usage{RAM: 6 << 30})
 	s.sw = swapper.New(swapper.Options{
 		Models:  cfg.Models,
 		Ports:   cfg.Ports,
 		Starter: &countingStarter{n: &s.starts},
 		Log:     log,
+		Memory:  mem,
 	})
 	parallel := map[string]int{}
 	for id, m := range cfg.Models {

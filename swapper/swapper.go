@@ -10,13 +10,14 @@ package swapper
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/probe"
@@ -62,6 +63,27 @@ type Options struct {
 	// BackoffBase is how long a model whose start failed is refused; it
 	// doubles with each further failure up to BackoffMax. Defaults 10s, 5m.
 	BackoffBase, BackoffMax time.Duration
+
+	// Memory reports free memory and what backends use. nil turns memory
+	// planning off: every model is taken to fit.
+	Memory probe.Memory
+	// ReserveRAM and ReserveVRAM (per GPU) are always left free.
+	ReserveRAM, ReserveVRAM int64
+	// LimitRAM, if > 0, caps the RAM all backends together may use.
+	LimitRAM int64
+	// CooldownMax bounds the wait for stopped backends' memory to show as
+	// free again.
+	CooldownMax time.Duration
+	// DrainTimeout bounds the wait for a busy backend that must make room
+	// to finish its requests; after it, the backend is stopped anyway.
+	// Default 5m.
+	DrainTimeout time.Duration
+	// Footprints remembers measured footprints; nil keeps them in memory.
+	Footprints *Footprints
+	// MeasureInterval is how often a running backend's memory is measured
+	// (default 5s); TTLInterval how often idle backends are checked
+	// against their ttl (default 1s).
+	MeasureInterval, TTLInterval time.Duration
 }
 
 // Swapper runs backends. Create it with New and stop it with Close.
@@ -84,6 +106,8 @@ type Swapper struct {
 	mu       sync.Mutex
 	closed   bool
 	backends map[string]*backend
+	// lru orders loaded models, least recently used first.
+	lru *simplelru.LRU[string, struct{}]
 
 	instances uint64 // last instance id handed out; guarded by swap
 }
@@ -94,6 +118,9 @@ type backend struct {
 	state State
 	cur   *instance // set in Ready, Draining and Stopping
 	start *attempt  // set in Starting
+	// pending is the instance being started, once its process runs: its
+	// reservation keeps concurrent starts from counting the same memory.
+	pending *instance
 
 	lastUsed time.Time
 	failures int
@@ -114,6 +141,12 @@ type instance struct {
 	idle chan struct{}
 	// gone is closed when the instance has stopped, for whatever reason.
 	gone chan struct{}
+
+	gpu  int         // the GPU it was placed on, or ramDevice
+	need config.Need // what planning assumed it needs
+	// usage is its last measurement (zero until measured).
+	usage    probe.Usage
+	measured bool
 }
 
 // attempt is one start, joined by every caller that needs the model while
@@ -140,6 +173,19 @@ func New(opts Options) *Swapper {
 	if opts.BackoffMax <= 0 {
 		opts.BackoffMax = 5 * time.Minute
 	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 5 * time.Minute
+	}
+	if opts.MeasureInterval <= 0 {
+		opts.MeasureInterval = 5 * time.Second
+	}
+	if opts.TTLInterval <= 0 {
+		opts.TTLInterval = time.Second
+	}
+	if opts.Footprints == nil {
+		opts.Footprints, _ = LoadFootprints("")
+	}
+	lru, _ := simplelru.NewLRU[string, struct{}](max(1, len(opts.Models)), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Swapper{
 		opts:     opts,
@@ -149,10 +195,13 @@ func New(opts Options) *Swapper {
 		cancel:   cancel,
 		swap:     make(chan struct{}, 1),
 		backends: make(map[string]*backend, len(opts.Models)),
+		lru:      lru,
 	}
 	for id, m := range opts.Models {
 		s.backends[id] = &backend{model: m}
 	}
+	s.wg.Add(1)
+	go s.janitor()
 	return s
 }
 
@@ -213,6 +262,7 @@ func (s *Swapper) Acquire(ctx context.Context, model string) (*Lease, error) {
 		case Ready:
 			b.cur.inflight++
 			b.lastUsed = time.Now()
+			s.lru.Add(model, struct{}{})
 			l := &Lease{s: s, b: b, inst: b.cur, model: model}
 			s.mu.Unlock()
 			return l, nil
@@ -243,218 +293,6 @@ func (s *Swapper) Acquire(ctx context.Context, model string) (*Lease, error) {
 	}
 }
 
-// beginStartLocked moves b to Starting and starts it in the background.
-func (s *Swapper) beginStartLocked(b *backend) {
-	a := &attempt{done: make(chan struct{})}
-	b.state = Starting
-	b.start = a
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		inst, err := s.run(b)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		b.start = nil
-		if err == nil && s.closed {
-			// Close did not see this instance: it must not outlive us.
-			s.mu.Unlock()
-			inst.proc.Stop(b.model.StopTimeout)
-			s.ports.release(inst.port)
-			s.mu.Lock()
-			inst, err = nil, ErrClosed
-		}
-		if err != nil {
-			b.state = Stopped
-			se := asStartError(b.model.ID, err)
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, ErrClosed) {
-				b.failures++
-				backoff := s.opts.BackoffBase << (b.failures - 1)
-				if backoff > s.opts.BackoffMax || backoff <= 0 {
-					backoff = s.opts.BackoffMax
-				}
-				b.retryAt = time.Now().Add(backoff)
-				se.RetryAt = b.retryAt
-				b.lastErr = se
-			}
-			a.err = se
-			close(a.done)
-			return
-		}
-		b.state = Ready
-		b.cur = inst
-		b.failures = 0
-		b.lastUsed = time.Now()
-		close(a.done)
-		s.wg.Add(1)
-		go s.watch(b, inst)
-	}()
-}
-
-func asStartError(model string, err error) *StartError {
-	var se *StartError
-	if errors.As(err, &se) {
-		return se
-	}
-	return &StartError{Model: model, Err: err}
-}
-
-// run makes room for b, starts its process and waits until it is healthy.
-func (s *Swapper) run(b *backend) (*instance, error) {
-	select {
-	case s.swap <- struct{}{}:
-	case <-s.ctx.Done():
-		return nil, s.ctx.Err()
-	}
-	defer func() { <-s.swap }()
-
-	for _, v := range s.victims(b) {
-		s.stop(v, "making room for "+b.model.ID)
-	}
-	if err := s.ctx.Err(); err != nil {
-		return nil, err
-	}
-
-	m := b.model
-	port := 0
-	if m.NeedsPort() {
-		var err error
-		if port, err = s.ports.acquire(); err != nil {
-			return nil, err
-		}
-	}
-	argv, env, upstream := m.Expand(port)
-	log := s.log.With(zap.String("model", m.ID))
-	out := s.log.Named("backend").With(zap.String("model", m.ID))
-	begin := time.Now()
-	log.Info("starting backend", zap.Strings("argv", argv), zap.Int("port", port))
-	proc, err := s.opts.Starter.Start(ProcessSpec{
-		Argv:   argv,
-		Env:    env,
-		Output: func(line string) { out.Info(line) },
-	})
-	if err != nil {
-		s.ports.release(port)
-		return nil, err
-	}
-	err = s.opts.Readiness.Wait(s.ctx, upstream+m.Health, probe.WaitOptions{
-		Timeout:      m.HealthTimeout,
-		LastActivity: proc.LastOutput,
-		Wake:         proc.Wrote(),
-		Exited:       proc.Done(),
-	})
-	if err != nil {
-		proc.Stop(m.StopTimeout)
-		s.ports.release(port)
-		if errors.Is(err, probe.ErrExited) {
-			err = fmt.Errorf("%w (%v)", err, proc.ExitErr())
-		}
-		se := &StartError{Model: m.ID, Err: err, Output: proc.Tail()}
-		log.Error("backend failed to start", zap.Error(err), zap.Strings("output", se.Output))
-		return nil, se
-	}
-	log.Info("backend ready", zap.Int("pid", proc.Pid()), zap.Duration("took", time.Since(begin)))
-	return &instance{
-		id:       nextInstanceID(s),
-		proc:     proc,
-		port:     port,
-		upstream: upstream,
-		started:  begin,
-		gone:     make(chan struct{}),
-	}, nil
-}
-
-// nextInstanceID is unique within the swapper; guarded by swap.
-func nextInstanceID(s *Swapper) uint64 {
-	s.instances++
-	return s.instances
-}
-
-// victims are the backends to stop before b can start. This first version
-// runs one model at a time: everything else that is loaded goes.
-func (s *Swapper) victims(b *backend) []*backend {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*backend
-	for _, o := range s.backends {
-		if o != b && o.cur != nil {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
-// watch notices a backend that exits on its own.
-func (s *Swapper) watch(b *backend, inst *instance) {
-	defer s.wg.Done()
-	<-inst.proc.Done()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b.cur != inst || b.state == Stopping {
-		return // stop() owns this exit
-	}
-	s.log.Error("backend exited unexpectedly",
-		zap.String("model", b.model.ID),
-		zap.Int("pid", inst.proc.Pid()),
-		zap.NamedError("exit", inst.proc.ExitErr()),
-		zap.Strings("output", inst.proc.Tail()))
-	s.retireLocked(b, inst)
-}
-
-// retireLocked marks inst as gone.
-func (s *Swapper) retireLocked(b *backend, inst *instance) {
-	b.state = Stopped
-	b.cur = nil
-	s.ports.release(inst.port)
-	if inst.idle != nil {
-		close(inst.idle)
-		inst.idle = nil
-	}
-	close(inst.gone)
-}
-
-// stop drains b (no new leases; in-flight ones finish) and stops its
-// process. It returns once the process has exited.
-func (s *Swapper) stop(b *backend, reason string) {
-	s.mu.Lock()
-	inst := b.cur
-	if inst == nil || b.state != Ready {
-		s.mu.Unlock()
-		if inst != nil {
-			<-inst.gone // someone else is stopping it
-		}
-		return
-	}
-	b.state = Draining
-	log := s.log.With(zap.String("model", b.model.ID), zap.String("reason", reason))
-	for inst.inflight > 0 {
-		if inst.idle == nil {
-			inst.idle = make(chan struct{})
-		}
-		idle := inst.idle
-		log.Info("draining backend", zap.Int("in_flight", inst.inflight))
-		s.mu.Unlock()
-		select {
-		case <-idle:
-		case <-inst.gone:
-		}
-		s.mu.Lock()
-	}
-	if b.cur != inst { // it died while draining
-		s.mu.Unlock()
-		return
-	}
-	b.state = Stopping
-	s.mu.Unlock()
-
-	begin := time.Now()
-	inst.proc.Stop(b.model.StopTimeout)
-	log.Info("backend stopped", zap.Duration("took", time.Since(begin)))
-
-	s.mu.Lock()
-	s.retireLocked(b, inst)
-	s.mu.Unlock()
-}
-
 // Status describes one model for the API and logs.
 type Status struct {
 	Model    string
@@ -464,6 +302,12 @@ type Status struct {
 	InFlight int
 	LastUsed time.Time
 	RetryAt  time.Time
+	// Device is where its VRAM is ("gpu0", ...), or "ram".
+	Device string
+	// Need is what planning counts for it: its declaration raised to its
+	// learned footprint. Usage is its last measurement.
+	Need  config.Need
+	Usage probe.Usage
 }
 
 // Status reports model's state now.
@@ -474,7 +318,7 @@ func (s *Swapper) Status(model string) (Status, bool) {
 	if !ok {
 		return Status{}, false
 	}
-	st := Status{Model: model, State: b.state, LastUsed: b.lastUsed}
+	st := Status{Model: model, State: b.state, LastUsed: b.lastUsed, Need: s.need(b)}
 	if b.state == Stopped && time.Now().Before(b.retryAt) {
 		st.RetryAt = b.retryAt
 	}
@@ -482,6 +326,8 @@ func (s *Swapper) Status(model string) (Status, bool) {
 		st.Pid = b.cur.proc.Pid()
 		st.Upstream = b.cur.upstream
 		st.InFlight = b.cur.inflight
+		st.Device = deviceName(b.cur.gpu)
+		st.Usage = b.cur.usage
 	}
 	return st, true
 }
@@ -523,7 +369,7 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.stop(b, "shutdown")
+		s.stop(b, "shutdown", nil)
 	}()
 	select {
 	case <-done:

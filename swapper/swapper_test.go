@@ -15,6 +15,7 @@ import (
 
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/internal/mocktest"
+	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -164,11 +165,15 @@ func TestCallerLeavingDoesNotAbortStart(t *testing.T) {
 }
 
 func TestSwitchDrainsBusyBackendFirst(t *testing.T) {
-	sw, _, _ := newSwapper(t, `
+	// a and b use 6GiB each of 10GiB: b can start only once a is gone.
+	fake := probe.NewFake(mockExe, 10<<30)
+	fake.Script("a", probe.Usage{RAM: 6 << 30})
+	fake.Script("b", probe.Usage{RAM: 6 << 30})
+	sw, _ := memSwapper(t, `
 models:
-  a: {cmd: "MOCK -port ${PORT}"}
-  b: {cmd: "MOCK -port ${PORT}"}
-`)
+  a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 6GiB}}
+  b: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 6GiB}}
+`, fake, nil)
 	la := acquire(t, sw, "a")
 	pidA := pid(sw, "a")
 	got := make(chan error, 1)

@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/proxy"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
@@ -96,10 +99,28 @@ func newLogger(level string, w io.Writer) (*zap.Logger, error) {
 
 // serve runs hotswap until SIGINT or SIGTERM, then stops every backend.
 func serve(cfg *config.Config, log *zap.Logger) error {
+	mem := probe.NewMemory(log)
+	if c, ok := mem.(io.Closer); ok {
+		defer c.Close()
+	}
+	statePath := cfg.Memory.StateFile
+	if statePath == "" {
+		statePath = defaultStatePath()
+	}
+	footprints, err := swapper.LoadFootprints(statePath)
+	if err != nil {
+		log.Warn("ignoring learned footprints", zap.Error(err))
+	}
 	sw := swapper.New(swapper.Options{
-		Models: cfg.Models,
-		Ports:  cfg.Ports,
-		Log:    log,
+		Models:      cfg.Models,
+		Ports:       cfg.Ports,
+		Log:         log,
+		Memory:      mem,
+		ReserveRAM:  cfg.Memory.ReserveRAM,
+		ReserveVRAM: cfg.Memory.ReserveVRAM,
+		LimitRAM:    cfg.Memory.LimitRAM,
+		CooldownMax: cfg.Memory.CooldownMax,
+		Footprints:  footprints,
 	})
 	parallel := make(map[string]int, len(cfg.Models))
 	for id, m := range cfg.Models {
@@ -144,6 +165,22 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	sw.Close(grace)
 	log.Info("all backends stopped")
 	return err
+}
+
+// defaultStatePath is where learned footprints live unless the config
+// says otherwise: the user's state directory.
+func defaultStatePath() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "hotswap", "footprints.json")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "" // in memory only
+	}
+	if runtime.GOOS == "darwin" {
+		return filepath.Join(home, "Library", "Application Support", "hotswap", "footprints.json")
+	}
+	return filepath.Join(home, ".local", "state", "hotswap", "footprints.json")
 }
 
 func preload(ctx context.Context, sw *swapper.Swapper, model string, log *zap.Logger) {

@@ -3,6 +3,8 @@
 // it: it can take a given time to load, hold real memory, stream at a given
 // rate, fail to start, hang, crash mid-request, or ignore SIGTERM, so every
 // behaviour of hotswap is testable without a GPU or model weights.
+//
+//	mockbackend -port 9001 -model llama -startup 2s -hold 300MiB
 package main
 
 import (
@@ -10,37 +12,34 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string) int {
-	opts, err := parseFlags(args)
+// run is the whole command: it serves until SIGTERM or SIGINT and returns
+// the exit status. Ends decided elsewhere (a failed load, a crash on
+// request) call os.Exit themselves, as a real backend dying would.
+func run(args []string, stdout, stderr io.Writer) int {
+	opts, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
 		return 2
 	}
-	ln, err := net.Listen("tcp", opts.listen)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		return 1
-	}
-	m := newMock(opts, os.Stdout)
-	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln) //nolint:errcheck // ends with the process
 
+	// Signals first: hotswap may send SIGTERM the moment the process
+	// exists, and -ignore-sigterm must already hold then.
 	sigs := make(chan os.Signal, 1)
 	if opts.ignoreSIGTERM {
 		signal.Ignore(syscall.SIGTERM)
@@ -48,143 +47,118 @@ func run(args []string) int {
 	} else {
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	}
-	go m.load(ln.Addr().String())
-	select {
-	case <-sigs:
-		fmt.Fprintln(os.Stdout, "shutting down")
-		return 0
-	case code := <-m.exit:
-		return code
+
+	// Listen before loading, as real backends do: hotswap polls /health
+	// and must get 503 "loading", not a refused connection.
+	ln, err := net.Listen("tcp", opts.listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
 	}
+	m := newMock(opts, stdout, stderr, os.Exit)
+	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // it serves until the process ends
+	go m.load(context.Background(), ln.Addr().String())
+
+	<-sigs
+	// No graceful drain: a backend told to stop should stop at once, and
+	// hotswap's tests of stopping want a prompt exit. A hung one stays
+	// silent to the end.
+	if !opts.hang {
+		fmt.Fprintln(stdout, "shutting down")
+	}
+	return 0
 }
 
-// options are the command's flags.
+// options are the command's flags, checked.
 type options struct {
-	listen           string
+	listen           string // host:port, always a loopback address
 	model            string
 	startup          time.Duration
 	progressInterval time.Duration
-	hold             int64
+	hold             int64 // bytes
 	failStart        bool
 	hang             bool
 	streamInterval   time.Duration
 	tokens           int
 	latency          time.Duration
-	crashAfter       int64
+	crashAfter       int
 	ignoreSIGTERM    bool
 	dim              int
 }
 
-func parseFlags(args []string) (options, error) {
+// parseFlags parses and checks the flags. On a bad flag it has already
+// printed the problem and the usage to out.
+func parseFlags(args []string, out io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("mockbackend", flag.ContinueOnError)
-	port := fs.Int("port", 0, "port to listen on, on 127.0.0.1")
-	fs.StringVar(&o.listen, "listen", "", "address to listen on (instead of -port)")
-	fs.StringVar(&o.model, "model", "mock", "model id it reports")
-	fs.DurationVar(&o.startup, "startup", 0, "time spent loading before /health answers 200")
-	fs.DurationVar(&o.progressInterval, "progress-interval", 200*time.Millisecond, "how often to print a progress line while loading; 0 = never")
-	hold := fs.String("hold", "0", "memory to allocate and touch while loading (e.g. 300MiB)")
-	fs.BoolVar(&o.failStart, "fail-start", false, "exit 1 with an error at the end of loading")
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintln(out, "usage: mockbackend -port N [flags]\n\nA mock OpenAI-compatible model backend for testing hotswap.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	port := fs.Int("port", 0, "port to listen on, on 127.0.0.1 (required unless -listen is given)")
+	fs.StringVar(&o.listen, "listen", "", "loopback address to listen on, such as 127.0.0.1:0 (instead of -port)")
+	fs.StringVar(&o.model, "model", "mock", "model id to report")
+	fs.DurationVar(&o.startup, "startup", 0, "time spent loading; /health answers 503 until it has passed")
+	fs.DurationVar(&o.progressInterval, "progress-interval", 200*time.Millisecond, "how often to print a progress line while loading (0: never)")
+	hold := fs.String("hold", "0", "real memory to allocate and touch while loading, such as 300MiB (units B, KiB, MiB, GiB, KB, MB, GB)")
+	fs.BoolVar(&o.failStart, "fail-start", false, "after -startup, print an out-of-memory error and exit 1")
 	fs.BoolVar(&o.hang, "hang", false, "never become ready, and print nothing")
 	fs.DurationVar(&o.streamInterval, "stream-interval", 20*time.Millisecond, "delay between streamed chunks")
-	fs.IntVar(&o.tokens, "tokens", 8, "tokens in a completion")
-	fs.DurationVar(&o.latency, "latency", 0, "extra delay before each answer")
-	fs.Int64Var(&o.crashAfter, "crash-after", 0, "the Nth request kills the process (0 = never)")
-	fs.BoolVar(&o.ignoreSIGTERM, "ignore-sigterm", false, "ignore SIGTERM")
+	fs.IntVar(&o.tokens, "tokens", 8, "content chunks in a completion")
+	fs.DurationVar(&o.latency, "latency", 0, "extra delay before answering each /v1 POST")
+	fs.IntVar(&o.crashAfter, "crash-after", 0, "the Nth /v1 POST kills the process with status 3, mid-stream for a stream (0: never)")
+	fs.BoolVar(&o.ignoreSIGTERM, "ignore-sigterm", false, "ignore SIGTERM, so that only SIGKILL (or SIGINT) stops it")
 	fs.IntVar(&o.dim, "dim", 8, "embedding dimension")
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		return o, err // the flag package has printed the error and usage
 	}
-	var err error
-	if o.hold, err = parseSize(*hold); err != nil {
-		fmt.Fprintln(fs.Output(), "-hold:", err)
+	bad := func(format string, a ...any) (options, error) {
+		err := fmt.Errorf(format, a...)
+		fmt.Fprintln(out, "mockbackend:", err)
 		fs.Usage()
 		return o, err
 	}
-	if o.listen == "" {
-		if *port <= 0 {
-			fmt.Fprintln(fs.Output(), "-port or -listen is required")
-			fs.Usage()
-			return o, errors.New("no port")
-		}
-		o.listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))
+	if fs.NArg() > 0 {
+		return bad("unexpected arguments %q", fs.Args())
 	}
-	if o.tokens < 1 {
-		o.tokens = 1
+	var err error
+	if o.hold, err = parseSize(*hold); err != nil {
+		return bad("-hold: %v", err)
+	}
+	switch {
+	case o.listen != "" && *port != 0:
+		return bad("give -port or -listen, not both")
+	case o.listen == "" && (*port < 1 || *port > 65535):
+		return bad("-port must be 1 to 65535 (or give -listen)")
+	case o.listen == "":
+		o.listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))
+	case !loopback(o.listen):
+		return bad("-listen %q: must be a loopback address such as 127.0.0.1:PORT", o.listen)
+	}
+	if o.startup < 0 || o.progressInterval < 0 || o.streamInterval < 0 || o.latency < 0 {
+		return bad("durations must not be negative")
+	}
+	if o.tokens < 0 || o.crashAfter < 0 {
+		return bad("-tokens and -crash-after must not be negative")
+	}
+	if o.dim < 1 {
+		return bad("-dim must be at least 1")
 	}
 	return o, nil
 }
 
-// parseSize reads 300MiB, 1GB, 4096 and the like.
-func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{
-		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
-	}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid size %q", s)
-	}
-	return n * mult, nil
-}
-
-// load plays the part of loading a model: it takes memory, reports
-// progress, and then becomes ready, fails or hangs as told.
-func (m *mock) load(addr string) {
-	if m.opts.hang {
-		return
-	}
-	m.ballast = make([]byte, m.opts.hold)
-	// Touch every page so the memory is resident, as loaded weights are.
-	for i := 0; i < len(m.ballast); i += 4096 {
-		m.ballast[i] = 1
-	}
-	deadline := time.Now().Add(m.opts.startup)
-	if m.opts.progressInterval > 0 && m.opts.startup > 0 {
-		tick := time.NewTicker(m.opts.progressInterval)
-		for now := time.Now(); now.Before(deadline); now = <-tick.C {
-			pct := 100 - int(100*time.Until(deadline)/m.opts.startup)
-			fmt.Fprintf(m.out, "loading model %s: %d%%\n", m.opts.model, pct)
-		}
-		tick.Stop()
-	}
-	time.Sleep(time.Until(deadline))
-	if m.opts.failStart {
-		fmt.Fprintf(os.Stderr, "error: failed to load model %s: out of memory (mock)\n", m.opts.model)
-		m.exit <- 1
-		return
-	}
-	m.ready.Store(true)
-	fmt.Fprintf(m.out, "model %s ready on %s\n", m.opts.model, addr)
-}
-
-// crash ends the process as a backend dying of a bug would.
-func (m *mock) crash() {
-	fmt.Fprintf(m.out, "mock %s: crashing as told (-crash-after %d)\n", m.opts.model, m.opts.crashAfter)
-	os.Exit(3)
-}
-
-// sleep waits d unless ctx ends first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
+// loopback reports whether addr (host:port) names this machine only: the
+// mock is a test fixture and has no business on the network.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
 		return false
 	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// crashChunks is how many content chunks a crashing stream sends before
+// the process dies.
+const crashChunks = 2
+
+// completionRequest holds the fields of chat and text completion requests
+// that the mock looks at.
+type completionRequest struct {
+	Model               string          `json:"model"`
+	Stream              bool            `json:"stream"`
+	MaxTokens           int             `json:"max_tokens"`
+	MaxCompletionTokens int             `json:"max_completion_tokens"` // newer name of max_tokens
+	Prompt              json.RawMessage `json:"prompt"`
+	Messages            []struct {
+		Role    string          `json:"role"`
+		Content json.RawMessage `json:"content"`
+	} `json:"messages"`
+}
+
+// choice is one choice of a completion, chunk or not, chat or text; the
+// fields that do not apply are left out.
+type choice struct {
+	Index        int      `json:"index"`
+	Message      *message `json:"message,omitempty"`
+	Delta        *message `json:"delta,omitempty"`
+	Text         *string  `json:"text,omitempty"`
+	FinishReason *string  `json:"finish_reason"` // null until the end
+}
+
+type message struct {
+	Role    string `json:"role,omitempty"`
+	Content string `json:"content,omitempty"`
+}
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+type completion struct {
+	ID      string   `json:"id"`
+	Object  string   `json:"object"`
+	Created int64    `json:"created"`
+	Model   string   `json:"model"`
+	Choices []choice `json:"choices"`
+	Usage   *usage   `json:"usage,omitempty"`
+}
+
+// completionKind is what differs between chat and text completions.
+type completionKind struct {
+	chat        bool
+	idPrefix    string
+	object      string // of the whole answer
+	chunkObject string // of each streamed chunk
+}
+
+func (m *mock) chatCompletions(w http.ResponseWriter, r *http.Request, c *call) {
+	m.complete(w, r, c, completionKind{chat: true, idPrefix: "chatcmpl-mock-",
+		object: "chat.completion", chunkObject: "chat.completion.chunk"})
+}
+
+func (m *mock) textCompletions(w http.ResponseWriter, r *http.Request, c *call) {
+	m.complete(w, r, c, completionKind{idPrefix: "cmpl-mock-",
+		object: "text_completion", chunkObject: "text_completion"})
+}
+
+// complete answers a chat or text completion. The answer is deterministic:
+// -tokens tokens "tok0 ", "tok1 ", ... (fewer if max_tokens says so), then,
+// when not streamed, "| echo: " and the last message or the prompt. The
+// model field echoes the request's, so tests can see the body arrived
+// unchanged.
+func (m *mock) complete(w http.ResponseWriter, r *http.Request, c *call, kind completionKind) {
+	var req completionRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	n := m.opts.tokens
+	for _, limit := range []int{req.MaxTokens, req.MaxCompletionTokens} {
+		if limit > 0 {
+			n = min(n, limit)
+		}
+	}
+	// echo is the last message (or the prompt); prompt is all of the
+	// input, for the usage counts.
+	var echo, prompt string
+	if kind.chat {
+		for _, msg := range req.Messages {
+			echo = text(msg.Content)
+			prompt += echo + " "
+		}
+	} else {
+		echo = text(req.Prompt)
+		prompt = echo
+	}
+	head := completion{
+		ID:      fmt.Sprintf("%s%d", kind.idPrefix, c.n),
+		Object:  kind.object,
+		Created: time.Now().Unix(),
+		Model:   req.Model,
+	}
+	if req.Stream {
+		m.stream(w, r, c, kind, head, n)
+		return
+	}
+
+	var content strings.Builder
+	for i := range n {
+		content.WriteString(token(i))
+	}
+	content.WriteString("| echo: " + echo)
+	ch := choice{FinishReason: ptr("stop")}
+	if kind.chat {
+		ch.Message = &message{Role: "assistant", Content: content.String()}
+	} else {
+		ch.Text = ptr(content.String())
+	}
+	head.Choices = []choice{ch}
+	head.Usage = &usage{PromptTokens: words(prompt), CompletionTokens: n, TotalTokens: words(prompt) + n}
+	writeJSON(w, http.StatusOK, head)
+}
+
+// stream answers as server-sent events, one chunk per token, each flushed
+// as soon as it is written, then "data: [DONE]". It stops as soon as the
+// client leaves.
+func (m *mock) stream(w http.ResponseWriter, r *http.Request, c *call, kind completionKind, head completion, n int) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	send := func(data []byte) bool {
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	chunk := func(ch choice) bool {
+		head.Object = kind.chunkObject
+		head.Choices = []choice{ch}
+		b, err := json.Marshal(head)
+		if err != nil {
+			panic(err) // the mock's own value: a bug
+		}
+		return send(b)
+	}
+
+	if kind.chat && !chunk(choice{Delta: &message{Role: "assistant"}}) {
+		return
+	}
+	for i := range n {
+		if c.crash && i == crashChunks {
+			m.die()
+		}
+		if !sleep(r.Context(), m.opts.streamInterval) {
+			return // the client left: stop generating
+		}
+		ch := choice{Delta: &message{Content: token(i)}}
+		if !kind.chat {
+			ch = choice{Text: ptr(token(i))}
+		}
+		if !chunk(ch) {
+			return
+		}
+	}
+	if c.crash {
+		m.die() // fewer tokens than crashChunks: still never end cleanly
+	}
+	last := choice{Delta: &message{}, FinishReason: ptr("stop")}
+	if !kind.chat {
+		last = choice{Text: ptr(""), FinishReason: ptr("stop")}
+	}
+	if chunk(last) {
+		send([]byte("[DONE]"))
+	}
+}
+
+// token is the i-th token of every answer.
+func token(i int) string {
+	return fmt.Sprintf("tok%d ", i)
+}
+
+func ptr[T any](v T) *T { return &v }

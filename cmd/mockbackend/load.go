@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// pageSize is the step at which the -hold memory is touched: writing one
+// byte per page is what makes the kernel back it, so that RSS shows it.
+const pageSize = 4096
+
+// load plays the part of loading a model: it takes the -hold memory while
+// -startup passes, printing progress, and then becomes ready, fails or
+// hangs as told. It returns when ready, when failed, or when ctx ends
+// (tests end it; the command never does).
+func (m *mock) load(ctx context.Context, addr string) {
+	start := time.Now()
+	// Loading ends when both the time and the memory are done: touching
+	// memory can be slow (seconds per GiB in some VMs), and real backends
+	// are not ready before their weights are in.
+	held := make(chan struct{})
+	go func() {
+		m.hold(ctx)
+		close(held)
+	}()
+
+	if m.opts.hang {
+		<-ctx.Done() // a silent hung load: no output, never ready
+		<-held
+		return
+	}
+	ok := m.wait(ctx, start, held)
+	<-held
+	if !ok {
+		return
+	}
+	if m.opts.failStart {
+		fmt.Fprintf(m.stderr, "error: failed to load model %s: out of memory (mock)\n", m.opts.model)
+		m.exit(1)
+		return
+	}
+	m.ready.Store(true)
+	fmt.Fprintf(m.stdout, "model %s ready on %s\n", m.opts.model, addr)
+}
+
+// hold allocates -hold bytes and writes to every page, recording progress
+// in m.touched. It gives up early if ctx ends.
+func (m *mock) hold(ctx context.Context) {
+	b := make([]byte, m.opts.hold)
+	for i := 0; i < len(b); i += pageSize {
+		b[i] = 1 // non-zero, so that no zero-page trick can skip it
+		if i%(1<<20) == 0 {
+			m.touched.Store(int64(i))
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}
+	m.touched.Store(m.opts.hold)
+	m.ballast = b
+}
+
+// wait returns once -startup has passed since start and held is closed,
+// printing a progress line every -progress-interval meanwhile, as real
+// backends do (hotswap logs such lines and takes them as signs of life).
+// It reports false if ctx ended first.
+func (m *mock) wait(ctx context.Context, start time.Time, held <-chan struct{}) bool {
+	timer := time.NewTimer(time.Until(start.Add(m.opts.startup)))
+	defer timer.Stop()
+	var tick <-chan time.Time
+	if m.opts.progressInterval > 0 && (m.opts.startup > 0 || m.opts.hold > 0) {
+		t := time.NewTicker(m.opts.progressInterval)
+		defer t.Stop()
+		tick = t.C
+		m.printProgress(start)
+	}
+	timeUp := timer.C
+	for timeUp != nil || held != nil {
+		select {
+		case <-timeUp:
+			timeUp = nil
+		case <-held:
+			held = nil
+		case <-tick:
+			m.printProgress(start)
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// printProgress prints how far loading is: the lesser of the time and the
+// memory done, kept below 100% because the "ready" line says that.
+func (m *mock) printProgress(start time.Time) {
+	pct := 100
+	if m.opts.startup > 0 {
+		pct = min(pct, int(100*time.Since(start)/m.opts.startup))
+	}
+	if m.opts.hold > 0 {
+		pct = min(pct, int(100*m.touched.Load()/m.opts.hold))
+	}
+	fmt.Fprintf(m.stdout, "loading model %s: %d%%\n", m.opts.model, min(pct, 99))
+}

@@ -1,0 +1,195 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Fake is a Memory whose numbers a test scripts, while following real
+// processes: a live process running Exe whose arguments include a scripted
+// marker (a model id passed with -model, say) uses that marker's memory.
+// Memory is therefore used exactly while the process really lives, and
+// comes back only once it is really gone. Held memory stands for what
+// something else (another program, a driver slow to release) occupies.
+type Fake struct {
+	// Exe limits the processes counted to those running this binary.
+	Exe string
+
+	mu      sync.Mutex
+	ram     int64
+	gpus    []int64
+	unified bool
+	marks   map[string]Usage
+	held    map[int]int64
+	// With linger, a process's memory stays in use after it exits, until
+	// Release: a driver that reports frees late.
+	linger bool
+	seen   map[int]Usage
+}
+
+// NewFake returns a Fake with ram bytes of RAM and one GPU per gpus entry
+// (its VRAM in bytes).
+func NewFake(exe string, ram int64, gpus ...int64) *Fake {
+	return &Fake{Exe: exe, ram: ram, gpus: gpus, marks: make(map[string]Usage), held: make(map[int]int64),
+		seen: make(map[int]Usage)}
+}
+
+// Linger makes the memory of processes that exit stay in use until
+// Release is called.
+func (f *Fake) Linger(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.linger = on
+}
+
+// Release frees the memory of exited processes kept by Linger.
+func (f *Fake) Release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen = make(map[int]Usage)
+}
+
+// Script makes every process with marker among its arguments use u.
+func (f *Fake) Script(marker string, u Usage) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.marks[marker] = u
+}
+
+// Hold makes n bytes of device unavailable (DeviceRAM or a GPU index).
+func (f *Fake) Hold(device int, n int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.held[device] = n
+}
+
+// SetUnified makes the fake report unified memory (as on macOS).
+func (f *Fake) SetUnified(u bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unified = u
+}
+
+// UnifiedMemory implements Memory.
+func (f *Fake) UnifiedMemory() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unified
+}
+
+// Devices implements Memory.
+func (f *Fake) Devices(ctx context.Context) ([]Device, error) {
+	live := map[int]Usage{}
+	for _, pid := range f.pids() {
+		live[pid] = f.usageOf(pid)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for pid, u := range live {
+		f.seen[pid] = u
+	}
+	used := Usage{VRAM: map[int]int64{}}
+	for pid, u := range f.seen {
+		if _, ok := live[pid]; !ok && !f.linger {
+			delete(f.seen, pid)
+			continue
+		}
+		used.RAM += u.RAM
+		for d, n := range u.VRAM {
+			used.VRAM[d] += n
+		}
+	}
+	devs := []Device{{Index: DeviceRAM, Name: "ram", Total: f.ram, Free: max(0, f.ram-used.RAM-f.held[DeviceRAM])}}
+	for i, total := range f.gpus {
+		devs = append(devs, Device{Index: i, Name: "gpu" + strconv.Itoa(i), Model: "fake GPU", Total: total,
+			Free: max(0, total-used.VRAM[i]-f.held[i])})
+	}
+	return devs, nil
+}
+
+// Usage implements Memory.
+func (f *Fake) Usage(ctx context.Context, pid int) (Usage, error) {
+	if !f.counts(pid) {
+		return Usage{}, fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
+	}
+	return f.usageOf(pid), nil
+}
+
+// usageOf is the scripted use of pid. Scripted VRAM is per GPU as the
+// process sees them: like CUDA, a process limited by CUDA_VISIBLE_DEVICES
+// to one GPU sees it as device 0.
+func (f *Fake) usageOf(pid int) Usage {
+	args := cmdline(pid)
+	visible := -1
+	for _, e := range environ(pid) {
+		if v, ok := strings.CutPrefix(e, "CUDA_VISIBLE_DEVICES="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				visible = n
+			}
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var u Usage
+	for _, a := range args {
+		m, ok := f.marks[a]
+		if !ok {
+			continue
+		}
+		u.RAM += m.RAM
+		for d, n := range m.VRAM {
+			if visible >= 0 && d == 0 {
+				d = visible
+			}
+			if u.VRAM == nil {
+				u.VRAM = map[int]int64{}
+			}
+			u.VRAM[d] += n
+		}
+	}
+	return u
+}
+
+// pids lists the live processes the fake counts.
+func (f *Fake) pids() []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && f.counts(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func (f *Fake) counts(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+	if err != nil || strings.TrimSuffix(exe, " (deleted)") != f.Exe {
+		return false
+	}
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z'
+}
+
+func cmdline(pid int) []string {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+func environ(pid int) []string {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+	return strings.Split(string(b), "\x00")
+}

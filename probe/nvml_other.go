@@ -1,0 +1,22 @@
+//go:build !linux || !cgo
+
+package probe
+
+import (
+	"errors"
+	"runtime"
+)
+
+// openGPUs reports no GPUs: go-nvml needs cgo (every file of it imports
+// "C"), and NVIDIA's library only exists on linux for our purposes. On macOS
+// the GPU shares system RAM, which the RAM device already reports.
+func openGPUs() (gpuProbe, error) {
+	switch {
+	case runtime.GOOS == "darwin":
+		return nil, errors.New("unified memory: the GPU uses system RAM")
+	case runtime.GOOS != "linux":
+		return nil, errors.New("NVML is only used on linux")
+	default:
+		return nil, errors.New("built without cgo, which NVML needs")
+	}
+}

@@ -1,0 +1,391 @@
+package swapper_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/internal/mocktest"
+	"github.com/hotswap/hotswap/probe"
+	"github.com/hotswap/hotswap/swapper"
+)
+
+const gib = int64(1) << 30
+
+// memSwapper is a swapper planning with the fake memory; mock backends
+// are started with -model ID, which the fake uses to script their use.
+func memSwapper(t *testing.T, text string, mem probe.Memory, tweak func(*swapper.Options)) (*swapper.Swapper, *starts) {
+	t.Helper()
+	cfg, err := config.Parse([]byte("ports: 25000-25999\n" + strings.ReplaceAll(text, "MOCK", mockExe)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &starts{}
+	opts := swapper.Options{
+		Models:          cfg.Models,
+		Ports:           cfg.Ports,
+		Starter:         st,
+		Memory:          mem,
+		CooldownMax:     10 * time.Second,
+		MeasureInterval: 50 * time.Millisecond,
+		TTLInterval:     20 * time.Millisecond,
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	sw := swapper.New(opts)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sw.Close(ctx)
+	})
+	return sw, st
+}
+
+// use acquires and releases model: one request served.
+func use(t *testing.T, sw *swapper.Swapper, model string) {
+	t.Helper()
+	acquire(t, sw, model).Release()
+}
+
+func states(sw *swapper.Swapper, models ...string) string {
+	var out []string
+	for _, m := range models {
+		out = append(out, m+"="+state(sw, m).String())
+	}
+	return strings.Join(out, " ")
+}
+
+// fiveModels declare 3GiB of RAM each; the fake makes them use just that.
+const fiveModels = `
+models:
+  a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 3GiB}}
+  b: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 3GiB}}
+  c: {cmd: "MOCK -port ${PORT} -model c", memory: {ram: 3GiB}}
+  d: {cmd: "MOCK -port ${PORT} -model d", memory: {ram: 4GiB}}
+  huge: {cmd: "MOCK -port ${PORT} -model huge", memory: {ram: 20GiB}}
+`
+
+func fakeFor(t *testing.T, ram int64, gpus ...int64) *probe.Fake {
+	f := probe.NewFake(mockExe, ram, gpus...)
+	for _, m := range []string{"a", "b", "c"} {
+		f.Script(m, probe.Usage{RAM: 3 * gib})
+	}
+	f.Script("d", probe.Usage{RAM: 4 * gib})
+	return f
+}
+
+func TestSeveralModelsStayLoadedWhenTheyFit(t *testing.T) {
+	sw, st := memSwapper(t, fiveModels, fakeFor(t, 10*gib), nil)
+	use(t, sw, "a")
+	use(t, sw, "b")
+	use(t, sw, "c")
+	if got := states(sw, "a", "b", "c"); got != "a=ready b=ready c=ready" {
+		t.Errorf("%s: 9GiB of models fit in 10GiB", got)
+	}
+	if st.n.Load() != 3 {
+		t.Errorf("%d starts", st.n.Load())
+	}
+}
+
+func TestEvictsExactlyTheLeastRecentlyUsedNeeded(t *testing.T) {
+	sw, _ := memSwapper(t, fiveModels, fakeFor(t, 10*gib), nil)
+	use(t, sw, "a")
+	use(t, sw, "b")
+	use(t, sw, "c")
+	use(t, sw, "a") // now b is the least recently used
+	// d needs 4GiB with 1GiB free: stopping b (3GiB) is exactly enough.
+	use(t, sw, "d")
+	if got := states(sw, "a", "b", "c", "d"); got != "a=ready b=stopped c=ready d=ready" {
+		t.Errorf("after d: %s", got)
+	}
+}
+
+func TestNeverEvictsUnderARequest(t *testing.T) {
+	sw, _ := memSwapper(t, fiveModels, fakeFor(t, 10*gib), nil)
+	use(t, sw, "a")
+	use(t, sw, "b")
+	use(t, sw, "c")
+	busy := acquire(t, sw, "a") // a is the least recently used but busy
+	busy.Release()
+	busy = acquire(t, sw, "b")
+	pidB := pid(sw, "b")
+	use(t, sw, "c")
+	// Order now: a (idle), b (busy), c. d needs one 3GiB model gone: a.
+	use(t, sw, "d")
+	if got := states(sw, "a", "b", "c", "d"); got != "a=stopped b=ready c=ready d=ready" {
+		t.Errorf("after d: %s", got)
+	}
+	if !mocktest.Alive(pidB) {
+		t.Error("the busy backend was killed")
+	}
+	busy.Release()
+}
+
+func TestRefusesWhatCanNeverFitWithoutEvicting(t *testing.T) {
+	sw, st := memSwapper(t, fiveModels, fakeFor(t, 10*gib), nil)
+	use(t, sw, "a")
+	use(t, sw, "b")
+	_, err := sw.Acquire(context.Background(), "huge")
+	var ie *swapper.InsufficientMemoryError
+	if !errors.As(err, &ie) {
+		t.Fatalf("err %v, want InsufficientMemoryError", err)
+	}
+	if ie.Device != "ram" || ie.Need != 20*gib || ie.Free != 4*gib || ie.Freeable != 6*gib {
+		t.Errorf("refusal %+v", ie)
+	}
+	if got := states(sw, "a", "b"); got != "a=ready b=ready" || st.n.Load() != 2 {
+		t.Errorf("%s after %d starts: a refusal must not evict or start anything", got, st.n.Load())
+	}
+	// Not a failed start: no back-off, the same answer at once next time.
+	if _, err := sw.Acquire(context.Background(), "huge"); !errors.As(err, &ie) {
+		t.Errorf("second try: %v", err)
+	}
+}
+
+func TestPinnedSurvivesAndTTLUnloads(t *testing.T) {
+	sw, _ := memSwapper(t, `
+models:
+  pinned: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 3GiB}, pinned: true, ttl: 50ms}
+  b: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 3GiB}}
+  d: {cmd: "MOCK -port ${PORT} -model d", memory: {ram: 4GiB}}
+  short: {cmd: "MOCK -port ${PORT} -model c", memory: {ram: 3GiB}, ttl: 200ms}
+  big: {cmd: "MOCK -port ${PORT} -model big", memory: {ram: 8GiB}}
+`, fakeFor(t, 10*gib), nil)
+	use(t, sw, "pinned") // least recently used, but pinned
+	use(t, sw, "b")
+	use(t, sw, "d") // 10GiB in all: pinned + b + d
+	if got := states(sw, "pinned", "b", "d"); got != "pinned=ready b=ready d=ready" {
+		t.Fatalf("%s", got)
+	}
+	use(t, sw, "short") // needs 3GiB: b goes, not pinned
+	if got := states(sw, "pinned", "b", "d", "short"); got != "pinned=ready b=stopped d=ready short=ready" {
+		t.Errorf("after short: %s", got)
+	}
+	if _, err := sw.Acquire(context.Background(), "big"); err == nil {
+		t.Error("big (8GiB) started although pinned holds 3GiB of 10")
+	}
+	if !mocktest.Eventually(5*time.Second, func() bool { return state(sw, "short") == swapper.Stopped }) {
+		t.Errorf("short was not unloaded after its ttl: %s", states(sw, "short"))
+	}
+	if state(sw, "pinned") != swapper.Ready {
+		t.Error("pinned was unloaded")
+	}
+}
+
+func TestTTLWaitsForRequests(t *testing.T) {
+	sw, _ := memSwapper(t, `
+models:
+  a: {cmd: "MOCK -port ${PORT} -model a", ttl: 100ms}
+`, fakeFor(t, 10*gib), nil)
+	l := acquire(t, sw, "a")
+	// Held well past the ttl: a backend in use is never idle.
+	deadline := time.Now().Add(400 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if state(sw, "a") != swapper.Ready {
+			t.Fatalf("unloaded while serving: %v", state(sw, "a"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l.Release()
+	if !mocktest.Eventually(5*time.Second, func() bool { return state(sw, "a") == swapper.Stopped }) {
+		t.Error("not unloaded after the request ended")
+	}
+}
+
+func TestCooldownEndsWhenMemoryShows(t *testing.T) {
+	fake := fakeFor(t, 10*gib)
+	sw, st := memSwapper(t, `
+models:
+  a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 6GiB}}
+  b: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 6GiB}}
+`, fake, nil)
+	fake.Script("a", probe.Usage{RAM: 6 * gib})
+	fake.Script("b", probe.Usage{RAM: 6 * gib})
+	use(t, sw, "a")
+	pidA := pid(sw, "a")
+	fake.Linger(true) // a's memory stays "in use" after it exits
+	got := make(chan error, 1)
+	go func() {
+		l, err := sw.Acquire(context.Background(), "b")
+		if err == nil {
+			l.Release()
+		}
+		got <- err
+	}()
+	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(pidA) }) {
+		t.Fatal("a was not stopped")
+	}
+	// a is gone, but its memory has not shown up as free: b must wait.
+	select {
+	case err := <-got:
+		t.Fatalf("b did not wait for the memory (err %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if st.n.Load() != 1 {
+		t.Fatalf("b was started before its memory was free")
+	}
+	fake.Release()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if st.n.Load() != 2 {
+		t.Errorf("%d starts", st.n.Load())
+	}
+}
+
+func TestCooldownIsBounded(t *testing.T) {
+	fake := fakeFor(t, 10*gib)
+	sw, st := memSwapper(t, `
+models:
+  a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 6GiB}}
+  b: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 6GiB}}
+`, fake, func(o *swapper.Options) { o.CooldownMax = 200 * time.Millisecond })
+	fake.Script("a", probe.Usage{RAM: 6 * gib})
+	use(t, sw, "a")
+	fake.Linger(true)
+	_, err := sw.Acquire(context.Background(), "b")
+	var ie *swapper.InsufficientMemoryError
+	if !errors.As(err, &ie) || st.n.Load() != 1 {
+		t.Errorf("err %v after %d starts: memory that never came back must not be used", err, st.n.Load())
+	}
+}
+
+func TestReservationsKeepConcurrentStartsApart(t *testing.T) {
+	fake := fakeFor(t, 10*gib)
+	// Each declares 6GiB but uses only 1GiB at first, as a loading backend
+	// does: without reservations both would seem to fit.
+	fake.Script("a", probe.Usage{RAM: 1 * gib})
+	fake.Script("b", probe.Usage{RAM: 1 * gib})
+	sw, _ := memSwapper(t, `
+models:
+  a: {cmd: "MOCK -port ${PORT} -model a -startup 300ms", memory: {ram: 6GiB}}
+  b: {cmd: "MOCK -port ${PORT} -model b -startup 300ms", memory: {ram: 6GiB}}
+`, fake, nil)
+	stop := make(chan struct{})
+	maxLive := 0
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			maxLive = max(maxLive, len(mocktest.Pids(mockExe)))
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, m := range []string{"a", "b"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := sw.Acquire(context.Background(), m)
+			if err == nil {
+				l.Release()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("errors %v", errs)
+	}
+	if maxLive > 1 {
+		t.Errorf("%d backends ran at once; 2×6GiB do not fit in 10GiB", maxLive)
+	}
+}
+
+func TestLearnedFootprintRaisesEstimateAndSurvivesRestart(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "footprints.json")
+	text := `
+models:
+  liar: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 1GiB}}
+  other: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 4GiB}}
+`
+	fake := probe.NewFake(mockExe, 8*gib)
+	fake.Script("a", probe.Usage{RAM: 5 * gib}) // uses five times its declaration
+	fake.Script("b", probe.Usage{RAM: 4 * gib})
+	withState := func(o *swapper.Options) {
+		fp, err := swapper.LoadFootprints(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Footprints = fp
+	}
+
+	sw, _ := memSwapper(t, text, fake, withState)
+	use(t, sw, "liar")
+	if !mocktest.Eventually(5*time.Second, func() bool {
+		st, _ := sw.Status("liar")
+		return st.Need.RAM == 5*gib
+	}) {
+		st, _ := sw.Status("liar")
+		t.Fatalf("need %d, want the measured 5GiB", st.Need.RAM)
+	}
+	sw.Close(context.Background())
+	if b, err := os.ReadFile(state); err != nil || !strings.Contains(string(b), strconv.FormatInt(5*gib, 10)) {
+		t.Fatalf("state file: %v %s", err, b)
+	}
+
+	// A new hotswap remembers: with other loaded (4GiB of 8), liar's 1GiB
+	// declaration would fit beside it, its real 5GiB does not.
+	sw2, _ := memSwapper(t, text, fake, withState)
+	use(t, sw2, "other")
+	use(t, sw2, "liar")
+	if got := states(sw2, "other", "liar"); got != "other=stopped liar=ready" {
+		t.Errorf("%s: the learned footprint was not used", got)
+	}
+}
+
+func TestMultiGPUPlacement(t *testing.T) {
+	fake := probe.NewFake(mockExe, 64*gib, 24*gib, 24*gib)
+	fake.Script("x", probe.Usage{RAM: gib, VRAM: map[int]int64{0: 20 * gib}})
+	fake.Script("y", probe.Usage{RAM: gib, VRAM: map[int]int64{0: 10 * gib}})
+	fake.Script("z", probe.Usage{RAM: gib, VRAM: map[int]int64{0: 10 * gib}})
+	sw, _ := memSwapper(t, `
+models:
+  x: {cmd: "MOCK -port ${PORT} -model x", memory: {vram: 20GiB}, gpu: 0}
+  y: {cmd: "MOCK -port ${PORT} -model y", memory: {vram: 10GiB}}
+  z: {cmd: "MOCK -port ${PORT} -model z", memory: {vram: 10GiB}}
+`, fake, nil)
+	use(t, sw, "x")
+	use(t, sw, "y") // gpu0 has 4GiB left: y goes to gpu1 without evicting x
+	use(t, sw, "z") // gpu1 has 14GiB left: z joins y there
+	if got := states(sw, "x", "y", "z"); got != "x=ready y=ready z=ready" {
+		t.Fatalf("%s", got)
+	}
+	for model, want := range map[string]string{"x": "", "y": "1", "z": "1"} {
+		st, _ := sw.Status(model)
+		got := ""
+		for _, e := range environ(st.Pid) {
+			if v, ok := strings.CutPrefix(e, "CUDA_VISIBLE_DEVICES="); ok {
+				got = v
+			}
+		}
+		if got != want {
+			t.Errorf("%s: CUDA_VISIBLE_DEVICES=%q, want %q (pinned models are left alone)", model, got, want)
+		}
+	}
+	st, _ := sw.Status("y")
+	if st.Device != "gpu1" || st.Usage.VRAM[1] != 10*gib {
+		t.Errorf("y: %+v", st)
+	}
+}
+
+func environ(pid int) []string {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+	return strings.Split(string(b), "\x00")
+}

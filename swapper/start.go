@@ -1,0 +1,253 @@
+package swapper
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/probe"
+)
+
+// beginStartLocked moves b to Starting and starts it in the background.
+func (s *Swapper) beginStartLocked(b *backend) {
+	a := &attempt{done: make(chan struct{})}
+	b.state = Starting
+	b.start = a
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		inst, err := s.run(b)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		b.start = nil
+		b.pending = nil
+		if err == nil && s.closed {
+			// Close did not see this instance: it must not outlive us.
+			s.mu.Unlock()
+			inst.proc.Stop(b.model.StopTimeout)
+			s.ports.release(inst.port)
+			s.mu.Lock()
+			inst, err = nil, ErrClosed
+		}
+		if err != nil {
+			b.state = Stopped
+			a.err = s.failedLocked(b, err)
+			close(a.done)
+			return
+		}
+		b.state = Ready
+		b.cur = inst
+		b.failures = 0
+		b.lastUsed = time.Now()
+		s.lru.Add(b.model.ID, struct{}{})
+		close(a.done)
+		s.wg.Add(1)
+		go s.watch(b, inst)
+	}()
+}
+
+// failedLocked records a failed start and returns what its waiters get.
+// Failures of the backend itself start a back-off; a lack of memory or a
+// shutdown do not, since nothing is wrong with the backend.
+func (s *Swapper) failedLocked(b *backend, err error) error {
+	var ie *InsufficientMemoryError
+	if errors.As(err, &ie) || errors.Is(err, ErrClosed) || s.ctx.Err() != nil {
+		return err
+	}
+	se := asStartError(b.model.ID, err)
+	b.failures++
+	backoff := s.opts.BackoffBase << (b.failures - 1)
+	if backoff > s.opts.BackoffMax || backoff <= 0 {
+		backoff = s.opts.BackoffMax
+	}
+	b.retryAt = time.Now().Add(backoff)
+	se.RetryAt = b.retryAt
+	b.lastErr = se
+	return se
+}
+
+func asStartError(model string, err error) *StartError {
+	var se *StartError
+	if errors.As(err, &se) {
+		return se
+	}
+	return &StartError{Model: model, Err: err}
+}
+
+// run makes room for b, starts its process and waits until it is healthy.
+// A backend that dies while loading next to other models was most likely
+// short of memory the probe did not see (a driver's own allocations, say):
+// it is tried once more after every idle model has been stopped.
+func (s *Swapper) run(b *backend) (*instance, error) {
+	inst, resident, err := s.spawn(b, false)
+	if err != nil {
+		return nil, err
+	}
+	err = s.await(b, inst)
+	if errors.Is(err, probe.ErrExited) && resident > 0 && s.ctx.Err() == nil {
+		s.log.Warn("backend exited while loading next to other models; stopping idle models and retrying once",
+			zap.String("model", b.model.ID), zap.Int("resident", resident), zap.Error(err),
+			zap.Strings("output", inst.proc.Tail()))
+		if inst, _, err = s.spawn(b, true); err != nil {
+			return nil, err
+		}
+		err = s.await(b, inst)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.measure(b, inst)
+	return inst, nil
+}
+
+// spawn makes room and starts b's process. It returns how many other
+// models were loaded when it started. With evictIdle, every idle model
+// that may be stopped is stopped first, whatever the plan says.
+func (s *Swapper) spawn(b *backend, evictIdle bool) (*instance, int, error) {
+	m := b.model
+	var gpu int
+	for {
+		select {
+		case s.swap <- struct{}{}:
+		case <-s.ctx.Done():
+			return nil, 0, ErrClosed
+		}
+		if evictIdle {
+			for _, v := range s.idleOthers(b) {
+				s.stop(v, "retrying "+m.ID+" with more memory", nil)
+			}
+		}
+		var err error
+		gpu, err = s.makeRoom(b)
+		var ie *InsufficientMemoryError
+		if errors.As(err, &ie) {
+			// Another model still loading may be what is in the way: once
+			// it is ready it can be stopped like any other, so wait for it
+			// (without holding up other starts) and plan again.
+			if loading := s.otherStart(b); loading != nil {
+				<-s.swap
+				s.log.Info("waiting for another start before planning again",
+					zap.String("model", m.ID), zap.Error(err))
+				select {
+				case <-loading:
+				case <-s.ctx.Done():
+				}
+				continue
+			}
+		}
+		if err == nil && s.ctx.Err() != nil {
+			err = ErrClosed
+		}
+		if err != nil {
+			<-s.swap
+			return nil, 0, err
+		}
+		break
+	}
+	defer func() { <-s.swap }()
+
+	port := 0
+	var err error
+	if m.NeedsPort() {
+		if port, err = s.ports.acquire(); err != nil {
+			return nil, 0, err
+		}
+	}
+	argv, env, upstream := m.Expand(port)
+	if gpu != ramDevice && m.GPU == config.NoGPU && !hasEnv(env, "CUDA_VISIBLE_DEVICES") {
+		env = append(env, "CUDA_VISIBLE_DEVICES="+strconv.Itoa(gpu))
+	}
+	out := s.log.Named("backend").With(zap.String("model", m.ID))
+	s.log.Info("starting backend", zap.String("model", m.ID), zap.Strings("argv", argv),
+		zap.Int("port", port), zap.String("device", deviceName(gpu)))
+	proc, err := s.opts.Starter.Start(ProcessSpec{
+		Argv:   argv,
+		Env:    env,
+		Output: func(line string) { out.Info(line) },
+	})
+	if err != nil {
+		s.ports.release(port)
+		return nil, 0, err
+	}
+	inst := &instance{
+		id:       s.nextInstanceID(),
+		proc:     proc,
+		port:     port,
+		upstream: upstream,
+		started:  time.Now(),
+		gone:     make(chan struct{}),
+		gpu:      gpu,
+		need:     s.need(b),
+	}
+	s.mu.Lock()
+	b.pending = inst
+	resident := 0
+	for _, o := range s.backends {
+		if o != b && o.cur != nil {
+			resident++
+		}
+	}
+	s.mu.Unlock()
+	return inst, resident, nil
+}
+
+// otherStart returns the done channel of a start of another model whose
+// process is running, or nil if there is none.
+func (s *Swapper) otherStart(b *backend) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.backends {
+		if o != b && o.state == Starting && o.pending != nil {
+			return o.start.done
+		}
+	}
+	return nil
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// await waits until inst is healthy, stopping it if it never gets there.
+func (s *Swapper) await(b *backend, inst *instance) error {
+	m := b.model
+	err := s.opts.Readiness.Wait(s.ctx, inst.upstream+m.Health, probe.WaitOptions{
+		Timeout:      m.HealthTimeout,
+		LastActivity: inst.proc.LastOutput,
+		Wake:         inst.proc.Wrote(),
+		Exited:       inst.proc.Done(),
+	})
+	if err == nil {
+		s.log.Info("backend ready", zap.String("model", m.ID), zap.Int("pid", inst.proc.Pid()),
+			zap.Duration("took", time.Since(inst.started)))
+		return nil
+	}
+	inst.proc.Stop(m.StopTimeout)
+	s.ports.release(inst.port)
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if errors.Is(err, probe.ErrExited) {
+		err = fmt.Errorf("%w (%v)", err, inst.proc.ExitErr())
+	}
+	se := &StartError{Model: m.ID, Err: err, Output: inst.proc.Tail()}
+	s.log.Error("backend failed to start", zap.String("model", m.ID), zap.Error(err),
+		zap.Strings("output", se.Output))
+	return se
+}
+
+// nextInstanceID is unique within the swapper; guarded by swap.
+func (s *Swapper) nextInstanceID() uint64 {
+	s.instances++
+	return s.instances
+}
