@@ -389,3 +389,61 @@ func environ(pid int) []string {
 	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
 	return strings.Split(string(b), "\x00")
 }
+
+func TestVRAMCountsAgainstRAMWithoutGPUs(t *testing.T) {
+	for _, unified := range []bool{false, true} {
+		fake := probe.NewFake(mockExe, 10*gib) // no GPU at all
+		if unified {
+			fake = probe.NewFake(mockExe, 10*gib, 64*gib) // a Mac: the "GPU" is RAM
+			fake.SetUnified(true)
+		}
+		fake.Script("a", probe.Usage{RAM: 6 * gib})
+		sw, _ := memSwapper(t, `
+models:
+  a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 1GiB, vram: 5GiB}}
+  b: {cmd: "MOCK -port ${PORT} -model b", memory: {vram: 6GiB}}
+`, fake, nil)
+		use(t, sw, "a")
+		use(t, sw, "b") // 6GiB more of RAM does not fit beside a's 6GiB
+		if got := states(sw, "a", "b"); got != "a=stopped b=ready" {
+			t.Errorf("unified %v: %s", unified, got)
+		}
+		sw.Close(context.Background())
+	}
+}
+
+func TestExitWhileLoadingRetriesOnceAfterEvictingIdle(t *testing.T) {
+	fake := fakeFor(t, 10*gib)
+	sw, st := memSwapper(t, `
+models:
+  a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 3GiB}}
+  p: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 3GiB}, pinned: true}
+  oom: {cmd: "MOCK -port ${PORT} -model oom -fail-start", memory: {ram: 1GiB}}
+`, fake, nil)
+	use(t, sw, "a")
+	use(t, sw, "p")
+	before := st.n.Load()
+	_, err := sw.Acquire(context.Background(), "oom")
+	var se *swapper.StartError
+	if !errors.As(err, &se) {
+		t.Fatalf("err %v", err)
+	}
+	// It fitted, so nothing was evicted for the first try; its death next
+	// to other models cost the idle unpinned one its place for the retry.
+	if n := st.n.Load() - before; n != 2 {
+		t.Errorf("%d starts of oom, want 2 (one retry)", n)
+	}
+	if got := states(sw, "a", "p"); got != "a=stopped p=ready" {
+		t.Errorf("%s", got)
+	}
+	// Alone, a failure is not retried.
+	before = st.n.Load()
+	sw2, st2 := memSwapper(t, `
+models:
+  oom: {cmd: "MOCK -port ${PORT} -model oom -fail-start"}
+`, fake, nil)
+	sw2.Acquire(context.Background(), "oom")
+	if st2.n.Load() != 1 {
+		t.Errorf("%d starts with nothing else loaded, want 1", st2.n.Load())
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -178,4 +179,37 @@ func TestCheck(t *testing.T) {
 	if code := run([]string{"-nope"}, io.Discard); code != 2 {
 		t.Errorf("bad flag: exit %d", code)
 	}
+}
+
+func TestPreload(t *testing.T) {
+	b := build(t)
+	cmd, url := start(t, b, writeConfig(t, b, `
+ports: 22000-22999
+models:
+  early:
+    cmd: MOCK -port ${PORT} -model ${MODEL}
+    preload: true
+  late:
+    cmd: MOCK -port ${PORT} -model ${MODEL}
+`))
+	state := func(model string) string {
+		resp, err := http.Get(url + "/v1/models/" + model)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		var m struct {
+			State string `json:"state"`
+		}
+		json.NewDecoder(resp.Body).Decode(&m)
+		return m.State
+	}
+	if !mocktest.Eventually(10*time.Second, func() bool { return state("early") == "ready" }) {
+		t.Fatalf("preloaded model is %q", state("early"))
+	}
+	if s := state("late"); s != "stopped" {
+		t.Errorf("late is %q without a request", s)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
 }
