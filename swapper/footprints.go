@@ -70,13 +70,15 @@ func (f *Footprints) Get(model string) Footprint {
 	return f.byID[model]
 }
 
-// Observe raises model's footprint to u where u is larger, and reports
-// whether it grew.
+// Observe raises model's footprint to the measured ram and vram where
+// they are larger, and reports whether it grew. Growth under 1% (or 1MiB)
+// is ignored: RSS creeps by pages, and each change is logged and saved.
 func (f *Footprints) Observe(model string, ram, vram int64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fp := f.byID[model]
-	if ram <= fp.RAM && vram <= fp.VRAM {
+	fp, known := f.byID[model]
+	grew := func(now, was int64) bool { return now > was+max(was/100, 1<<20) }
+	if known && !grew(ram, fp.RAM) && !grew(vram, fp.VRAM) {
 		return false
 	}
 	fp.RAM = max(fp.RAM, ram)

@@ -12,8 +12,10 @@ func TestFootprintsPersist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !f.Observe("a", 100, 0) || f.Observe("a", 50, 0) || !f.Observe("a", 50, 7) {
-		t.Error("Observe should report growth only")
+	const mib = 1 << 20
+	if !f.Observe("a", 100*mib, 0) || f.Observe("a", 50*mib, 0) || f.Observe("a", 100*mib+5, 0) ||
+		!f.Observe("a", 50*mib, 7*mib) {
+		t.Error("Observe should report real growth only")
 	}
 	if err := f.Save(); err != nil {
 		t.Fatal(err)
@@ -22,7 +24,7 @@ func TestFootprintsPersist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fp := g.Get("a"); fp.RAM != 100 || fp.VRAM != 7 {
+	if fp := g.Get("a"); fp.RAM != 100*mib || fp.VRAM != 7*mib {
 		t.Errorf("after reload: %+v", fp)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(path))

@@ -56,6 +56,8 @@ var listening = regexp.MustCompile(`hotswap listening\s+\{"addr": "([^"]+)"`)
 func start(t *testing.T, b bins, config string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(b.hotswap, "-config", config, "-listen", "127.0.0.1:0")
+	// Learned footprints go to a state file; keep it out of the user's.
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
