@@ -36,11 +36,14 @@ models:
   a:
     cmd: MOCK -port ${PORT} -model a -progress-interval 0
     parallel: 64
+    memory: {ram: 6GiB}
   b:
     cmd: MOCK -port ${PORT} -model b -progress-interval 0
     parallel: 64
+    memory: {ram: 6GiB}
   loads-500ms:
     cmd: MOCK -port ${PORT} -model loads-500ms -startup 500ms -progress-interval 0
+    memory: {ram: 6GiB}
 `
 
 type hotswap struct {
@@ -146,6 +149,9 @@ func BenchmarkSwitch(b *testing.B) {
 		begin := time.Now()
 		chat(b, hs.url, "a")
 		total += time.Since(begin)
+		if st, _ := hs.sw.Status("b"); st.State != swapper.Stopped {
+			b.Fatalf("b is %v: no switch happened", st.State)
+		}
 		chat(b, hs.url, "b") // stops a, so the next round is cold again
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(n), "ms/switch")
@@ -165,6 +171,26 @@ func BenchmarkColdStartOverhead(b *testing.B) {
 		begin := time.Now()
 		chat(b, hs.url, "loads-500ms")
 		total += time.Since(begin) - 500*time.Millisecond
+		if st, _ := hs.sw.Status("a"); st.State != swapper.Stopped {
+			b.Fatalf("a is %v: the start was not cold", st.State)
+		}
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(n), "ms-over-load")
+}
+
+// BenchmarkRealProbe measures one planning look at the machine with the
+// real probe: free memory of every device, and one backend's process-tree
+// usage (this process's).
+func BenchmarkRealProbe(b *testing.B) {
+	mem := probe.NewMemory(nil)
+	ctx := context.Background()
+	b.ResetTimer()
+	for range max(b.N, 1000) {
+		if _, err := mem.Devices(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := mem.Usage(ctx, os.Getpid()); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -141,6 +141,17 @@ func TestModelsListAndAliases(t *testing.T) {
 	if one.status != 200 || one.json(t)["id"] != "chat-a" || one.json(t)["state"] != "ready" {
 		t.Errorf("GET /v1/models/gpt-test: %d %s", one.status, one.body)
 	}
+	// What hotswap knows of it: the scripted 6GiB in use, on RAM.
+	var detail struct {
+		Pid    int
+		Device string
+		Need   struct{ RAM int64 }
+		Usage  struct{ RAM int64 }
+	}
+	json.Unmarshal(one.body, &detail)
+	if detail.Pid == 0 || detail.Device != "ram" || detail.Need.RAM != 6<<30 || detail.Usage.RAM != 6<<30 {
+		t.Errorf("model detail %s", one.body)
+	}
 }
 
 func TestConcurrentColdRequestsStartOnce(t *testing.T) {

@@ -183,6 +183,19 @@ type modelObject struct {
 	Aliases []string `json:"aliases,omitempty"`
 	Kind    string   `json:"kind,omitempty"`
 	State   string   `json:"state,omitempty"`
+	// What the swapper knows of it: where it runs, what it is planned to
+	// need (declared, raised to what it was measured to use) and what it
+	// uses now.
+	Pid      int          `json:"pid,omitempty"`
+	InFlight int          `json:"in_flight"`
+	Device   string       `json:"device,omitempty"`
+	Need     *memoryBytes `json:"need,omitempty"`
+	Usage    *memoryBytes `json:"usage,omitempty"`
+}
+
+type memoryBytes struct {
+	RAM  int64 `json:"ram"`
+	VRAM int64 `json:"vram"`
 }
 
 func (s *Server) modelObject(m *config.Model) modelObject {
@@ -191,6 +204,15 @@ func (s *Server) modelObject(m *config.Model) modelObject {
 	if s.status != nil {
 		if st, ok := s.status(m.ID); ok {
 			o.State = st.State.String()
+			o.Pid, o.InFlight, o.Device = st.Pid, st.InFlight, st.Device
+			o.Need = &memoryBytes{RAM: st.Need.RAM, VRAM: st.Need.VRAM}
+			if st.Pid != 0 {
+				var vram int64
+				for _, n := range st.Usage.VRAM {
+					vram += n
+				}
+				o.Usage = &memoryBytes{RAM: st.Usage.RAM, VRAM: vram}
+			}
 		}
 	}
 	return o

@@ -38,7 +38,7 @@ func (s *Swapper) makeRoom(b *backend) (int, error) {
 	}
 	for _, v := range p.victims {
 		s.log.Info("evicting", zap.String("model", v.model), zap.String("for", b.model.ID),
-			zap.Bool("busy", v.busy), zap.Int64("frees_ram", v.ram), zap.Int64("frees_vram", v.vram))
+			zap.Bool("busy", v.busy), zap.String("frees_ram", FormatBytes(v.ram)), zap.String("frees_vram", FormatBytes(v.vram)))
 		s.mu.Lock()
 		vb := s.backends[v.model]
 		s.mu.Unlock()
