@@ -269,21 +269,7 @@ models:
   a: {cmd: "MOCK -port ${PORT} -model a -startup 300ms", memory: {ram: 6GiB}}
   b: {cmd: "MOCK -port ${PORT} -model b -startup 300ms", memory: {ram: 6GiB}}
 `, fake, nil)
-	stop := make(chan struct{})
-	maxLive := 0
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			maxLive = max(maxLive, len(mocktest.Pids(mockExe)))
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	sampling := sampleMocks()
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, m := range []string{"a", "b"} {
@@ -298,8 +284,7 @@ models:
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	<-sampled
+	maxLive, _ := sampling()
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatalf("errors %v", errs)
 	}
@@ -446,4 +431,27 @@ models:
 	if st2.n.Load() != 1 {
 		t.Errorf("%d starts with nothing else loaded, want 1", st2.n.Load())
 	}
+}
+
+func TestLoadsThatFitOverlap(t *testing.T) {
+	sw, _ := memSwapper(t, `
+models:
+  a: {cmd: "MOCK -port ${PORT} -model a -startup 2s", memory: {ram: 3GiB}}
+  b: {cmd: "MOCK -port ${PORT} -model b -startup 2s", memory: {ram: 3GiB}}
+`, fakeFor(t, 10*gib), nil)
+	var wg sync.WaitGroup
+	for _, m := range []string{"a", "b"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			use(t, sw, m)
+		}()
+	}
+	// Planning is serialised, loading is not: both processes load at once.
+	if !mocktest.Eventually(10*time.Second, func() bool {
+		return len(mocktest.Pids(mockExe)) == 2 && states(sw, "a", "b") == "a=starting b=starting"
+	}) {
+		t.Errorf("the two loads never overlapped: %s", states(sw, "a", "b"))
+	}
+	wg.Wait()
 }

@@ -36,7 +36,9 @@ type Process interface {
 	// Wrote receives a value after the process writes a line (coalesced:
 	// one value may stand for many lines).
 	Wrote() <-chan struct{}
-	// Tail returns the last lines the process wrote, oldest first.
+	// Tail returns the last lines the process wrote, oldest first. Once
+	// the process has exited, it first gives the output still in the pipe
+	// a moment to be read: the last line is usually the reason it died.
 	Tail() []string
 	// Stop sends SIGTERM to the process group, SIGKILL after timeout, and
 	// returns once the leader has exited. It is safe to call more than once.
@@ -120,7 +122,7 @@ func (s *ExecStarter) Start(spec ProcessSpec) (Process, error) {
 		r.Close()
 		return nil, err
 	}
-	p := &execProcess{cmd: cmd, done: make(chan struct{}), wrote: make(chan struct{}, 1),
+	p := &execProcess{cmd: cmd, done: make(chan struct{}), readDone: make(chan struct{}), wrote: make(chan struct{}, 1),
 		tail: make([]string, 0, tailLines)}
 	p.lastOutput.Store(time.Now().UnixNano())
 	go p.read(r, spec.Output)
@@ -131,6 +133,7 @@ func (s *ExecStarter) Start(spec ProcessSpec) (Process, error) {
 type execProcess struct {
 	cmd        *exec.Cmd
 	done       chan struct{}
+	readDone   chan struct{} // closed when every writer has closed the output pipe
 	wrote      chan struct{}
 	exitErr    error
 	lastOutput atomic.Int64
@@ -158,6 +161,7 @@ func (p *execProcess) wait() {
 }
 
 func (p *execProcess) read(r io.ReadCloser, out func(string)) {
+	defer close(p.readDone)
 	defer r.Close()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
@@ -186,6 +190,17 @@ func (p *execProcess) read(r io.ReadCloser, out func(string)) {
 }
 
 func (p *execProcess) Tail() []string {
+	select {
+	case <-p.done:
+		// A grandchild may hold the pipe open; do not wait for it long.
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-p.readDone:
+		case <-t.C:
+		}
+		t.Stop()
+	default:
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]string, 0, len(p.tail))

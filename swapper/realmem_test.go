@@ -31,6 +31,38 @@ func rss(pid int) int64 {
 	return 0
 }
 
+// sampleMocks watches every mock process every few milliseconds until the
+// returned function is called, which reports the most that ran at once and
+// the most resident memory they held together.
+func sampleMocks() func() (maxLive int, maxRSS int64) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var live int
+	var resident int64
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pids := mocktest.Pids(mockExe)
+			var total int64
+			for _, p := range pids {
+				total += rss(p)
+			}
+			live, resident = max(live, len(pids)), max(resident, total)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return func() (int, int64) {
+		close(stop)
+		<-done
+		return live, resident
+	}
+}
+
 // TestLimitRAMWithRealMemory runs mocks that each hold ~300MiB for real,
 // under a limit_ram that fits two, with the real probe. Requests for all
 // three come in concurrently and repeatedly; a sampler watches every mock
@@ -44,27 +76,7 @@ models:
   c: {cmd: "MOCK -port ${PORT} -hold 300MiB -progress-interval 0", memory: {ram: 300MiB}}
 `, mem, func(o *swapper.Options) { o.LimitRAM = 700 << 20 })
 
-	stop := make(chan struct{})
-	var maxLive int
-	var maxRSS int64
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			pids := mocktest.Pids(mockExe)
-			var total int64
-			for _, p := range pids {
-				total += rss(p)
-			}
-			maxLive, maxRSS = max(maxLive, len(pids)), max(maxRSS, total)
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	sampling := sampleMocks()
 	var wg sync.WaitGroup
 	for round := range 3 {
 		for _, m := range []string{"a", "b", "c"} {
@@ -83,8 +95,7 @@ models:
 		}
 		wg.Wait()
 	}
-	close(stop)
-	<-sampled
+	maxLive, maxRSS := sampling()
 	t.Logf("at most %d mocks at once, %d MiB resident together", maxLive, maxRSS>>20)
 	if maxLive > 2 {
 		t.Errorf("%d mocks ran at once under a limit that fits two", maxLive)

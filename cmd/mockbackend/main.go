@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/hotswap/hotswap/config"
 )
 
 func main() {
@@ -124,7 +126,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		return bad("unexpected arguments %q", fs.Args())
 	}
 	var err error
-	if o.hold, err = parseSize(*hold); err != nil {
+	if o.hold, err = config.ParseSize(*hold); err != nil {
 		return bad("-hold: %v", err)
 	}
 	switch {

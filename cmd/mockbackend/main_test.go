@@ -644,18 +644,3 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{
-		"0": 0, "4096": 4096, "12B": 12, "2KiB": 2048, "300MiB": 300 << 20, "1GiB": 1 << 30,
-		"5KB": 5000, "7MB": 7e6, "1GB": 1e9, "300mib": 300 << 20, "2 GiB": 2 << 30,
-	} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "lots", "-5", "1TiB5", "MiB", "1.2.3GB", "9999999999GB"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) succeeded", in)
-		}
-	}
-}
