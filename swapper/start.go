@@ -234,6 +234,11 @@ func (s *Swapper) await(b *backend, inst *instance) error {
 	}
 	inst.proc.Stop(m.StopTimeout)
 	s.ports.release(inst.port)
+	s.mu.Lock()
+	if b.pending == inst { // its reservation goes with it
+		b.pending = nil
+	}
+	s.mu.Unlock()
 	if s.ctx.Err() != nil {
 		return ErrClosed
 	}
