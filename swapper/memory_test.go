@@ -455,3 +455,27 @@ models:
 	}
 	wg.Wait()
 }
+
+// TestDriverFreeFigureIsNotTrustedAlone: the driver reports a GPU free
+// although our own backend is measured to hold 20GiB of it (drivers report
+// frees late, and sometimes never). Planning must go by the measurement.
+func TestDriverFreeFigureIsNotTrustedAlone(t *testing.T) {
+	fake := probe.NewFake(mockExe, 64*gib, 24*gib)
+	fake.Script("x", probe.Usage{VRAM: map[int]int64{0: 20 * gib}})
+	fake.Script("y", probe.Usage{VRAM: map[int]int64{0: 10 * gib}})
+	sw, _ := memSwapper(t, `
+models:
+  x: {cmd: "MOCK -port ${PORT} -model x", memory: {vram: 20GiB}, gpu: 0}
+  y: {cmd: "MOCK -port ${PORT} -model y", memory: {vram: 10GiB}, gpu: 0}
+`, fake, nil)
+	use(t, sw, "x")
+	fake.Hold(0, -20*gib) // the driver now claims all 24GiB are free
+	devs, _ := fake.Devices(context.Background())
+	if devs[1].Free != 24*gib {
+		t.Fatalf("fake GPU free %d", devs[1].Free)
+	}
+	use(t, sw, "y")
+	if got := states(sw, "x", "y"); got != "x=stopped y=ready" {
+		t.Errorf("%s: y was placed on memory x holds", got)
+	}
+}
