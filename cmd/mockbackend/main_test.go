@@ -643,4 +643,3 @@ func TestFlags(t *testing.T) {
 		}
 	}
 }
-
