@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"go.uber.org/zap"
 
 	"github.com/hotswap/hotswap/router"
 )
@@ -114,28 +114,31 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 // multipart form.
 func requestModel(ctx *fasthttp.RequestCtx) (string, error) {
 	body := ctx.PostBody()
-	ct := string(ctx.Request.Header.ContentType())
-	if strings.HasPrefix(strings.ToLower(ct), "multipart/form-data") {
-		model, err := formModel(ct, body)
-		switch {
-		case errors.Is(err, errNoModel):
-			return "", &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model", Message: err.Error()}
-		case err != nil:
+	ct := ctx.Request.Header.ContentType()
+	var model string
+	var err error
+	switch {
+	case hasPrefixFold(ct, "multipart/form-data"):
+		if model, err = formModel(string(ct), body); err != nil && !errors.Is(err, errNoModel) {
 			return "", badRequest("invalid_request", err.Error())
 		}
-		return model, nil
-	}
-	if len(body) == 0 {
+	case len(body) == 0:
 		return "", badRequest("invalid_request", "request body is empty; expected a JSON object with a model")
+	default:
+		if model, err = jsonModel(body); err != nil && !errors.Is(err, errNoModel) {
+			return "", badRequest("invalid_json", err.Error())
+		}
 	}
-	model, err := jsonModel(body)
-	switch {
-	case errors.Is(err, errNoModel):
+	if err != nil {
 		return "", &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model", Message: err.Error()}
-	case err != nil:
-		return "", badRequest("invalid_json", err.Error())
 	}
 	return model, nil
+}
+
+// hasPrefixFold is bytes.HasPrefix ignoring ASCII case, without the copy
+// that lower-casing the header would make.
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
 }
 
 // forward sends the request to the lease's backend and streams the answer
@@ -153,7 +156,11 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.L
 		req.Header.Del(h)
 	}
 	req.Header.SetHost(c.host)
-	req.SetRequestURI(c.prefix + string(ctx.RequestURI()))
+	if c.prefix == "" {
+		req.SetRequestURIBytes(ctx.RequestURI())
+	} else {
+		req.SetRequestURI(c.prefix + string(ctx.RequestURI()))
+	}
 	req.SetBodyRaw(ctx.PostBody())
 
 	resp := fasthttp.AcquireResponse()
@@ -181,7 +188,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.L
 		s.logRequest(ctx, model, ctx.Response.StatusCode(), len(ctx.Response.Body()), nil)
 		return
 	}
-	sse := strings.HasPrefix(string(resp.Header.ContentType()), "text/event-stream")
+	sse := bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream"))
 	// Headers go out at once, so a client sees the stream open before the
 	// first token.
 	ctx.Response.ImmediateHeaderFlush = sse
@@ -263,20 +270,4 @@ func (b *upstreamBody) Close() error {
 	}
 	b.s.logRequest(b.ctx, b.model, b.status, b.n, b.failure)
 	return nil
-}
-
-func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, bytes int, err error) {
-	fields := []zap.Field{
-		zap.String("method", string(ctx.Method())),
-		zap.String("path", string(ctx.Path())),
-		zap.String("model", model),
-		zap.Int("status", status),
-		zap.Int("bytes", bytes),
-		zap.Duration("took", time.Since(ctx.Time())),
-	}
-	if err != nil {
-		s.log.Warn("request", append(fields, zap.Error(err))...)
-		return
-	}
-	s.log.Info("request", fields...)
 }

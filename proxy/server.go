@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -162,7 +161,7 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		s.fail(ctx, "", &apiError{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
-			Message: "request body is larger than max_body (" + formatBytes(s.cfg.MaxBody) + ")"})
+			Message: "request body is larger than max_body (" + swapper.FormatBytes(s.cfg.MaxBody) + ")"})
 		return
 	}
 	s.fail(ctx, "", badRequest("malformed_request", "malformed HTTP request: "+err.Error()))
@@ -269,29 +268,32 @@ func (s *Server) unknownModel(name string) error {
 // fail answers with err and logs the request.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, model string, err error) {
 	ae := writeError(ctx, err)
-	fields := []zap.Field{
-		zap.String("method", string(ctx.Method())),
-		zap.String("path", string(ctx.Path())),
-		zap.String("model", model),
-		zap.Int("status", ae.Status),
-		zap.Duration("took", time.Since(ctx.Time())),
-		zap.String("error", ae.Message),
-	}
-	if ae.Status >= 500 {
-		s.log.Warn("request", fields...)
-	} else {
-		s.log.Info("request", fields...)
-	}
+	s.logRequest(ctx, model, ae.Status, 0, ae)
 }
 
-func formatBytes(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	i := 0
-	for n >= 1024 && n%1024 == 0 && i < len(units)-1 {
-		n /= 1024
-		i++
+// logRequest writes the one line each request gets. Failures of hotswap or
+// a backend are warnings; a client's own mistakes are not.
+func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, bytes int, err error) {
+	// ByteString keeps fasthttp's buffers: the line is encoded before the
+	// call returns, while they are still the request's.
+	fields := [7]zap.Field{
+		zap.ByteString("method", ctx.Method()),
+		zap.ByteString("path", ctx.Path()),
+		zap.String("model", model),
+		zap.Int("status", status),
+		zap.Int("bytes", bytes),
+		zap.Duration("took", time.Since(ctx.Time())),
 	}
-	return strconv.FormatInt(n, 10) + units[i]
+	n := 6
+	if err != nil {
+		fields[n] = zap.Error(err)
+		n++
+	}
+	if status >= 500 || (err != nil && status < 400) {
+		s.log.Warn("request", fields[:n]...)
+		return
+	}
+	s.log.Info("request", fields[:n]...)
 }
 
 // fasthttpLogger sends fasthttp's own messages (connection errors, mostly
