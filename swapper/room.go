@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/probe"
 )
 
 // need is what b is planned to take: its declared memory raised to the
@@ -24,7 +25,7 @@ func (s *Swapper) makeRoom(b *backend) (int, error) {
 	if s.opts.Memory == nil {
 		return ramDevice, nil
 	}
-	in, err := s.planInput(b)
+	in, err := s.planInput(b, true)
 	if err != nil {
 		return ramDevice, err
 	}
@@ -55,7 +56,7 @@ func (s *Swapper) cooldown(b *backend, gpu int) error {
 	deadline := begin.Add(s.opts.CooldownMax)
 	interval := 5 * time.Millisecond
 	for {
-		in, err := s.planInput(b)
+		in, err := s.planInput(b, false)
 		if err != nil {
 			return err
 		}
@@ -84,7 +85,11 @@ func (s *Swapper) cooldown(b *backend, gpu int) error {
 // (less the reserves, the reservations of starts in progress and, with a
 // RAM limit, what our backends already use) and the models that may be
 // stopped, least recently used first.
-func (s *Swapper) planInput(b *backend) (planInput, error) {
+//
+// With measure, every running backend is measured first; the cool-down's
+// repeated looks measure only loads in progress and otherwise go by the
+// last measurements (kept fresh by each backend's own measuring loop).
+func (s *Swapper) planInput(b *backend, measure bool) (planInput, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	mem := s.opts.Memory
@@ -100,22 +105,38 @@ func (s *Swapper) planInput(b *backend) (planInput, error) {
 		b    *backend
 		inst *instance
 		busy bool
+		// A snapshot, taken under the lock, of what planning reads.
+		usage             probe.Usage
+		measured          bool
+		need              config.Need
+		pending, stopping bool
 	}
 	var all []running
 	s.mu.Lock()
 	for _, o := range s.backends {
 		switch {
 		case o.pending != nil && o.state == Starting:
-			all = append(all, running{o, o.pending, false})
+			all = append(all, running{b: o, inst: o.pending, pending: true})
 		case o.cur != nil && o != b:
-			all = append(all, running{o, o.cur, o.cur.inflight > 0 || o.state != Ready})
+			all = append(all, running{b: o, inst: o.cur, busy: o.cur.inflight > 0 || o.state != Ready})
 		}
+	}
+	s.mu.Unlock()
+	for _, r := range all {
+		// Loads in progress grow from one look to the next: always measure
+		// them, or their reservation would count memory twice.
+		if measure || r.pending {
+			s.measureInstance(ctx, r.b, r.inst, !r.pending)
+		}
+	}
+	s.mu.Lock()
+	for i := range all {
+		r := &all[i]
+		r.usage, r.measured, r.need = r.inst.usage, r.inst.measured, r.inst.need
+		r.stopping = r.b.state == Stopping
 	}
 	order := s.lru.Keys()
 	s.mu.Unlock()
-	for _, r := range all {
-		s.measureInstance(ctx, r.b, r.inst, r.inst != r.b.pending)
-	}
 
 	need := s.need(b)
 	in := planInput{model: b.model.ID, ram: need.RAM, vram: need.VRAM, pin: b.model.GPU, free: map[int]int64{}}
@@ -133,11 +154,9 @@ func (s *Swapper) planInput(b *backend) (planInput, error) {
 	reserved := map[int]int64{}
 	byModel := map[string]candidate{}
 	for _, r := range all {
-		s.mu.Lock()
-		u, measured, instNeed := r.inst.usage, r.inst.measured, r.inst.need
-		s.mu.Unlock()
+		u, instNeed := r.usage, r.need
 		var ram, vram int64
-		if measured {
+		if r.measured {
 			ram, vram = u.RAM, u.VRAM[r.inst.gpu]
 		}
 		needRAM, needVRAM := instNeed.RAM, instNeed.VRAM
@@ -152,7 +171,7 @@ func (s *Swapper) planInput(b *backend) (planInput, error) {
 			reserved[r.inst.gpu] += max(0, needVRAM-vram)
 			ourVRAM[r.inst.gpu] += vram
 		}
-		if r.inst == r.b.pending || r.b.model.Pinned || r.b.state == Stopping {
+		if r.pending || r.b.model.Pinned || r.stopping {
 			continue
 		}
 		byModel[r.b.model.ID] = candidate{model: r.b.model.ID, ram: max(ram, needRAM), vram: max(vram, needVRAM),

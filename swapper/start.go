@@ -109,50 +109,14 @@ func (s *Swapper) run(b *backend) (*instance, error) {
 // models were loaded when it started. With evictIdle, every idle model
 // that may be stopped is stopped first, whatever the plan says.
 func (s *Swapper) spawn(b *backend, evictIdle bool) (*instance, int, error) {
-	m := b.model
-	var gpu int
-	for {
-		select {
-		case s.swap <- struct{}{}:
-		case <-s.ctx.Done():
-			return nil, 0, ErrClosed
-		}
-		if evictIdle {
-			for _, v := range s.idleOthers(b) {
-				s.stop(v, "retrying "+m.ID+" with more memory", nil)
-			}
-		}
-		var err error
-		gpu, err = s.makeRoom(b)
-		var ie *InsufficientMemoryError
-		if errors.As(err, &ie) {
-			// Another model still loading may be what is in the way: once
-			// it is ready it can be stopped like any other, so wait for it
-			// (without holding up other starts) and plan again.
-			if loading := s.otherStart(b); loading != nil {
-				<-s.swap
-				s.log.Info("waiting for another start before planning again",
-					zap.String("model", m.ID), zap.Error(err))
-				select {
-				case <-loading:
-				case <-s.ctx.Done():
-				}
-				continue
-			}
-		}
-		if err == nil && s.ctx.Err() != nil {
-			err = ErrClosed
-		}
-		if err != nil {
-			<-s.swap
-			return nil, 0, err
-		}
-		break
+	gpu, err := s.claim(b, evictIdle)
+	if err != nil {
+		return nil, 0, err
 	}
 	defer func() { <-s.swap }()
 
+	m := b.model
 	port := 0
-	var err error
 	if m.NeedsPort() {
 		if port, err = s.ports.acquire(); err != nil {
 			return nil, 0, err
@@ -194,6 +158,46 @@ func (s *Swapper) spawn(b *backend, evictIdle bool) (*instance, int, error) {
 	}
 	s.mu.Unlock()
 	return inst, resident, nil
+}
+
+// claim takes the swap semaphore and makes room for b, returning the GPU
+// to place it on. On success the semaphore is still held, for the caller to
+// start the process before anyone else plans.
+func (s *Swapper) claim(b *backend, evictIdle bool) (int, error) {
+	for {
+		select {
+		case s.swap <- struct{}{}:
+		case <-s.ctx.Done():
+			return ramDevice, ErrClosed
+		}
+		if evictIdle {
+			for _, v := range s.idleOthers(b) {
+				s.stop(v, "retrying "+b.model.ID+" with more memory", nil)
+			}
+		}
+		gpu, err := s.makeRoom(b)
+		if err == nil && s.ctx.Err() != nil {
+			err = ErrClosed
+		}
+		if err == nil {
+			return gpu, nil
+		}
+		<-s.swap
+		// Another model still loading may be what is in the way: once it
+		// is ready it can be stopped like any other, so wait for it
+		// (without holding up other starts) and plan again.
+		var ie *InsufficientMemoryError
+		loading := s.otherStart(b)
+		if !errors.As(err, &ie) || loading == nil {
+			return ramDevice, err
+		}
+		s.log.Info("waiting for another start before planning again",
+			zap.String("model", b.model.ID), zap.Error(err))
+		select {
+		case <-loading:
+		case <-s.ctx.Done():
+		}
+	}
 }
 
 // otherStart returns the done channel of a start of another model whose

@@ -207,15 +207,11 @@ func New(opts Options) *Swapper {
 
 // Lease holds a ready backend against being stopped until Release.
 type Lease struct {
-	s     *Swapper
-	b     *backend
-	inst  *instance
-	once  sync.Once
-	model string
+	s    *Swapper
+	b    *backend
+	inst *instance
+	once sync.Once
 }
-
-// Model is the model id the lease is for.
-func (l *Lease) Model() string { return l.model }
 
 // Upstream is the backend's base URL, without a trailing slash.
 func (l *Lease) Upstream() string { return l.inst.upstream }
@@ -263,7 +259,7 @@ func (s *Swapper) Acquire(ctx context.Context, model string) (*Lease, error) {
 			b.cur.inflight++
 			b.lastUsed = time.Now()
 			s.lru.Add(model, struct{}{})
-			l := &Lease{s: s, b: b, inst: b.cur, model: model}
+			l := &Lease{s: s, b: b, inst: b.cur}
 			s.mu.Unlock()
 			return l, nil
 		case Starting:
@@ -300,8 +296,6 @@ type Status struct {
 	Pid      int
 	Upstream string
 	InFlight int
-	LastUsed time.Time
-	RetryAt  time.Time
 	// Device is where its VRAM is ("gpu0", ...), or "ram".
 	Device string
 	// Need is what planning counts for it: its declaration raised to its
@@ -318,10 +312,7 @@ func (s *Swapper) Status(model string) (Status, bool) {
 	if !ok {
 		return Status{}, false
 	}
-	st := Status{Model: model, State: b.state, LastUsed: b.lastUsed, Need: s.need(b)}
-	if b.state == Stopped && time.Now().Before(b.retryAt) {
-		st.RetryAt = b.retryAt
-	}
+	st := Status{Model: model, State: b.state, Need: s.need(b)}
 	if b.cur != nil {
 		st.Pid = b.cur.proc.Pid()
 		st.Upstream = b.cur.upstream
