@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 )
 
 // Fake is a Memory whose numbers a test scripts, while following real
@@ -86,7 +85,7 @@ func (f *Fake) UnifiedMemory() bool {
 // Devices implements Memory.
 func (f *Fake) Devices(ctx context.Context) ([]Device, error) {
 	live := map[int]Usage{}
-	for _, pid := range f.pids() {
+	for _, pid := range Running(f.Exe) {
 		live[pid] = f.usageOf(pid)
 	}
 	f.mu.Lock()
@@ -115,7 +114,7 @@ func (f *Fake) Devices(ctx context.Context) ([]Device, error) {
 
 // Usage implements Memory.
 func (f *Fake) Usage(ctx context.Context, pid int) (Usage, error) {
-	if !f.counts(pid) {
+	if !runs(pid, f.Exe) {
 		return Usage{}, fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
 	}
 	return f.usageOf(pid), nil
@@ -154,34 +153,6 @@ func (f *Fake) usageOf(pid int) Usage {
 		}
 	}
 	return u
-}
-
-// pids lists the live processes the fake counts.
-func (f *Fake) pids() []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && f.counts(pid) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-func (f *Fake) counts(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
-	if err != nil || strings.TrimSuffix(exe, " (deleted)") != f.Exe {
-		return false
-	}
-	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z'
 }
 
 func cmdline(pid int) []string {

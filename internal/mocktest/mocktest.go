@@ -7,13 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/hotswap/hotswap/probe"
 )
 
 // Build compiles the main package pkg (a path relative to the module root,
@@ -34,43 +35,10 @@ func Build(dir, pkg string) (string, error) {
 }
 
 // Pids lists the live processes running the binary at exe.
-func Pids(exe string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		target, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err != nil {
-			continue
-		}
-		if strings.TrimSuffix(target, " (deleted)") == exe && !zombie(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// zombie reports whether pid has exited and waits only to be reaped.
-func zombie(pid int) bool {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return true
-	}
-	// The state follows the command name, which is in parentheses.
-	i := strings.LastIndexByte(string(b), ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
-}
+func Pids(exe string) []int { return probe.Running(exe) }
 
 // Alive reports whether pid is a live process.
-func Alive(pid int) bool {
-	return syscall.Kill(pid, 0) == nil && !zombie(pid)
-}
+func Alive(pid int) bool { return probe.Alive(pid) }
 
 // Leftovers waits up to timeout for every process running exe to be gone;
 // those still alive then are killed and returned.
