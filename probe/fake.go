@@ -30,6 +30,7 @@ type Fake struct {
 	// Release: a driver that reports frees late.
 	linger bool
 	seen   map[int]Usage
+	looks  int // calls of Devices
 }
 
 // NewFake returns a Fake with ram bytes of RAM and one GPU per gpus entry
@@ -45,6 +46,14 @@ func (f *Fake) Linger(on bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.linger = on
+}
+
+// Looks counts the calls of Devices so far: a test can wait until its
+// subject has looked at the memory again.
+func (f *Fake) Looks() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.looks
 }
 
 // Release frees the memory of exited processes kept by Linger.
@@ -90,6 +99,7 @@ func (f *Fake) Devices(ctx context.Context) ([]Device, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.looks++
 	for pid, u := range live {
 		f.seen[pid] = u
 	}

@@ -10,16 +10,16 @@ import (
 	"time"
 )
 
-// healthServer answers 503 until ready is set, then 200.
-func healthServer(t *testing.T, ready *atomic.Bool, hits *atomic.Int64) string {
+// healthServer answers 503 until ready is set or readyAt checks have come
+// (0: never by count), then 200.
+func healthServer(t *testing.T, ready *atomic.Bool, hits *atomic.Int64, readyAt int64) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		if ready.Load() {
+		if n := hits.Add(1); ready.Load() || (readyAt > 0 && n >= readyAt) {
 			w.WriteHeader(200)
 			return
 		}
@@ -33,14 +33,8 @@ func healthServer(t *testing.T, ready *atomic.Bool, hits *atomic.Int64) string {
 func TestWaitReturnsOnceHealthy(t *testing.T) {
 	var ready atomic.Bool
 	var hits atomic.Int64
-	url := healthServer(t, &ready, &hits)
-	// Becomes ready once it has been asked three times: polling must go on.
-	go func() {
-		for hits.Load() < 3 {
-			time.Sleep(time.Millisecond)
-		}
-		ready.Store(true)
-	}()
+	// Healthy only on the fourth check: polling must go on until then.
+	url := healthServer(t, &ready, &hits, 4)
 	r := &Readiness{}
 	if err := r.Wait(context.Background(), url, WaitOptions{Timeout: 10 * time.Second}); err != nil {
 		t.Fatal(err)
@@ -53,7 +47,7 @@ func TestWaitReturnsOnceHealthy(t *testing.T) {
 func TestWaitTimesOutWithLastError(t *testing.T) {
 	var ready atomic.Bool
 	var hits atomic.Int64
-	url := healthServer(t, &ready, &hits)
+	url := healthServer(t, &ready, &hits, 0)
 	err := (&Readiness{}).Wait(context.Background(), url, WaitOptions{Timeout: 200 * time.Millisecond})
 	if !errors.Is(err, ErrNotReady) {
 		t.Fatalf("err %v", err)
@@ -66,7 +60,7 @@ func TestWaitTimesOutWithLastError(t *testing.T) {
 func TestWaitStallTimeoutRestartsOnActivity(t *testing.T) {
 	var ready atomic.Bool
 	var hits atomic.Int64
-	url := healthServer(t, &ready, &hits)
+	url := healthServer(t, &ready, &hits, 0)
 	start := time.Now()
 	var activity atomic.Int64
 	activity.Store(start.UnixNano())

@@ -57,11 +57,14 @@ func TestParallelBoundsInFlight(t *testing.T) {
 			got <- l
 		}
 	}()
+	// The third request queues instead of being sent to the backend.
+	if !mocktest.Eventually(5*time.Second, func() bool { return r.Waiting("two") == 1 }) {
+		t.Fatal("the third request never queued")
+	}
 	select {
 	case <-got:
 		t.Fatal("a third request got a backend that takes two at once")
-	case <-time.After(100 * time.Millisecond):
-		// Not a wait for an event: a short window in which nothing may happen.
+	default:
 	}
 	a.Release()
 	select {

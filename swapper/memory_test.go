@@ -184,15 +184,17 @@ func TestTTLWaitsForRequests(t *testing.T) {
 	sw, _ := memSwapper(t, `
 models:
   a: {cmd: "MOCK -port ${PORT} -model a", ttl: 100ms}
+  witness: {cmd: "MOCK -port ${PORT} -model b", ttl: 100ms}
 `, fakeFor(t, 10*gib), nil)
 	l := acquire(t, sw, "a")
-	// Held well past the ttl: a backend in use is never idle.
-	deadline := time.Now().Add(400 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if state(sw, "a") != swapper.Ready {
-			t.Fatalf("unloaded while serving: %v", state(sw, "a"))
-		}
-		time.Sleep(20 * time.Millisecond)
+	use(t, sw, "witness")
+	// witness, idle with the same ttl and used later, is unloaded: the ttl
+	// has passed for a too, but a backend in use is never idle.
+	if !mocktest.Eventually(5*time.Second, func() bool { return state(sw, "witness") == swapper.Stopped }) {
+		t.Fatal("the idle witness was never unloaded")
+	}
+	if state(sw, "a") != swapper.Ready {
+		t.Fatalf("unloaded while serving: %v", state(sw, "a"))
 	}
 	l.Release()
 	if !mocktest.Eventually(5*time.Second, func() bool { return state(sw, "a") == swapper.Stopped }) {
@@ -200,13 +202,16 @@ models:
 	}
 }
 
-func TestCooldownEndsWhenMemoryShows(t *testing.T) {
-	fake := fakeFor(t, 10*gib)
-	sw, st := memSwapper(t, `
+// oneOfTwo declares two 6GiB models: in 10GiB, one evicts the other.
+const oneOfTwo = `
 models:
   a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 6GiB}}
   b: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 6GiB}}
-`, fake, nil)
+`
+
+func TestCooldownEndsWhenMemoryShows(t *testing.T) {
+	fake := fakeFor(t, 10*gib)
+	sw, st := memSwapper(t, oneOfTwo, fake, nil)
 	fake.Script("a", probe.Usage{RAM: 6 * gib})
 	fake.Script("b", probe.Usage{RAM: 6 * gib})
 	use(t, sw, "a")
@@ -223,11 +228,16 @@ models:
 	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(pidA) }) {
 		t.Fatal("a was not stopped")
 	}
-	// a is gone, but its memory has not shown up as free: b must wait.
+	// a is gone, but its memory has not shown up as free: b must wait,
+	// looking again and again, without starting.
+	looks := fake.Looks()
+	if !mocktest.Eventually(5*time.Second, func() bool { return fake.Looks() >= looks+3 }) {
+		t.Fatal("the swapper stopped looking at the memory")
+	}
 	select {
 	case err := <-got:
 		t.Fatalf("b did not wait for the memory (err %v)", err)
-	case <-time.After(300 * time.Millisecond):
+	default:
 	}
 	if st.n.Load() != 1 {
 		t.Fatalf("b was started before its memory was free")
@@ -243,11 +253,7 @@ models:
 
 func TestCooldownIsBounded(t *testing.T) {
 	fake := fakeFor(t, 10*gib)
-	sw, st := memSwapper(t, `
-models:
-  a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 6GiB}}
-  b: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 6GiB}}
-`, fake, func(o *swapper.Options) { o.CooldownMax = 200 * time.Millisecond })
+	sw, st := memSwapper(t, oneOfTwo, fake, func(o *swapper.Options) { o.CooldownMax = 200 * time.Millisecond })
 	fake.Script("a", probe.Usage{RAM: 6 * gib})
 	use(t, sw, "a")
 	fake.Linger(true)

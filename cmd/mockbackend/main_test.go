@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/hotswap/hotswap/internal/mocktest"
 )
 
 // TestMain doubles as the command itself when process tests re-run this
@@ -127,16 +129,10 @@ func (f *fixture) postJSON(path, body string) (*http.Response, []byte) {
 // waitReady polls /health until it answers 200.
 func (f *fixture) waitReady() {
 	f.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if resp, _ := f.do("GET", "/health", "", nil); resp.StatusCode == 200 {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatal("never ready")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(f.t, "ready", func() bool {
+		resp, _ := f.do("GET", "/health", "", nil)
+		return resp.StatusCode == 200
+	})
 }
 
 func (f *fixture) stats() stats {
@@ -149,15 +145,11 @@ func (f *fixture) stats() stats {
 	return st
 }
 
-// eventually polls cond every 5ms until it holds or 5s pass.
+// eventually waits up to 5s for cond, failing the test if it never holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for " + what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !mocktest.Eventually(5*time.Second, cond) {
+		t.Fatal("timed out waiting for " + what)
 	}
 }
 
