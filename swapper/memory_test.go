@@ -428,7 +428,6 @@ models:
 		t.Errorf("%s", got)
 	}
 	// Alone, a failure is not retried.
-	before = st.n.Load()
 	sw2, st2 := memSwapper(t, `
 models:
   oom: {cmd: "MOCK -port ${PORT} -model oom -fail-start"}
