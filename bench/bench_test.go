@@ -64,11 +64,7 @@ func start(b *testing.B) *hotswap {
 		mem.Script(m, probe.Usage{RAM: 6 << 30})
 	}
 	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop(), Memory: mem})
-	parallel := map[string]int{}
-	for id, m := range cfg.Models {
-		parallel[id] = m.Parallel
-	}
-	rt := router.New(sw, router.Options{Parallel: parallel, QueueSize: 1024, QueueTimeout: time.Minute})
+	rt := router.New(sw, router.ConfigOptions(cfg, zap.NewNop()))
 	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: zap.NewNop()})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -78,6 +74,7 @@ func start(b *testing.B) *hotswap {
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		rt.Close()
 		px.Shutdown(ctx)
 		sw.Close(ctx)
 	})

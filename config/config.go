@@ -27,6 +27,7 @@ const (
 	DefaultMaxWait      = 30 * time.Second
 	DefaultQueueSize    = 256
 	DefaultQueueTimeout = 5 * time.Minute
+	DefaultKeepalive    = 2 * time.Second
 
 	DefaultProxy    = "http://127.0.0.1:${PORT}"
 	DefaultHealth   = "/health"
@@ -110,6 +111,9 @@ type Scheduling struct {
 	QueueSize int
 	// QueueTimeout is how long a request may wait in a queue.
 	QueueTimeout time.Duration
+	// StreamKeepalive is how often a streaming request that waits (queued,
+	// or for its model to load) is sent an SSE comment saying why; 0 is off.
+	StreamKeepalive time.Duration
 }
 
 // Need is an amount of memory, in bytes.
@@ -168,10 +172,11 @@ func Default() *Config {
 			CooldownMax: DefaultCooldownMax,
 		},
 		Scheduling: Scheduling{
-			Policy:       DefaultPolicy,
-			MaxWait:      DefaultMaxWait,
-			QueueSize:    DefaultQueueSize,
-			QueueTimeout: DefaultQueueTimeout,
+			Policy:          DefaultPolicy,
+			MaxWait:         DefaultMaxWait,
+			QueueSize:       DefaultQueueSize,
+			QueueTimeout:    DefaultQueueTimeout,
+			StreamKeepalive: DefaultKeepalive,
 		},
 		Models: make(map[string]*Model),
 		Modes:  make(map[string][]string),

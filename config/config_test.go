@@ -146,7 +146,7 @@ func TestDefaults(t *testing.T) {
 	if c.Memory != wantMem {
 		t.Errorf("Memory = %+v, want %+v", c.Memory, wantMem)
 	}
-	wantSched := Scheduling{Policy: "batch", MaxWait: 30 * time.Second, QueueSize: 256, QueueTimeout: 5 * time.Minute}
+	wantSched := Scheduling{Policy: "batch", MaxWait: 30 * time.Second, QueueSize: 256, QueueTimeout: 5 * time.Minute, StreamKeepalive: 2 * time.Second}
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}
@@ -192,6 +192,7 @@ scheduling:
   max_wait: 1m30s
   queue_size: 8
   queue_timeout: 1h
+  stream_keepalive: 0
 models:
   llama-8b:
     cmd: llama-server -m /models/llama-8b.gguf --port ${PORT} --alias '${MODEL}'
@@ -230,7 +231,7 @@ modes:
 	if c.Memory != wantMem {
 		t.Errorf("Memory = %+v, want %+v", c.Memory, wantMem)
 	}
-	wantSched := Scheduling{Policy: "fifo", MaxWait: 90 * time.Second, QueueSize: 8, QueueTimeout: time.Hour}
+	wantSched := Scheduling{Policy: "fifo", MaxWait: 90 * time.Second, QueueSize: 8, QueueTimeout: time.Hour, StreamKeepalive: 0}
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}

@@ -50,10 +50,11 @@ func (p *parser) config(doc *yaml.Node) *Config {
 		},
 		"scheduling": func(v *yaml.Node, path string) {
 			p.fields(v, path, map[string]setter{
-				"policy":        p.oneOf(&c.Scheduling.Policy, PolicyBatch, PolicyFIFO),
-				"max_wait":      p.duration(&c.Scheduling.MaxWait, true),
-				"queue_size":    p.integer(&c.Scheduling.QueueSize, 1),
-				"queue_timeout": p.duration(&c.Scheduling.QueueTimeout, false),
+				"policy":           p.oneOf(&c.Scheduling.Policy, PolicyBatch, PolicyFIFO),
+				"max_wait":         p.duration(&c.Scheduling.MaxWait, true),
+				"queue_size":       p.integer(&c.Scheduling.QueueSize, 1),
+				"queue_timeout":    p.duration(&c.Scheduling.QueueTimeout, false),
+				"stream_keepalive": p.duration(&c.Scheduling.StreamKeepalive, true),
 			})
 		},
 		"models": func(v *yaml.Node, _ string) { models = v },

@@ -31,6 +31,9 @@ func badRequest(code, msg string) *apiError {
 	return &apiError{Status: fasthttp.StatusBadRequest, Type: "invalid_request_error", Code: code, Message: msg}
 }
 
+// errClientGone marks a request whose client hung up.
+var errClientGone = errors.New("the client closed the connection")
+
 // errBackendDied marks an upstream failure on a backend that exited.
 var errBackendDied = errors.New("the model's backend exited while handling the request")
 
@@ -40,6 +43,7 @@ func toAPIError(err error) *apiError {
 	var be *swapper.BackoffError
 	var se *swapper.StartError
 	var ie *swapper.InsufficientMemoryError
+	var qf *router.QueueFullError
 	switch {
 	case errors.As(err, &ae):
 		return ae
@@ -53,9 +57,9 @@ func toAPIError(err error) *apiError {
 	case errors.As(err, &se):
 		return &apiError{Status: 503, Type: "server_error", Code: "backend_start_failed", Message: err.Error(),
 			RetryAfter: time.Until(se.RetryAt)}
-	case errors.Is(err, router.ErrQueueFull):
+	case errors.As(err, &qf):
 		return &apiError{Status: 429, Type: "rate_limit_error", Code: "queue_full", Message: err.Error(),
-			RetryAfter: time.Second}
+			RetryAfter: qf.RetryAfter}
 	case errors.Is(err, router.ErrQueueTimeout):
 		return &apiError{Status: 503, Type: "server_error", Code: "queue_timeout", Message: err.Error()}
 	case errors.Is(err, swapper.ErrClosed):
@@ -64,7 +68,7 @@ func toAPIError(err error) *apiError {
 		return &apiError{Status: 502, Type: "server_error", Code: "backend_died", Message: err.Error()}
 	case errors.Is(err, errUpstream):
 		return &apiError{Status: 502, Type: "server_error", Code: "backend_unreachable", Message: err.Error()}
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), errors.Is(err, errClientGone):
 		// The client left; nobody reads this, but the log line shows 499.
 		return &apiError{Status: 499, Type: "server_error", Code: "client_closed", Message: err.Error()}
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -86,13 +87,18 @@ func (s *Server) client(model string, l *router.Lease) (*upstreamClient, error) 
 	return c, nil
 }
 
+// fastPathWait is how long a request's turn may take before the proxy
+// watches its client's connection for a hang-up: a ready backend with a
+// free slot is handed over well within it.
+const fastPathWait = time.Millisecond
+
 // handleForward serves an endpoint that goes to a model's backend.
 func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsPost() {
 		s.fail(ctx, "", methodNotAllowed("POST"))
 		return
 	}
-	name, err := requestModel(ctx)
+	name, stream, err := requestModel(ctx)
 	if err != nil {
 		s.fail(ctx, "", err)
 		return
@@ -102,8 +108,32 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, name, s.unknownModel(name))
 		return
 	}
-	lease, err := s.router.Acquire(ctx, m.ID)
+	// Not the RequestCtx: its Done fires at shutdown, and a request waiting
+	// then is told it was refused (by the router or swapper closing), not
+	// that its client left.
+	wait, hangup := context.WithCancel(context.Background())
+	defer hangup()
+	t, err := s.router.Enqueue(wait, m.ID)
 	if err != nil {
+		s.fail(ctx, m.ID, err)
+		return
+	}
+	lease, err := t.Next(fastPathWait)
+	if lease == nil && err == nil {
+		stopWatch := watchHangup(ctx.Conn(), hangup)
+		every := s.cfg.Scheduling.StreamKeepalive
+		if stream && every > 0 {
+			if lease, err = t.Next(every - fastPathWait); lease == nil && err == nil {
+				s.streamWaiting(ctx, m.ID, t, every, stopWatch)
+				return
+			}
+		} else {
+			lease, err = t.Next(0)
+		}
+		stopWatch()
+	}
+	if err != nil {
+		t.Close()
 		s.fail(ctx, m.ID, err)
 		return
 	}
@@ -112,27 +142,25 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 
 // requestModel reads the model a request names, from its JSON body or its
 // multipart form.
-func requestModel(ctx *fasthttp.RequestCtx) (string, error) {
+func requestModel(ctx *fasthttp.RequestCtx) (model string, stream bool, err error) {
 	body := ctx.PostBody()
 	ct := ctx.Request.Header.ContentType()
-	var model string
-	var err error
 	switch {
 	case hasPrefixFold(ct, "multipart/form-data"):
 		if model, err = formModel(string(ct), body); err != nil && !errors.Is(err, errNoModel) {
-			return "", badRequest("invalid_request", err.Error())
+			return "", false, badRequest("invalid_request", err.Error())
 		}
 	case len(body) == 0:
-		return "", badRequest("invalid_request", "request body is empty; expected a JSON object with a model")
+		return "", false, badRequest("invalid_request", "request body is empty; expected a JSON object with a model")
 	default:
-		if model, err = jsonModel(body); err != nil && !errors.Is(err, errNoModel) {
-			return "", badRequest("invalid_json", err.Error())
+		if model, stream, err = jsonModel(body); err != nil && !errors.Is(err, errNoModel) {
+			return "", false, badRequest("invalid_json", err.Error())
 		}
 	}
 	if err != nil {
-		return "", &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model", Message: err.Error()}
+		return "", false, &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model", Message: err.Error()}
 	}
-	return model, nil
+	return model, stream, nil
 }
 
 // hasPrefixFold is bytes.HasPrefix ignoring ASCII case, without the copy
@@ -144,36 +172,11 @@ func hasPrefixFold(b []byte, prefix string) bool {
 // forward sends the request to the lease's backend and streams the answer
 // back. The lease is released when the answer has been sent, or has failed.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.Lease) {
-	c, err := s.client(model, lease)
+	resp, err := s.roundTrip(ctx, model, lease)
 	if err != nil {
-		lease.Release()
 		s.fail(ctx, model, err)
 		return
 	}
-	req := fasthttp.AcquireRequest()
-	ctx.Request.Header.CopyTo(&req.Header)
-	for _, h := range hopHeaders {
-		req.Header.Del(h)
-	}
-	req.Header.SetHost(c.host)
-	if c.prefix == "" {
-		req.SetRequestURIBytes(ctx.RequestURI())
-	} else {
-		req.SetRequestURI(c.prefix + string(ctx.RequestURI()))
-	}
-	req.SetBodyRaw(ctx.PostBody())
-
-	resp := fasthttp.AcquireResponse()
-	err = c.hc.Do(req, resp)
-	fasthttp.ReleaseRequest(req)
-	if err != nil {
-		fasthttp.ReleaseResponse(resp)
-		err = s.upstreamErr(lease, err)
-		lease.Release()
-		s.fail(ctx, model, err)
-		return
-	}
-
 	resp.Header.CopyTo(&ctx.Response.Header)
 	for _, h := range hopHeaders {
 		ctx.Response.Header.Del(h)
@@ -196,6 +199,39 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.L
 		s: s, ctx: ctx, model: model, lease: lease, resp: resp, r: body, sse: sse,
 		status: resp.StatusCode(),
 	}, resp.Header.ContentLength())
+}
+
+// roundTrip sends the request to the lease's backend and returns its
+// answer, the body still to be read. On error the lease is released.
+func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router.Lease) (*fasthttp.Response, error) {
+	c, err := s.client(model, lease)
+	if err != nil {
+		lease.Release()
+		return nil, err
+	}
+	req := fasthttp.AcquireRequest()
+	ctx.Request.Header.CopyTo(&req.Header)
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	req.Header.SetHost(c.host)
+	if c.prefix == "" {
+		req.SetRequestURIBytes(ctx.RequestURI())
+	} else {
+		req.SetRequestURI(c.prefix + string(ctx.RequestURI()))
+	}
+	req.SetBodyRaw(ctx.PostBody())
+
+	resp := fasthttp.AcquireResponse()
+	err = c.hc.Do(req, resp)
+	fasthttp.ReleaseRequest(req)
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		err = s.upstreamErr(lease, err)
+		lease.Release()
+		return nil, err
+	}
+	return resp, nil
 }
 
 // upstreamErr says whether a failed round trip means the backend died.

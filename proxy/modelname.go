@@ -16,22 +16,24 @@ var (
 	errModelNotText  = errors.New("the model parameter must be a string")
 )
 
-// jsonModel returns the top-level "model" string of a JSON object. The body
-// is validated (a malformed request must not cost a model swap) but never
-// decoded into a tree: only the model value is unmarshalled.
-func jsonModel(body []byte) (string, error) {
+// jsonModel returns the top-level "model" string of a JSON object, and
+// whether its "stream" is true. The body is validated (a malformed request
+// must not cost a model swap) but never decoded into a tree: only the model
+// value is unmarshalled.
+func jsonModel(body []byte) (model string, stream bool, err error) {
 	if !json.Valid(body) {
-		return "", errMalformedJSON
+		return "", false, errMalformedJSON
 	}
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
-		return "", errNotObject
+		return "", false, errNotObject
 	}
 	i++
+	found := false
 	for {
 		i = skipSpace(body, i)
 		if body[i] == '}' {
-			return "", errNoModel
+			break
 		}
 		if body[i] == ',' {
 			i = skipSpace(body, i+1)
@@ -41,33 +43,37 @@ func jsonModel(body []byte) (string, error) {
 		i = skipSpace(body, keyEnd)
 		i = skipSpace(body, i+1) // the colon
 		valEnd := skipValue(body, i)
-		if isModelKey(key) {
+		switch {
+		case isKey(key, "model"):
 			if body[i] != '"' {
-				return "", errModelNotText
+				return "", false, errModelNotText
 			}
-			var model string
+			model = ""
 			if err := json.Unmarshal(body[i:valEnd], &model); err != nil {
-				return "", errModelNotText
+				return "", false, errModelNotText
 			}
-			if model == "" {
-				return "", errNoModel
-			}
-			return model, nil
+			found = true
+		case isKey(key, "stream"):
+			stream = string(body[i:valEnd]) == "true"
 		}
 		i = valEnd
 	}
+	if !found || model == "" {
+		return "", stream, errNoModel
+	}
+	return model, stream, nil
 }
 
-// isModelKey matches the quoted key "model", escapes included.
-func isModelKey(quoted []byte) bool {
-	if bytes.Equal(quoted, []byte(`"model"`)) {
+// isKey matches a quoted key against name, escapes included.
+func isKey(quoted []byte, name string) bool {
+	if len(quoted) == len(name)+2 && string(quoted[1:len(quoted)-1]) == name {
 		return true
 	}
 	if bytes.IndexByte(quoted, '\\') < 0 {
 		return false
 	}
 	var k string
-	return json.Unmarshal(quoted, &k) == nil && k == "model"
+	return json.Unmarshal(quoted, &k) == nil && k == name
 }
 
 func skipSpace(b []byte, i int) int {

@@ -82,7 +82,7 @@ func TestColdStartThenWarmReuse(t *testing.T) {
 	if got := second.header.Get("X-Mock-Pid"); got != pid {
 		t.Errorf("second request served by pid %s, first by %s: backend not reused", got, pid)
 	}
-	if n := s.starts.Load(); n != 1 {
+	if n := s.starts.Starts(); n != 1 {
 		t.Errorf("%d starts, want 1", n)
 	}
 	if st := s.status("chat-a"); st.State != swapper.Ready || fmt.Sprint(st.Pid) != pid {
@@ -177,8 +177,8 @@ func TestConcurrentColdRequestsStartOnce(t *testing.T) {
 		}
 		pids[r.header.Get("X-Mock-Pid")] = true
 	}
-	if s.starts.Load() != 1 || len(pids) != 1 {
-		t.Errorf("%d starts, %d backend pids; want exactly one", s.starts.Load(), len(pids))
+	if s.starts.Starts() != 1 || len(pids) != 1 {
+		t.Errorf("%d starts, %d backend pids; want exactly one", s.starts.Starts(), len(pids))
 	}
 }
 
@@ -249,7 +249,7 @@ func TestErrorsInOpenAIFormat(t *testing.T) {
 			}
 		})
 	}
-	if n := s.starts.Load(); n != 0 {
+	if n := s.starts.Starts(); n != 0 {
 		t.Errorf("bad requests started %d backends", n)
 	}
 }
@@ -272,7 +272,7 @@ func TestBackendThatFailsToStart(t *testing.T) {
 	if again.status != 503 || again.header.Get("Retry-After") == "" {
 		t.Errorf("second request: %d %s", again.status, again.body)
 	}
-	if n := s.starts.Load(); n != 1 {
+	if n := s.starts.Starts(); n != 1 {
 		t.Errorf("%d starts, want 1 (back-off)", n)
 	}
 	// Other models are unaffected.
@@ -445,7 +445,7 @@ func TestOtherEndpointsForwarded(t *testing.T) {
 	if rr.status != 200 {
 		t.Errorf("rerank: %d %s", rr.status, rr.body)
 	}
-	if n := s.starts.Load(); n != 1 {
+	if n := s.starts.Starts(); n != 1 {
 		t.Errorf("%d starts for one model", n)
 	}
 }
@@ -517,7 +517,7 @@ func TestModelThatCanNeverFit(t *testing.T) {
 	if code != "insufficient_memory" {
 		t.Errorf("code %q", code)
 	}
-	if st := s.status("chat-a"); st.State != swapper.Ready || s.starts.Load() != 1 {
-		t.Errorf("a refusal evicted or started something: chat-a %v, %d starts", st.State, s.starts.Load())
+	if st := s.status("chat-a"); st.State != swapper.Ready || s.starts.Starts() != 1 {
+		t.Errorf("a refusal evicted or started something: chat-a %v, %d starts", st.State, s.starts.Starts())
 	}
 }

@@ -24,9 +24,10 @@ import (
 	"github.com/hotswap/hotswap/swapper"
 )
 
-// Router hands out ready backends.
+// Router queues requests and hands out ready backends.
 type Router interface {
-	Acquire(ctx context.Context, model string) (*router.Lease, error)
+	Enqueue(ctx context.Context, model string) (*router.Ticket, error)
+	Stats(model string) *router.Stats
 }
 
 // StatusFunc reports a model's backend state, for /v1/models.
@@ -187,6 +188,7 @@ type modelObject struct {
 	// uses now.
 	Pid      int          `json:"pid,omitempty"`
 	InFlight int          `json:"in_flight"`
+	Queued   int64        `json:"queued"`
 	Device   string       `json:"device,omitempty"`
 	Need     *memoryBytes `json:"need,omitempty"`
 	Usage    *memoryBytes `json:"usage,omitempty"`
@@ -200,6 +202,9 @@ type memoryBytes struct {
 func (s *Server) modelObject(m *config.Model) modelObject {
 	o := modelObject{ID: m.ID, Object: "model", Created: s.created, OwnedBy: "hotswap",
 		Aliases: m.Aliases, Kind: m.Kind}
+	if st := s.router.Stats(m.ID); st != nil {
+		o.Queued = st.Queued.Load()
+	}
 	if s.status != nil {
 		if st, ok := s.status(m.ID); ok {
 			o.State = st.State.String()

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/proxy"
 	"github.com/hotswap/hotswap/router"
@@ -29,20 +29,9 @@ type stack struct {
 	url    string
 	cfg    *config.Config
 	sw     *swapper.Swapper
-	starts atomic.Int64
+	starts mocktest.Starter
 	logs   *observer.ObservedLogs
 	client *http.Client
-}
-
-// countingStarter counts process starts.
-type countingStarter struct {
-	swapper.ExecStarter
-	n *atomic.Int64
-}
-
-func (c *countingStarter) Start(spec swapper.ProcessSpec) (swapper.Process, error) {
-	c.n.Add(1)
-	return c.ExecStarter.Start(spec)
 }
 
 // newStack serves the YAML config cfgText, in which MOCK stands for the
@@ -64,19 +53,11 @@ func newStack(t *testing.T, cfgText string) *stack {
 	s.sw = swapper.New(swapper.Options{
 		Models:  cfg.Models,
 		Ports:   cfg.Ports,
-		Starter: &countingStarter{n: &s.starts},
+		Starter: &s.starts,
 		Log:     log,
 		Memory:  mem,
 	})
-	parallel := map[string]int{}
-	for id, m := range cfg.Models {
-		parallel[id] = m.Parallel
-	}
-	rt := router.New(s.sw, router.Options{
-		Parallel:     parallel,
-		QueueSize:    cfg.Scheduling.QueueSize,
-		QueueTimeout: cfg.Scheduling.QueueTimeout,
-	})
+	rt := router.New(s.sw, router.ConfigOptions(cfg, log))
 	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: s.sw.Status, Log: log})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,6 +74,7 @@ func newStack(t *testing.T, cfgText string) *stack {
 		s.client.CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		rt.Close()
 		_ = px.Shutdown(ctx)
 		<-served
 		s.sw.Close(ctx)

@@ -1,6 +1,12 @@
-// Package router admits requests to models: it bounds how many requests a
-// backend is sent at once (the model's parallel setting), how many may wait
-// for it, and how long they wait, before handing a request to the swapper.
+// Package router decides which waiting request goes to a backend next. Each
+// model has a bounded FIFO queue and a cap on the requests its backend is
+// sent at once (its parallel setting); when models do not all fit in
+// memory, the scheduling policy decides when a swap is worth it.
+//
+// Every decision is made on one goroutine, the loop, which owns the queues
+// and counters: requests, releases and timers reach it as events, and the
+// slow work (waiting for a backend to load) happens on the requests' own
+// goroutines, which report back.
 package router
 
 import (
@@ -8,141 +14,220 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/swapper"
 )
 
-// ErrQueueFull is returned when a model already has QueueSize requests
-// waiting.
+// ErrQueueFull is wrapped by *QueueFullError.
 var ErrQueueFull = errors.New("too many requests waiting for this model")
 
 // ErrQueueTimeout is returned when a request waited QueueTimeout without
 // being served.
 var ErrQueueTimeout = errors.New("timed out waiting for the model")
 
+// QueueFullError refuses a request because its model's queue is full.
+type QueueFullError struct {
+	Model string
+	Size  int
+	// RetryAfter is an estimate of when the queue will have room.
+	RetryAfter time.Duration
+}
+
+func (e *QueueFullError) Error() string {
+	return fmt.Sprintf("%v: %d requests are queued for %q", ErrQueueFull, e.Size, e.Model)
+}
+
+func (e *QueueFullError) Unwrap() error { return ErrQueueFull }
+
 // Backends is what the router needs of the swapper.
 type Backends interface {
+	// Acquire returns once model's backend is ready, starting it if need be.
 	Acquire(ctx context.Context, model string) (*swapper.Lease, error)
+	// State is model's state now.
+	State(model string) swapper.State
+	// Evictions lists the loaded models a start of model would stop now.
+	Evictions(model string) ([]string, error)
 }
 
 // Options configure a Router.
 type Options struct {
 	// Parallel is how many requests each model's backend is sent at once;
 	// models not listed are unknown to the router.
-	Parallel     map[string]int
+	Parallel map[string]int
+	// Policy is config.PolicyBatch (the default) or config.PolicyFIFO.
+	Policy string
+	// MaxWait is, under the batch policy, how long a request waits before
+	// its model is swapped in over busy ones.
+	MaxWait time.Duration
+	// QueueSize bounds each model's queue (default 256); QueueTimeout
+	// bounds a request's whole wait, loading included (0: no bound).
 	QueueSize    int
 	QueueTimeout time.Duration
+	Log          *zap.Logger
 }
 
-// Router admits requests to models.
+// Router admits requests to models. Create it with New and stop it with
+// Close.
 type Router struct {
 	backends Backends
-	timeout  time.Duration
-	queues   map[string]*queue
+	opts     Options
+	log      *zap.Logger
+	// stats are per-model counters the loop publishes for anyone to read.
+	stats map[string]*Stats
+
+	events chan event
+	// mu guards closed: senders hold it for reading while they send, so
+	// that once Close has taken it nothing new reaches the loop.
+	mu     sync.RWMutex
+	closed bool
+	quit   chan struct{}
+	done   chan struct{}
 }
 
-type queue struct {
-	slots chan struct{} // one token per request the backend may be sent
-
-	mu      sync.Mutex
-	waiting int
-	max     int
+// Stats are a model's live counters.
+type Stats struct {
+	Queued   atomic.Int64 // waiting in its queue
+	InFlight atomic.Int64 // dispatched and not yet released, loading included
 }
 
-// New returns a Router in front of backends.
+// New returns a Router in front of backends and starts its loop.
 func New(backends Backends, opts Options) *Router {
-	r := &Router{backends: backends, timeout: opts.QueueTimeout, queues: make(map[string]*queue)}
-	for model, n := range opts.Parallel {
-		if n < 1 {
-			n = 1
-		}
-		r.queues[model] = &queue{slots: make(chan struct{}, n), max: opts.QueueSize}
+	if opts.Policy == "" {
+		opts.Policy = config.PolicyBatch
 	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = config.DefaultQueueSize
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	r := &Router{
+		backends: backends,
+		opts:     opts,
+		log:      opts.Log,
+		stats:    make(map[string]*Stats, len(opts.Parallel)),
+		events:   make(chan event, 1024),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	s := newSched(backends, opts)
+	for model := range opts.Parallel {
+		r.stats[model] = s.models[model].stats
+	}
+	go r.loop(s)
 	return r
 }
 
-// Lease is a swapper lease plus the concurrency slot it occupies.
-type Lease struct {
-	*swapper.Lease
-	q    *queue
-	once sync.Once
-}
-
-// Release frees the backend and the slot. Safe to call more than once.
-func (l *Lease) Release() {
-	l.once.Do(func() {
-		l.Lease.Release()
-		<-l.q.slots
-	})
-}
-
-// Acquire waits for a free slot on model and for its backend to be ready.
-// The whole wait is bounded by the queue timeout.
-func (r *Router) Acquire(ctx context.Context, model string) (*Lease, error) {
-	q, ok := r.queues[model]
+// Enqueue puts a request for model in its queue and returns its ticket.
+// The ticket's Next hands over the backend once the request's turn has
+// come and the backend is ready. ctx bounds the wait: when it ends, the
+// request leaves the queue. The caller must Close the ticket.
+func (r *Router) Enqueue(ctx context.Context, model string) (*Ticket, error) {
+	st, ok := r.stats[model]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", swapper.ErrUnknownModel, model)
 	}
-	waitCtx := ctx
-	if r.timeout > 0 {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithTimeout(ctx, r.timeout)
-		defer cancel()
+	t := &Ticket{r: r, model: model, stats: st, ctx: ctx, enqueued: time.Now(), signal: make(chan struct{}, 1)}
+	if !r.send(event{kind: evArrive, t: t}) {
+		return nil, swapper.ErrClosed
 	}
-	select {
-	case q.slots <- struct{}{}:
-	default:
-		if err := q.wait(waitCtx); err != nil {
-			return nil, r.waitErr(ctx, waitCtx, err)
+	return t, nil
+}
+
+// Acquire waits for model's turn and backend, as Enqueue followed by Next.
+func (r *Router) Acquire(ctx context.Context, model string) (*Lease, error) {
+	t, err := r.Enqueue(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	l, err := t.Next(0)
+	if err != nil {
+		t.Close()
+	}
+	return l, err
+}
+
+// Stats returns model's counters, or nil for a model it does not know.
+func (r *Router) Stats(model string) *Stats { return r.stats[model] }
+
+// Close refuses every queued request with swapper.ErrClosed and stops the
+// loop. Requests already dispatched keep their backends until released.
+func (r *Router) Close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		<-r.done
+		return
+	}
+	r.closed = true
+	r.mu.Unlock()
+	close(r.quit)
+	<-r.done
+}
+
+// send hands ev to the loop, or reports false once the router is closed.
+func (r *Router) send(ev event) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return false
+	}
+	r.events <- ev
+	return true
+}
+
+// loop is the one goroutine that decides.
+func (r *Router) loop(s *sched) {
+	defer close(r.done)
+	s.log = r.log
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var armed time.Time
+	for {
+		select {
+		case ev := <-r.events:
+			s.handle(ev)
+			// Take what else has arrived before deciding, so that a burst
+			// is scheduled once rather than once per request.
+			for n := 0; n < 256 && len(r.events) > 0; n++ {
+				s.handle(<-r.events)
+			}
+		case <-timer.C:
+			armed = time.Time{}
+		case <-r.quit:
+			for len(r.events) > 0 {
+				s.handle(<-r.events)
+			}
+			s.refuseAll(swapper.ErrClosed)
+			timer.Stop()
+			return
+		}
+		wake := s.schedule(time.Now())
+		if !wake.IsZero() && !wake.Equal(armed) {
+			timer.Stop()
+			timer.Reset(time.Until(wake))
+			armed = wake
 		}
 	}
-	l, err := r.backends.Acquire(waitCtx, model)
-	if err != nil {
-		<-q.slots
-		return nil, r.waitErr(ctx, waitCtx, err)
-	}
-	return &Lease{Lease: l, q: q}, nil
 }
 
-// wait queues for a slot.
-func (q *queue) wait(ctx context.Context) error {
-	q.mu.Lock()
-	if q.waiting >= q.max {
-		q.mu.Unlock()
-		return ErrQueueFull
+// ConfigOptions are the Options cfg describes.
+func ConfigOptions(cfg *config.Config, log *zap.Logger) Options {
+	parallel := make(map[string]int, len(cfg.Models))
+	for id, m := range cfg.Models {
+		parallel[id] = m.Parallel
 	}
-	q.waiting++
-	q.mu.Unlock()
-	defer func() {
-		q.mu.Lock()
-		q.waiting--
-		q.mu.Unlock()
-	}()
-	select {
-	case q.slots <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	return Options{
+		Parallel:     parallel,
+		Policy:       cfg.Scheduling.Policy,
+		MaxWait:      cfg.Scheduling.MaxWait,
+		QueueSize:    cfg.Scheduling.QueueSize,
+		QueueTimeout: cfg.Scheduling.QueueTimeout,
+		Log:          log,
 	}
-}
-
-// Waiting reports how many requests wait for a slot on model.
-func (r *Router) Waiting(model string) int {
-	q, ok := r.queues[model]
-	if !ok {
-		return 0
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.waiting
-}
-
-// waitErr tells our own timeout apart from the caller giving up and from
-// errors that merely mention a deadline (a backend's failed health check).
-func (r *Router) waitErr(ctx, waitCtx context.Context, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) && errors.Is(waitCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-		return fmt.Errorf("%w after %s", ErrQueueTimeout, r.timeout)
-	}
-	return err
 }

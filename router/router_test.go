@@ -2,123 +2,345 @@ package router_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/internal/mocktest"
+	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
 )
 
-func newRouter(t *testing.T, queueSize int, timeout time.Duration) *router.Router {
-	t.Helper()
-	cfg, err := config.Parse([]byte(strings.ReplaceAll(`
+// twoModels are a and b, of which memory holds only one (see newRig).
+const twoModels = `
 ports: 24000-24999
+health_timeout: 10s
+stop_timeout: 2s
 models:
-  one:
-    cmd: MOCK -port ${PORT}
-    parallel: 1
-  two:
-    cmd: MOCK -port ${PORT}
+  a:
+    cmd: MOCK -port ${PORT} -model a -latency 20ms -progress-interval 0
     parallel: 2
-`, "MOCK", mockExe)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports})
-	t.Cleanup(func() { sw.Close(context.Background()) })
-	return router.New(sw, router.Options{
-		Parallel:     map[string]int{"one": 1, "two": 2},
-		QueueSize:    queueSize,
-		QueueTimeout: timeout,
-	})
+    memory: {ram: 6GiB}
+  b:
+    cmd: MOCK -port ${PORT} -model b -latency 20ms -progress-interval 0
+    parallel: 2
+    memory: {ram: 6GiB}
+  c:
+    cmd: MOCK -port ${PORT} -model c -progress-interval 0
+    parallel: 1
+`
+
+type rig struct {
+	r      *router.Router
+	sw     *swapper.Swapper
+	starts *mocktest.Starter
 }
 
-func acquire(t *testing.T, r *router.Router, model string) *router.Lease {
+// newRig runs the router over a real swapper and mock backends. Memory is
+// scripted: a and b use 6GiB each of 10GiB, so one evicts the other; c
+// uses nothing.
+func newRig(t *testing.T, edit func(*router.Options)) *rig {
 	t.Helper()
-	l, err := r.Acquire(context.Background(), model)
+	cfg, err := config.Parse([]byte(strings.ReplaceAll(twoModels, "MOCK", mockExe)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l
+	mem := probe.NewFake(mockExe, 10<<30)
+	mem.Script("a", probe.Usage{RAM: 6 << 30})
+	mem.Script("b", probe.Usage{RAM: 6 << 30})
+	g := &rig{starts: &mocktest.Starter{}}
+	g.sw = swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Memory: mem, Starter: g.starts})
+	opts := router.ConfigOptions(cfg, zap.NewNop())
+	if edit != nil {
+		edit(&opts)
+	}
+	g.r = router.New(g.sw, opts)
+	t.Cleanup(func() {
+		g.r.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		g.sw.Close(ctx)
+	})
+	return g
 }
 
-func TestParallelBoundsInFlight(t *testing.T) {
-	r := newRouter(t, 10, time.Minute)
-	a := acquire(t, r, "two")
-	b := acquire(t, r, "two")
-	got := make(chan *router.Lease, 1)
-	go func() {
-		l, err := r.Acquire(context.Background(), "two")
-		if err == nil {
-			got <- l
-		}
-	}()
-	// The third request queues instead of being sent to the backend.
-	if !mocktest.Eventually(5*time.Second, func() bool { return r.Waiting("two") == 1 }) {
-		t.Fatal("the third request never queued")
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+// call sends one chat request to the lease's backend and returns the most
+// requests that backend has had in flight at once so far.
+func call(l *router.Lease, model string) (maxInFlight int, err error) {
+	body := `{"model":"` + model + `","messages":[{"role":"user","content":"hi"}]}`
+	resp, err := httpClient.Post(l.Upstream()+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, err
 	}
-	select {
-	case <-got:
-		t.Fatal("a third request got a backend that takes two at once")
-	default:
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Mock-Model") != model {
+		return 0, fmt.Errorf("%s: status %d from %q", model, resp.StatusCode, resp.Header.Get("X-Mock-Model"))
 	}
-	a.Release()
-	select {
-	case l := <-got:
-		l.Release()
-	case <-time.After(10 * time.Second):
-		t.Fatal("the waiting request was not admitted when a slot freed")
+	resp, err = httpClient.Get(l.Upstream() + "/mock/stats")
+	if err != nil {
+		return 0, err
 	}
-	b.Release()
-	b.Release() // twice is harmless
+	defer resp.Body.Close()
+	var st struct {
+		MaxInFlight int `json:"max_in_flight"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st.MaxInFlight, err
 }
 
-func TestQueueFull(t *testing.T) {
-	r := newRouter(t, 1, time.Minute)
-	busy := acquire(t, r, "one")
-	defer busy.Release()
+// workload is what a run of clients saw.
+type workload struct {
+	mu          sync.Mutex
+	requests    int
+	longestWait time.Duration
+	maxInFlight int
+	errs        []error
+}
+
+func (w *workload) record(wait time.Duration, inFlight int, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.requests++
+	w.longestWait = max(w.longestWait, wait)
+	w.maxInFlight = max(w.maxInFlight, inFlight)
+	if err != nil {
+		w.errs = append(w.errs, err)
+	}
+}
+
+// request waits for model's turn, calls its backend and releases it.
+func (g *rig) request(w *workload, model string) {
+	begin := time.Now()
+	l, err := g.r.Acquire(context.Background(), model)
+	wait := time.Since(begin)
+	if err != nil {
+		w.record(wait, 0, err)
+		return
+	}
+	n, err := call(l, model)
+	l.Release()
+	w.record(wait, n, err)
+}
+
+// interleave has each client send n requests alternating between a and b,
+// the even clients starting with a, each request after the last answer.
+func (g *rig) interleave(clients, n int) *workload {
+	w := &workload{}
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				g.request(w, []string{"a", "b"}[(c+i)%2])
+			}
+		}()
+	}
+	wg.Wait()
+	return w
+}
+
+// The interleaved workload that makes simple proxies thrash: memory holds
+// one of a and b, and the clients alternate between them. fifo swaps for
+// almost every request; batch serves each model's queue before swapping.
+func TestBatchSwapsFarLessThanFIFO(t *testing.T) {
+	const clients, each = 20, 4
+	const maxWait = 2 * time.Second
+	swaps := map[string]int64{}
+	for _, policy := range []string{config.PolicyFIFO, config.PolicyBatch} {
+		// One at a time: the fake probe sees every mock process, so the
+		// first run's backends must be gone before the second starts.
+		t.Run(policy, func(t *testing.T) {
+			g := newRig(t, func(o *router.Options) { o.Policy, o.MaxWait = policy, maxWait })
+			w := g.interleave(clients, each)
+			if len(w.errs) > 0 {
+				t.Fatalf("%d of %d requests failed, first: %v", len(w.errs), w.requests, w.errs[0])
+			}
+			if w.requests != clients*each {
+				t.Fatalf("%d answers for %d requests", w.requests, clients*each)
+			}
+			if w.maxInFlight > 2 {
+				t.Errorf("a backend had %d requests at once; parallel is 2", w.maxInFlight)
+			}
+			swaps[policy] = g.starts.Starts()
+			t.Logf("%d requests, %d backend starts, longest wait %s", w.requests, swaps[policy], w.longestWait)
+			// A swap of the mock takes tens of milliseconds; a second of
+			// slack absorbs a loaded CI machine.
+			if limit := maxWait + time.Second; policy == config.PolicyBatch && w.longestWait > limit {
+				t.Errorf("a request waited %s, more than max_wait and a swap (%s)", w.longestWait, limit)
+			}
+		})
+	}
+	if swaps[config.PolicyBatch]*5 > swaps[config.PolicyFIFO] {
+		t.Errorf("batch made %d swaps, fifo %d: want at most a fifth", swaps[config.PolicyBatch], swaps[config.PolicyFIFO])
+	}
+}
+
+// A steady stream of requests for a does not starve b: b's request is
+// served once it has waited max_wait, while a still has requests queued.
+func TestBatchServesTheOtherModelAfterMaxWait(t *testing.T) {
+	const maxWait = time.Second
+	g := newRig(t, func(o *router.Options) { o.MaxWait = maxWait })
+	w := &workload{}
+	var served atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				g.request(w, "a")
+				served.Add(1)
+			}
+		}()
+	}
+	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer halt()
+	if !mocktest.Eventually(10*time.Second, func() bool { return served.Load() >= 10 }) {
+		t.Fatal("a is not being served")
+	}
+	bw := &workload{}
+	before := served.Load()
+	g.request(bw, "b")
+	during := served.Load() - before
+	if len(bw.errs) > 0 {
+		t.Fatal(bw.errs[0])
+	}
+	t.Logf("b waited %s; a served %d requests meanwhile", bw.longestWait, during)
+	if limit := maxWait + time.Second; bw.longestWait > limit {
+		t.Errorf("b waited %s under steady load on a, more than max_wait and a swap (%s)", bw.longestWait, limit)
+	}
+	if during == 0 {
+		t.Error("a was not served while b waited: b was swapped in at once")
+	}
+	halt()
+	if len(w.errs) > 0 {
+		t.Fatal(w.errs[0])
+	}
+}
+
+// c fits beside anything: its requests go straight through while a and b
+// take turns.
+func TestModelThatFitsIsNotHeldBack(t *testing.T) {
+	g := newRig(t, nil)
+	la, err := g.r.Acquire(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Release()
+	lc, err := g.r.Acquire(context.Background(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.Release()
+	if st := g.sw.State("a"); st != swapper.Ready {
+		t.Errorf("a is %s after c started; c fits beside it", st)
+	}
+}
+
+func TestQueueFullAndTimeout(t *testing.T) {
+	g := newRig(t, func(o *router.Options) { o.QueueSize, o.QueueTimeout = 1, 300*time.Millisecond })
+	held, err := g.r.Acquire(context.Background(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	queued, err := g.r.Enqueue(context.Background(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer queued.Close()
+	if !mocktest.Eventually(5*time.Second, func() bool { return g.r.Stats("c").Queued.Load() == 1 }) {
+		t.Fatal("the second request is not queued")
+	}
+	_, err = g.r.Acquire(context.Background(), "c")
+	var qf *router.QueueFullError
+	if !errors.As(err, &qf) || qf.RetryAfter < time.Second {
+		t.Fatalf("third request: %v, want a QueueFullError with a Retry-After", err)
+	}
+	if _, err := queued.Next(0); !errors.Is(err, router.ErrQueueTimeout) {
+		t.Fatalf("queued request: %v, want a queue timeout", err)
+	}
+	if n := g.r.Stats("c").Queued.Load(); n != 0 {
+		t.Errorf("%d still queued after the timeout", n)
+	}
+}
+
+// A request whose client leaves gives its place up at once, and the next
+// one can take it.
+func TestCancelledRequestLeavesTheQueue(t *testing.T) {
+	g := newRig(t, func(o *router.Options) { o.QueueSize = 1 })
+	held, err := g.r.Acquire(context.Background(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	waiting := make(chan error, 1)
+	left := make(chan error, 1)
 	go func() {
-		_, err := r.Acquire(ctx, "one")
-		waiting <- err
+		_, err := g.r.Acquire(ctx, "c")
+		left <- err
 	}()
-	if !mocktest.Eventually(5*time.Second, func() bool { return r.Waiting("one") == 1 }) {
-		t.Fatal("the waiter never queued")
+	if !mocktest.Eventually(5*time.Second, func() bool { return g.r.Stats("c").Queued.Load() == 1 }) {
+		t.Fatal("the second request is not queued")
 	}
-	// With one waiting and a queue of one, the next is turned away at once.
-	if _, err := r.Acquire(context.Background(), "one"); !errors.Is(err, router.ErrQueueFull) {
-		t.Fatalf("err %v, want queue full", err)
-	}
-	// A waiter that gives up frees its place.
 	cancel()
-	if err := <-waiting; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled waiter: %v", err)
+	if err := <-left; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled request: %v", err)
 	}
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel2()
-	if _, err := r.Acquire(ctx2, "one"); errors.Is(err, router.ErrQueueFull) {
-		t.Error("the place of a waiter that left was not freed")
+	next, err := g.r.Enqueue(context.Background(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	held.Release()
+	l, err := next.Next(0)
+	if err != nil {
+		t.Fatalf("the request after the one that left: %v", err)
+	}
+	l.Release()
+	if n := g.r.Stats("c").InFlight.Load(); n != 0 {
+		// Releases reach the loop as events: wait for them.
+		if !mocktest.Eventually(5*time.Second, func() bool { return g.r.Stats("c").InFlight.Load() == 0 }) {
+			t.Errorf("%d still in flight after every release", n)
+		}
 	}
 }
 
-func TestQueueTimeout(t *testing.T) {
-	r := newRouter(t, 10, 200*time.Millisecond)
-	busy := acquire(t, r, "one")
-	defer busy.Release()
-	_, err := r.Acquire(context.Background(), "one")
-	if !errors.Is(err, router.ErrQueueTimeout) {
-		t.Errorf("err %v, want a queue timeout", err)
+func TestCloseRefusesQueuedRequests(t *testing.T) {
+	g := newRig(t, nil)
+	held, err := g.r.Acquire(context.Background(), "c")
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestUnknownModel(t *testing.T) {
-	r := newRouter(t, 10, time.Minute)
-	if _, err := r.Acquire(context.Background(), "three"); !errors.Is(err, swapper.ErrUnknownModel) {
-		t.Errorf("err %v", err)
+	defer held.Release()
+	queued, err := g.r.Enqueue(context.Background(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer queued.Close()
+	g.r.Close()
+	if _, err := queued.Next(0); !errors.Is(err, swapper.ErrClosed) {
+		t.Fatalf("queued request at close: %v", err)
+	}
+	if _, err := g.r.Enqueue(context.Background(), "c"); !errors.Is(err, swapper.ErrClosed) {
+		t.Fatalf("request after close: %v", err)
 	}
 }

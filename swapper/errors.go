@@ -10,6 +10,10 @@ import (
 // ErrUnknownModel is returned for a model id the swapper was not given.
 var ErrUnknownModel = errors.New("unknown model")
 
+// ErrPlanPending is returned by Evictions while another model's start has
+// not been placed yet: until it has, what it will take is unknown.
+var ErrPlanPending = errors.New("another start is being planned")
+
 // ErrClosed is returned once the swapper is shutting down.
 var ErrClosed = errors.New("hotswap is shutting down")
 

@@ -21,13 +21,13 @@ const gib = int64(1) << 30
 
 // memSwapper is a swapper planning with the fake memory; mock backends
 // are started with -model ID, which the fake uses to script their use.
-func memSwapper(t *testing.T, text string, mem probe.Memory, tweak func(*swapper.Options)) (*swapper.Swapper, *starts) {
+func memSwapper(t *testing.T, text string, mem probe.Memory, tweak func(*swapper.Options)) (*swapper.Swapper, *mocktest.Starter) {
 	t.Helper()
 	cfg, err := config.Parse([]byte("ports: 25000-25999\n" + strings.ReplaceAll(text, "MOCK", mockExe)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &starts{}
+	st := &mocktest.Starter{}
 	opts := swapper.Options{
 		Models:          cfg.Models,
 		Ports:           cfg.Ports,
@@ -90,8 +90,8 @@ func TestSeveralModelsStayLoadedWhenTheyFit(t *testing.T) {
 	if got := states(sw, "a", "b", "c"); got != "a=ready b=ready c=ready" {
 		t.Errorf("%s: 9GiB of models fit in 10GiB", got)
 	}
-	if st.n.Load() != 3 {
-		t.Errorf("%d starts", st.n.Load())
+	if st.Starts() != 3 {
+		t.Errorf("%d starts", st.Starts())
 	}
 }
 
@@ -141,8 +141,8 @@ func TestRefusesWhatCanNeverFitWithoutEvicting(t *testing.T) {
 	if ie.Device != "ram" || ie.Need != 20*gib || ie.Free != 4*gib || ie.Freeable != 6*gib {
 		t.Errorf("refusal %+v", ie)
 	}
-	if got := states(sw, "a", "b"); got != "a=ready b=ready" || st.n.Load() != 2 {
-		t.Errorf("%s after %d starts: a refusal must not evict or start anything", got, st.n.Load())
+	if got := states(sw, "a", "b"); got != "a=ready b=ready" || st.Starts() != 2 {
+		t.Errorf("%s after %d starts: a refusal must not evict or start anything", got, st.Starts())
 	}
 	// Not a failed start: no back-off, the same answer at once next time.
 	if _, err := sw.Acquire(context.Background(), "huge"); !errors.As(err, &ie) {
@@ -239,15 +239,15 @@ func TestCooldownEndsWhenMemoryShows(t *testing.T) {
 		t.Fatalf("b did not wait for the memory (err %v)", err)
 	default:
 	}
-	if st.n.Load() != 1 {
+	if st.Starts() != 1 {
 		t.Fatalf("b was started before its memory was free")
 	}
 	fake.Release()
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
-	if st.n.Load() != 2 {
-		t.Errorf("%d starts", st.n.Load())
+	if st.Starts() != 2 {
+		t.Errorf("%d starts", st.Starts())
 	}
 }
 
@@ -259,8 +259,8 @@ func TestCooldownIsBounded(t *testing.T) {
 	fake.Linger(true)
 	_, err := sw.Acquire(context.Background(), "b")
 	var ie *swapper.InsufficientMemoryError
-	if !errors.As(err, &ie) || st.n.Load() != 1 {
-		t.Errorf("err %v after %d starts: memory that never came back must not be used", err, st.n.Load())
+	if !errors.As(err, &ie) || st.Starts() != 1 {
+		t.Errorf("err %v after %d starts: memory that never came back must not be used", err, st.Starts())
 	}
 }
 
@@ -413,7 +413,7 @@ models:
 `, fake, nil)
 	use(t, sw, "a")
 	use(t, sw, "p")
-	before := st.n.Load()
+	before := st.Starts()
 	_, err := sw.Acquire(context.Background(), "oom")
 	var se *swapper.StartError
 	if !errors.As(err, &se) {
@@ -421,7 +421,7 @@ models:
 	}
 	// It fitted, so nothing was evicted for the first try; its death next
 	// to other models cost the idle unpinned one its place for the retry.
-	if n := st.n.Load() - before; n != 2 {
+	if n := st.Starts() - before; n != 2 {
 		t.Errorf("%d starts of oom, want 2 (one retry)", n)
 	}
 	if got := states(sw, "a", "p"); got != "a=stopped p=ready" {
@@ -433,8 +433,8 @@ models:
   oom: {cmd: "MOCK -port ${PORT} -model oom -fail-start"}
 `, fake, nil)
 	sw2.Acquire(context.Background(), "oom")
-	if st2.n.Load() != 1 {
-		t.Errorf("%d starts with nothing else loaded, want 1", st2.n.Load())
+	if st2.Starts() != 1 {
+		t.Errorf("%d starts with nothing else loaded, want 1", st2.Starts())
 	}
 }
 

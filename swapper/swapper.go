@@ -376,3 +376,51 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 	}
 	<-done
 }
+
+// State reports model's state now; Stopped for a model it does not know.
+// It is the cheap question the router asks on every dispatch.
+func (s *Swapper) State(model string) State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.backends[model]; ok {
+		return b.state
+	}
+	return Stopped
+}
+
+// Evictions reports which loaded models a start of model would stop if it
+// began now, by the plan the start itself would make, without stopping
+// anything. The router asks before it lets a start disturb busy models.
+// It goes by the last measurements rather than taking new ones, and says
+// ErrPlanPending while another start has yet to be placed.
+func (s *Swapper) Evictions(model string) ([]string, error) {
+	s.mu.Lock()
+	b, ok := s.backends[model]
+	unplaced := false
+	for _, o := range s.backends {
+		unplaced = unplaced || (o != b && o.state == Starting && o.pending == nil)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownModel, model)
+	}
+	if s.opts.Memory == nil {
+		return nil, nil
+	}
+	if unplaced {
+		return nil, ErrPlanPending
+	}
+	in, err := s.planInput(b, false)
+	if err != nil {
+		return nil, err
+	}
+	p, err := choosePlan(in)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, v := range p.victims {
+		out = append(out, v.model)
+	}
+	return out, nil
+}

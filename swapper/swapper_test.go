@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,13 +20,13 @@ import (
 
 // newSwapper returns a swapper for the YAML config text, in which MOCK is
 // the mock backend's path, and counts process starts per model.
-func newSwapper(t *testing.T, text string) (*swapper.Swapper, *config.Config, *starts) {
+func newSwapper(t *testing.T, text string) (*swapper.Swapper, *config.Config, *mocktest.Starter) {
 	t.Helper()
 	cfg, err := config.Parse([]byte("ports: 21000-21999\n" + strings.ReplaceAll(text, "MOCK", mockExe)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &starts{}
+	st := &mocktest.Starter{}
 	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Starter: st})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -35,16 +34,6 @@ func newSwapper(t *testing.T, text string) (*swapper.Swapper, *config.Config, *s
 		sw.Close(ctx)
 	})
 	return sw, cfg, st
-}
-
-type starts struct {
-	swapper.ExecStarter
-	n atomic.Int64
-}
-
-func (s *starts) Start(spec swapper.ProcessSpec) (swapper.Process, error) {
-	s.n.Add(1)
-	return s.ExecStarter.Start(spec)
 }
 
 func acquire(t *testing.T, sw *swapper.Swapper, model string) *swapper.Lease {
@@ -85,8 +74,8 @@ models:
 		}()
 	}
 	wg.Wait()
-	if st.n.Load() != 1 {
-		t.Errorf("%d starts, want 1", st.n.Load())
+	if st.Starts() != 1 {
+		t.Errorf("%d starts, want 1", st.Starts())
 	}
 	for _, p := range pids {
 		if p != pids[0] || p == 0 {
@@ -114,8 +103,8 @@ func TestStartFailureCarriesOutputAndBacksOff(t *testing.T) {
 	}
 	_, err = sw.Acquire(context.Background(), "bad")
 	var be *swapper.BackoffError
-	if !errors.As(err, &be) || st.n.Load() != 1 {
-		t.Errorf("second acquire: %v after %d starts; want a back-off and no new start", err, st.n.Load())
+	if !errors.As(err, &be) || st.Starts() != 1 {
+		t.Errorf("second acquire: %v after %d starts; want a back-off and no new start", err, st.Starts())
 	}
 }
 
@@ -159,8 +148,8 @@ func TestCallerLeavingDoesNotAbortStart(t *testing.T) {
 	}
 	l := acquire(t, sw, "a")
 	l.Release()
-	if st.n.Load() != 1 {
-		t.Errorf("%d starts", st.n.Load())
+	if st.Starts() != 1 {
+		t.Errorf("%d starts", st.Starts())
 	}
 }
 
@@ -221,8 +210,8 @@ func TestCrashIsNoticedAndRestarted(t *testing.T) {
 	}
 	l2 := acquire(t, sw, "a")
 	defer l2.Release()
-	if p := pid(sw, "a"); p == first || st.n.Load() != 2 {
-		t.Errorf("pid %d (was %d), %d starts", p, first, st.n.Load())
+	if p := pid(sw, "a"); p == first || st.Starts() != 2 {
+		t.Errorf("pid %d (was %d), %d starts", p, first, st.Starts())
 	}
 	if s, _ := sw.Status("a"); s.InFlight != 1 {
 		t.Errorf("in flight %d, want 1", s.InFlight)

@@ -122,15 +122,7 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 		CooldownMax: cfg.Memory.CooldownMax,
 		Footprints:  footprints,
 	})
-	parallel := make(map[string]int, len(cfg.Models))
-	for id, m := range cfg.Models {
-		parallel[id] = m.Parallel
-	}
-	rt := router.New(sw, router.Options{
-		Parallel:     parallel,
-		QueueSize:    cfg.Scheduling.QueueSize,
-		QueueTimeout: cfg.Scheduling.QueueTimeout,
-	})
+	rt := router.New(sw, router.ConfigOptions(cfg, log.Named("router")))
 	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: log})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -155,8 +147,9 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	}
-	// In-flight answers get a grace period; then backends are stopped
-	// under whatever is left.
+	// Queued requests are told at once; in-flight answers get a grace
+	// period; then backends are stopped under whatever is left.
+	rt.Close()
 	grace, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if serr := px.Shutdown(grace); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {

@@ -1,0 +1,9 @@
+//go:build !(linux || darwin || freebsd || netbsd || openbsd)
+
+package proxy
+
+import "net"
+
+// watchHangup cannot tell a client's hang-up on this platform: a waiting
+// request leaves its queue only when its wait times out.
+func watchHangup(net.Conn, func()) (stop func()) { return func() {} }

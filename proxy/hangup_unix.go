@@ -1,0 +1,57 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd
+
+package proxy
+
+import (
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// watchHangup calls hangup if the client closes conn before stop is
+// called. stop must be called before the server uses conn again.
+//
+// fasthttp says nothing about a client that leaves while its handler
+// waits. A waiting request's client sends nothing more, so the connection
+// turns readable only when the client closes it (or pipelines another
+// request): the watcher parks on the runtime's poller until then, peeking
+// so that any byte stays for the server to read.
+func watchHangup(conn net.Conn, hangup func()) (stop func()) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return func() {}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var b [1]byte
+		_ = rc.Read(func(fd uintptr) bool {
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			for err == syscall.EINTR {
+				n, _, err = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			}
+			switch {
+			case err == syscall.EAGAIN:
+				return false // nothing yet: wait until readable
+			case err != nil || n == 0:
+				hangup() // reset, or an orderly close
+			}
+			return true // closed, or data we leave alone
+		})
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			// A deadline in the past wakes the parked read; fasthttp runs
+			// with no read deadline while a handler works, so none is lost.
+			_ = conn.SetReadDeadline(time.Unix(1, 0))
+			<-done
+			_ = conn.SetReadDeadline(time.Time{})
+		})
+	}
+}

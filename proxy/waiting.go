@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/hotswap/hotswap/router"
+)
+
+// streamWaiting answers a streaming request that has to wait with an event
+// stream at once, and keeps it alive with comment lines saying why until
+// the backend's own events follow. Clients and proxies in between would
+// otherwise give up on a cold load, and a person watching sees the reason.
+// Conforming SSE clients ignore comments.
+//
+// The status line is sent before the answer is known, so anything that
+// goes wrong from here on is told as an error event, the way OpenAI's own
+// streams report errors.
+func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model string, t *router.Ticket, every time.Duration, stopWatch func()) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.ImmediateHeaderFlush = true
+	b := &waitingBody{s: s, ctx: ctx, model: model, t: t, every: every, stopWatch: stopWatch}
+	b.pending = b.comment()
+	ctx.Response.SetBodyStream(b, -1)
+}
+
+// waitingBody is a waiting stream's body: comments while the request
+// waits, then the backend's answer.
+type waitingBody struct {
+	s         *Server
+	ctx       *fasthttp.RequestCtx
+	model     string
+	t         *router.Ticket
+	every     time.Duration
+	stopWatch func()
+
+	up      *upstreamBody // once the backend answers
+	pending []byte
+	last    bool // pending is the end of the stream
+	n       int
+	failure error
+	status  int
+}
+
+func (b *waitingBody) Read(p []byte) (int, error) {
+	if b.up != nil && len(b.pending) == 0 {
+		return b.up.Read(p)
+	}
+	if len(b.pending) == 0 {
+		if b.last {
+			return 0, io.EOF
+		}
+		b.next()
+	}
+	n := copy(p, b.pending)
+	b.pending = b.pending[n:]
+	b.n += n
+	return n, nil
+}
+
+// next waits one more interval, and sets pending to what comes of it.
+func (b *waitingBody) next() {
+	lease, err := b.t.Next(b.every)
+	if lease == nil && err == nil {
+		b.pending = b.comment()
+		return
+	}
+	b.stopWatch()
+	if err != nil {
+		b.fail(err, nil)
+		return
+	}
+	resp, err := b.s.roundTrip(b.ctx, b.model, lease)
+	if err != nil {
+		b.fail(err, nil)
+		return
+	}
+	b.status = resp.StatusCode()
+	if b.status >= 300 {
+		// The backend refused (a bad parameter, say): its error body, which
+		// for OpenAI-compatible servers is already in OpenAI's format.
+		var body []byte
+		if r := resp.BodyStream(); r != nil {
+			body, _ = io.ReadAll(io.LimitReader(r, 64<<10))
+		} else {
+			body = append(body, resp.Body()...)
+		}
+		_ = resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(resp)
+		lease.Release()
+		b.fail(backendError(b.status, body), body)
+		return
+	}
+	r := resp.BodyStream()
+	if r == nil {
+		r = bytes.NewReader(resp.Body())
+	}
+	b.up = &upstreamBody{
+		s: b.s, ctx: b.ctx, model: b.model, lease: lease, resp: resp, r: r,
+		sse: bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")), status: b.status,
+	}
+}
+
+func (b *waitingBody) comment() []byte {
+	return fmt.Appendf(nil, ": waiting for %s: %s, %ds\n\n", b.model, b.t.Phase(), int(b.t.Waited().Round(time.Second)/time.Second))
+}
+
+// fail ends the stream with an error event: the backend's own error body
+// if it is one, else err in OpenAI's format.
+func (b *waitingBody) fail(err error, backendBody []byte) {
+	b.failure = err
+	var probe struct {
+		Error json.RawMessage `json:"error"`
+	}
+	data := backendBody
+	if json.Unmarshal(backendBody, &probe) != nil || len(probe.Error) == 0 {
+		ae := toAPIError(err)
+		if b.status == 0 {
+			b.status = ae.Status
+		}
+		data = ae.body()
+	}
+	b.pending = append(append([]byte("data: "), bytes.TrimSpace(data)...), "\n\n"...)
+	b.last = true
+}
+
+// backendError describes a backend's refusal whose body is not already an
+// OpenAI error.
+func backendError(status int, body []byte) *apiError {
+	typ := "server_error"
+	if status < 500 {
+		typ = "invalid_request_error"
+	}
+	const most = 512
+	if len(body) > most {
+		body = body[:most]
+	}
+	return &apiError{Status: status, Type: typ, Code: "backend_error",
+		Message: fmt.Sprintf("the backend answered %d: %s", status, bytes.TrimSpace(body))}
+}
+
+// Close is called by fasthttp when the answer is sent or the client has
+// gone: either way the request's place, slot or backend is given up.
+func (b *waitingBody) Close() error {
+	b.stopWatch()
+	if b.up != nil {
+		b.up.n += b.n
+		return b.up.Close()
+	}
+	b.t.Close()
+	if b.failure == nil {
+		b.failure = fmt.Errorf("client gone while waiting for %s: %w", b.model, errClientGone)
+		b.status = 499
+	}
+	b.s.logRequest(b.ctx, b.model, b.status, b.n, b.failure)
+	return nil
+}
