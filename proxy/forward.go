@@ -112,9 +112,9 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 	// then is told it was refused (by the router or swapper closing), not
 	// that its client left.
 	wait, hangup := context.WithCancel(context.Background())
-	defer hangup()
 	t, err := s.router.Enqueue(wait, m.ID)
 	if err != nil {
+		hangup()
 		s.fail(ctx, m.ID, err)
 		return
 	}
@@ -124,7 +124,8 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 		every := s.cfg.Scheduling.StreamKeepalive
 		if stream && every > 0 {
 			if lease, err = t.Next(every - fastPathWait); lease == nil && err == nil {
-				s.streamWaiting(ctx, m.ID, t, every, stopWatch)
+				// The wait goes on as the answer is written: the body owns it.
+				s.streamWaiting(ctx, m.ID, t, every, func() { stopWatch(); hangup() })
 				return
 			}
 		} else {
@@ -132,6 +133,7 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 		}
 		stopWatch()
 	}
+	hangup()
 	if err != nil {
 		t.Close()
 		s.fail(ctx, m.ID, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -21,12 +22,15 @@ import (
 // The status line is sent before the answer is known, so anything that
 // goes wrong from here on is told as an error event, the way OpenAI's own
 // streams report errors.
-func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model string, t *router.Ticket, every time.Duration, stopWatch func()) {
+//
+// done is called once the wait is over: it stops watching for a hang-up
+// and ends the wait's context.
+func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model string, t *router.Ticket, every time.Duration, done func()) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.ImmediateHeaderFlush = true
-	b := &waitingBody{s: s, ctx: ctx, model: model, t: t, every: every, stopWatch: stopWatch}
+	b := &waitingBody{s: s, ctx: ctx, model: model, t: t, every: every, done: sync.OnceFunc(done)}
 	b.pending = b.comment()
 	ctx.Response.SetBodyStream(b, -1)
 }
@@ -34,12 +38,12 @@ func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model string, t *router
 // waitingBody is a waiting stream's body: comments while the request
 // waits, then the backend's answer.
 type waitingBody struct {
-	s         *Server
-	ctx       *fasthttp.RequestCtx
-	model     string
-	t         *router.Ticket
-	every     time.Duration
-	stopWatch func()
+	s     *Server
+	ctx   *fasthttp.RequestCtx
+	model string
+	t     *router.Ticket
+	every time.Duration
+	done  func()
 
 	up      *upstreamBody // once the backend answers
 	pending []byte
@@ -72,7 +76,7 @@ func (b *waitingBody) next() {
 		b.pending = b.comment()
 		return
 	}
-	b.stopWatch()
+	b.done()
 	if err != nil {
 		b.fail(err, nil)
 		return
@@ -149,7 +153,7 @@ func backendError(status int, body []byte) *apiError {
 // Close is called by fasthttp when the answer is sent or the client has
 // gone: either way the request's place, slot or backend is given up.
 func (b *waitingBody) Close() error {
-	b.stopWatch()
+	b.done()
 	if b.up != nil {
 		b.up.n += b.n
 		return b.up.Close()

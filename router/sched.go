@@ -153,9 +153,9 @@ func (s *sched) schedule(now time.Time) (wake time.Time) {
 	return s.batch(now)
 }
 
-// batch serves loaded models' queues as long as they have requests, and
-// swaps a model in over busy ones only once its oldest request has waited
-// MaxWait, or when the busy ones have nothing queued.
+// batch serves loaded models as long as they have requests, queued or in
+// flight, and swaps a model in over busy ones only once its oldest request
+// has waited MaxWait; over idle ones, at once.
 func (s *sched) batch(now time.Time) (wake time.Time) {
 	for _, m := range s.waitingByAge() {
 		if m.drainedFor != "" {
@@ -263,35 +263,41 @@ func (s *sched) start(m *mstate, now time.Time) (wake time.Time) {
 		// poll).
 		return now.Add(loadPoll)
 	}
-	busy := s.busy(victims)
-	if err != nil || len(busy) == 0 {
-		// Nothing busy is in the way (or the start cannot happen at all,
-		// which its requests are then told): no reason to wait.
+	if err != nil || len(victims) == 0 {
+		// Nothing is in the way (or the start cannot happen at all, which
+		// its requests are then told): no reason to wait.
 		s.fill(m)
 		return time.Time{}
 	}
-	if s.swap != nil {
-		return time.Time{} // one draining swap at a time; settle wakes us
-	}
+	busy := s.busy(victims)
 	waited := now.Sub(m.queue[0].enqueued)
-	reason := "oldest request"
-	if s.opts.Policy != config.PolicyFIFO {
+	reason := "the models in the way are idle"
+	if len(busy) > 0 {
+		if s.swap != nil {
+			return time.Time{} // one draining swap at a time; settle wakes us
+		}
 		switch {
+		case s.opts.Policy == config.PolicyFIFO:
+			reason = "oldest request"
 		case waited >= s.opts.MaxWait:
 			reason = "waited max_wait"
-		case s.idleQueues(busy):
-			reason = "nothing else queued"
 		default:
 			return m.queue[0].enqueued.Add(s.opts.MaxWait)
 		}
 	}
-	s.swap = &swap{model: m.id, victims: busy, began: now}
-	for _, v := range busy {
-		s.models[v].drainedFor = m.id
+	if s.swap == nil {
+		// The models in the way take nothing new from here on, so that the
+		// swapper can stop them as soon as what they serve is done.
+		s.swap = &swap{model: m.id, victims: victims, began: now}
+		for _, v := range victims {
+			if o, ok := s.models[v]; ok {
+				o.drainedFor = m.id
+			}
+		}
 	}
-	s.log.Info("swapping in", zap.String("model", m.id), zap.Strings("draining", busy),
-		zap.String("reason", reason), zap.Duration("waited", waited), zap.Int("queued", len(m.queue)),
-		zap.String("policy", s.opts.Policy))
+	s.log.Info("swapping in", zap.String("model", m.id), zap.Strings("evicting", victims),
+		zap.Strings("busy", busy), zap.String("reason", reason), zap.Duration("waited", waited),
+		zap.Int("queued", len(m.queue)), zap.String("policy", s.opts.Policy))
 	s.fill(m)
 	return time.Time{}
 }
@@ -332,15 +338,6 @@ func (s *sched) busy(models []string) []string {
 	return out
 }
 
-func (s *sched) idleQueues(models []string) bool {
-	for _, id := range models {
-		if len(s.models[id].queue) > 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // settle ends the swap in progress once its model's dispatched requests
 // have their backend (or have failed to get it): the drained models are
 // then out of memory, or were not needed after all, and take requests (or
@@ -350,7 +347,9 @@ func (s *sched) settle(now time.Time) {
 		return
 	}
 	for _, v := range s.swap.victims {
-		s.models[v].drainedFor = ""
+		if o, ok := s.models[v]; ok {
+			o.drainedFor = ""
+		}
 	}
 	s.log.Info("swap settled", zap.String("model", s.swap.model), zap.Strings("drained", s.swap.victims),
 		zap.Duration("took", now.Sub(s.swap.began)))

@@ -152,29 +152,39 @@ func TestSchedBatchWaitsMaxWaitThenDrains(t *testing.T) {
 	h.wantGranted(a3, true)
 }
 
-func TestSchedBatchSwapsWhenNothingElseQueued(t *testing.T) {
+// Under batch, a model in the way is swapped out without waiting for
+// MaxWait once it is idle: nothing queued and nothing in flight.
+func TestSchedBatchSwapsOnceTheOtherIsIdle(t *testing.T) {
 	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 1})
 	h.f.states["a"] = swapper.Ready
 	h.f.evict["b"] = []string{"a"}
-	h.wantGranted(h.arrive("a", 0), true)
+	a1 := h.arrive("a", 0)
+	h.wantGranted(a1, true)
 	b1 := h.arrive("b", time.Second)
+	h.wantGranted(b1, false) // a is still answering a1
+	h.done(a1, 2*time.Second)
 	h.wantGranted(b1, true)
 	if h.s.models["a"].drainedFor != "b" {
-		t.Fatal("a, still serving a request, was not drained for b")
+		t.Fatal("a was not held back from new requests while b loads")
 	}
+	a2 := h.arrive("a", 3*time.Second)
+	h.wantGranted(a2, false)
 }
 
 func TestSchedStartsWithoutWaitWhenNothingBusyIsInTheWay(t *testing.T) {
 	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 1, "c": 1})
 	h.f.states["a"], h.f.states["c"] = swapper.Ready, swapper.Ready
 	h.f.evict["b"] = []string{"c"} // idle: stopping it delays nobody
-	h.wantGranted(h.arrive("a", 0), true)
-	h.arrive("a", 0)
+	a1 := h.arrive("a", 0)
+	h.wantGranted(a1, true)
+	a2 := h.arrive("a", 0)
 	b1 := h.arrive("b", 0)
 	h.wantGranted(b1, true)
-	if h.s.swap != nil {
-		t.Fatal("a start that stops only an idle model was treated as a draining swap")
+	if h.s.models["c"].drainedFor != "b" || h.s.models["a"].drainedFor != "" {
+		t.Fatal("want c, which b evicts, held back and a, which it does not, served")
 	}
+	h.done(a1, time.Second)
+	h.wantGranted(a2, true)
 }
 
 func TestSchedOneDrainingSwapAtATime(t *testing.T) {
@@ -182,7 +192,9 @@ func TestSchedOneDrainingSwapAtATime(t *testing.T) {
 	h.f.states["a"] = swapper.Ready
 	h.f.evict["b"], h.f.evict["c"] = []string{"a"}, []string{"a", "b"}
 	h.wantGranted(h.arrive("a", 0), true)
-	h.wantGranted(h.arrive("b", 0), true) // swap: a drains
+	b1 := h.arrive("b", 0)
+	h.s.schedule(t0.Add(time.Minute))
+	h.wantGranted(b1, true) // swap: a drains
 	c1 := h.arrive("c", 0)
 	h.s.schedule(t0.Add(time.Hour))
 	h.wantGranted(c1, false)
@@ -230,10 +242,9 @@ func TestSchedWaitsForALoadInTheWay(t *testing.T) {
 	h.f.states["a"], h.f.evictErr, h.f.evict["b"] = swapper.Ready, nil, []string{"a"}
 	h.s.handle(event{kind: evLoaded, t: a1})
 	h.s.schedule(t0.Add(time.Second))
-	h.wantGranted(b1, true) // a has nothing queued: b goes next, draining a
-	if h.s.models["a"].drainedFor != "b" {
-		t.Fatal("a was not drained for b")
-	}
+	h.wantGranted(b1, false) // loaded, a serves a1: b waits its turn
+	h.done(a1, 2*time.Second)
+	h.wantGranted(b1, true)
 }
 
 func TestSchedRefuseAll(t *testing.T) {

@@ -1,0 +1,372 @@
+package proxy_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hotswap/hotswap/internal/mocktest"
+)
+
+// queueConfig has a one-slot model with a one-place queue, and models that
+// load slowly, for the router's answers and waiting streams.
+const queueConfig = `
+ports: 20000-20999
+health_timeout: 10s
+stop_timeout: 2s
+scheduling:
+  queue_size: 1
+  queue_timeout: 2s
+  stream_keepalive: 200ms
+models:
+  one:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -latency 1500ms -progress-interval 0
+    parallel: 1
+  cold:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -startup 700ms -progress-interval 0
+  doomed:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -startup 500ms -fail-start -progress-interval 0
+`
+
+// busy has one's only slot taken by a slow request, which is answered on
+// the returned channel.
+func busy(t *testing.T, s *stack) <-chan response {
+	t.Helper()
+	done := make(chan response, 1)
+	go func() {
+		b, _ := json.Marshal(map[string]any{"model": "one", "messages": []map[string]string{{"role": "user", "content": "hi"}}})
+		resp, err := http.Post(s.url+"/v1/chat/completions", "application/json", bytes.NewReader(b))
+		if err != nil {
+			done <- response{}
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- response{status: resp.StatusCode, header: resp.Header, body: body}
+	}()
+	if !mocktest.Eventually(10*time.Second, func() bool { return s.modelField("one", "in_flight") == 1 }) {
+		t.Fatal("the first request never reached the backend")
+	}
+	return done
+}
+
+// modelField reads a number from the model's /v1/models entry.
+func (s *stack) modelField(model, field string) float64 {
+	resp, err := http.Get(s.url + "/v1/models/" + model)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if json.NewDecoder(resp.Body).Decode(&m) != nil {
+		return -1
+	}
+	n, _ := m[field].(float64)
+	return n
+}
+
+// rawRequest sends a chat request on a connection of its own, which the
+// test can close to hang up.
+func rawRequest(t *testing.T, s *stack, model string, stream bool) net.Conn {
+	t.Helper()
+	b, _ := json.Marshal(map[string]any{"model": model, "stream": stream,
+		"messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
+	return conn
+}
+
+func TestQueueFullIs429WithRetryAfter(t *testing.T) {
+	s := newStack(t, queueConfig)
+	first := busy(t, s)
+	queued := rawRequest(t, s, "one", false)
+	defer queued.Close()
+	if !mocktest.Eventually(5*time.Second, func() bool { return s.modelField("one", "queued") == 1 }) {
+		t.Fatal("the second request is not queued")
+	}
+	r := s.chat("one", "hi")
+	if r.status != 429 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if _, typ, code := r.apiError(t); code != "queue_full" || typ != "rate_limit_error" {
+		t.Errorf("error %s/%s, want rate_limit_error/queue_full", typ, code)
+	}
+	if secs, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || secs < 1 {
+		t.Errorf("Retry-After %q, want whole seconds", r.header.Get("Retry-After"))
+	}
+	if got := <-first; got.status != 200 {
+		t.Errorf("the request being served: %d %s", got.status, got.body)
+	}
+	// The queued one is served after it.
+	resp, err := http.ReadResponse(bufio.NewReader(queued), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the queued request: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestQueueTimeoutIs503(t *testing.T) {
+	s := newStack(t, strings.Replace(queueConfig, "latency 1500ms", "latency 3s", 1))
+	first := busy(t, s)
+	r := s.chat("one", "hi")
+	if r.status != 503 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if msg, _, code := r.apiError(t); code != "queue_timeout" {
+		t.Errorf("error %q (%s), want queue_timeout", msg, code)
+	}
+	if got := <-first; got.status != 200 {
+		t.Errorf("the request being served: %d %s", got.status, got.body)
+	}
+}
+
+// A client that hangs up while queued gives its place up at once, not when
+// its turn comes or its wait times out.
+func TestHungUpClientLeavesTheQueue(t *testing.T) {
+	s := newStack(t, strings.Replace(queueConfig, "latency 1500ms", "latency 3s", 1))
+	first := busy(t, s)
+	gone := rawRequest(t, s, "one", false)
+	if !mocktest.Eventually(5*time.Second, func() bool { return s.modelField("one", "queued") == 1 }) {
+		t.Fatal("the second request is not queued")
+	}
+	gone.Close()
+	if !mocktest.Eventually(time.Second, func() bool { return s.modelField("one", "queued") == 0 }) {
+		t.Fatal("the hung-up request still holds its place")
+	}
+	// Its place is free for the next one, which is served in turn.
+	next := make(chan response, 1)
+	go func() {
+		b, _ := json.Marshal(map[string]any{"model": "one", "messages": []map[string]string{{"role": "user", "content": "hi"}}})
+		resp, err := http.Post(s.url+"/v1/chat/completions", "application/json", bytes.NewReader(b))
+		if err != nil {
+			next <- response{}
+			return
+		}
+		resp.Body.Close()
+		next <- response{status: resp.StatusCode}
+	}()
+	if got := <-first; got.status != 200 {
+		t.Errorf("the request being served: %d", got.status)
+	}
+	if got := <-next; got.status != 200 && got.status != 503 {
+		t.Errorf("the request after the hang-up: %d, want it queued and answered", got.status)
+	}
+}
+
+// events reads an event stream's lines until it ends.
+func events(t *testing.T, r io.Reader) (comments, data []string) {
+	t.Helper()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		switch line := sc.Text(); {
+		case strings.HasPrefix(line, ":"):
+			comments = append(comments, line)
+		case strings.HasPrefix(line, "data: "):
+			data = append(data, strings.TrimPrefix(line, "data: "))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading the stream: %v", err)
+	}
+	return comments, data
+}
+
+func postStream(t *testing.T, s *stack, path string, body map[string]any) *http.Response {
+	t.Helper()
+	body["stream"] = true
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(s.url+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// A streaming request for a model that is loading gets comment lines
+// saying so until the backend's events begin.
+func TestWaitingStreamGetsKeepalives(t *testing.T) {
+	s := newStack(t, queueConfig)
+	resp := postStream(t, s, "/v1/chat/completions", map[string]any{"model": "cold",
+		"messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	comments, data := events(t, resp.Body)
+	if len(comments) < 2 {
+		t.Fatalf("%d comments during a 700ms load at 200ms intervals: %q", len(comments), comments)
+	}
+	for _, c := range comments {
+		if !strings.HasPrefix(c, ": waiting for cold: loading, ") || !strings.HasSuffix(c, "s") {
+			t.Errorf("comment %q", c)
+		}
+	}
+	if len(data) < 2 || data[len(data)-1] != "[DONE]" || !strings.Contains(data[0], "chat.completion.chunk") {
+		t.Errorf("the backend's events did not follow: %q", data)
+	}
+}
+
+// A streaming request that waits in a queue is told so.
+func TestQueuedStreamSaysQueued(t *testing.T) {
+	s := newStack(t, queueConfig)
+	first := busy(t, s)
+	resp := postStream(t, s, "/v1/chat/completions", map[string]any{"model": "one",
+		"messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	comments, data := events(t, resp.Body)
+	if len(comments) == 0 || !strings.HasPrefix(comments[0], ": waiting for one: queued, ") {
+		t.Errorf("comments %q, want them to say queued", comments)
+	}
+	if len(data) == 0 || data[len(data)-1] != "[DONE]" {
+		t.Errorf("events %q", data)
+	}
+	<-first
+}
+
+// Once the stream is open, a failure to start is an error event, the way
+// OpenAI streams report errors, and the stream ends.
+func TestWaitingStreamGetsErrorEvent(t *testing.T) {
+	s := newStack(t, queueConfig)
+	resp := postStream(t, s, "/v1/chat/completions", map[string]any{"model": "doomed",
+		"messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	comments, data := events(t, resp.Body)
+	if resp.StatusCode != 200 || len(comments) == 0 {
+		t.Fatalf("status %d with %d comments: want an open stream", resp.StatusCode, len(comments))
+	}
+	if len(data) != 1 {
+		t.Fatalf("events %q, want one error event", data)
+	}
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(data[0]), &e); err != nil || e.Error.Code != "backend_start_failed" {
+		t.Errorf("event %s, want an OpenAI error with code backend_start_failed", data[0])
+	}
+}
+
+// The backend's own refusal, after the stream has opened, reaches the
+// client as an error event carrying the backend's error.
+func TestWaitingStreamGetsBackendRefusal(t *testing.T) {
+	s := newStack(t, queueConfig)
+	resp := postStream(t, s, "/v1/audio/speech", map[string]any{"model": "cold"})
+	_, data := events(t, resp.Body)
+	if len(data) != 1 || !strings.Contains(data[0], `"missing_input"`) {
+		t.Errorf("events %q, want the backend's missing_input error", data)
+	}
+}
+
+// mixedConfig is four models of which memory holds two at a time.
+const mixedConfig = `
+ports: 20000-20999
+health_timeout: 10s
+stop_timeout: 2s
+scheduling:
+  max_wait: 300ms
+  queue_size: 512
+  queue_timeout: 2m
+  stream_keepalive: 100ms
+models:
+  chat-a:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -startup 50ms -latency 5ms -stream-interval 2ms -progress-interval 0
+    parallel: 4
+    memory: {ram: 6GiB}
+  chat-b:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -startup 50ms -latency 5ms -stream-interval 2ms -progress-interval 0
+    parallel: 2
+    memory: {ram: 6GiB}
+  embed:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -progress-interval 0
+    parallel: 8
+    memory: {ram: 3GiB}
+  slow:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -startup 50ms -latency 20ms -progress-interval 0
+    parallel: 1
+    memory: {ram: 3GiB}
+`
+
+// Five hundred requests over four models that do not all fit, streaming
+// and not, from many clients at once: every one gets its answer, from the
+// model it asked for.
+func TestFiveHundredMixedRequestsAllAnswered(t *testing.T) {
+	s := newStack(t, mixedConfig)
+	const clients, total = 16, 500
+	models := []string{"chat-a", "chat-b", "embed", "slow"}
+	var mu sync.Mutex
+	var failures []string
+	answered := 0
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 7))
+			for i := c; i < total; i += clients {
+				model := models[rng.IntN(len(models))]
+				stream := model != "embed" && rng.IntN(2) == 0
+				err := mixedRequest(s.url, model, stream)
+				mu.Lock()
+				answered++
+				if err != nil {
+					failures = append(failures, fmt.Sprintf("request %d (%s, stream %v): %v", i, model, stream, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if answered != total || len(failures) > 0 {
+		t.Fatalf("%d of %d answered, %d wrong; first: %v", answered, total, len(failures), failures)
+	}
+	for _, m := range models {
+		if q, f := s.modelField(m, "queued"), s.modelField(m, "in_flight"); q != 0 || f != 0 {
+			t.Errorf("%s: %v queued, %v in flight after every answer", m, q, f)
+		}
+	}
+	t.Logf("%d requests answered with %d backend starts", total, s.starts.Starts())
+}
+
+// mixedRequest sends one request and checks that its answer is whole and
+// comes from model.
+func mixedRequest(base, model string, stream bool) error {
+	path := "/v1/chat/completions"
+	body := map[string]any{"model": model, "stream": stream,
+		"messages": []map[string]string{{"role": "user", "content": "hi"}}}
+	if model == "embed" {
+		path, body = "/v1/embeddings", map[string]any{"model": model, "input": "hi"}
+	}
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(base+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, got)
+	}
+	if stream {
+		if !bytes.HasSuffix(bytes.TrimSpace(got), []byte("data: [DONE]")) || !bytes.Contains(got, []byte(`"model":"`+model+`"`)) {
+			return fmt.Errorf("incomplete stream: %q", got)
+		}
+		return nil
+	}
+	if m := resp.Header.Get("X-Mock-Model"); m != model {
+		return fmt.Errorf("answered by %q", m)
+	}
+	return nil
+}
