@@ -44,26 +44,40 @@ models:
   loads-500ms:
     cmd: MOCK -port ${PORT} -model loads-500ms -startup 500ms -progress-interval 0
     memory: {ram: 6GiB}
+  two-slots-a:
+    cmd: MOCK -port ${PORT} -model two-slots-a -latency 20ms -progress-interval 0
+    parallel: 2
+    memory: {ram: 6GiB}
+  two-slots-b:
+    cmd: MOCK -port ${PORT} -model two-slots-b -latency 20ms -progress-interval 0
+    parallel: 2
+    memory: {ram: 6GiB}
 `
 
 type hotswap struct {
-	url string
-	sw  *swapper.Swapper
+	url    string
+	sw     *swapper.Swapper
+	rt     *router.Router
+	starts *mocktest.Starter
 }
 
-func start(b *testing.B) *hotswap {
+func start(b *testing.B) *hotswap { return startPolicy(b, config.PolicyBatch) }
+
+func startPolicy(b *testing.B, policy string) *hotswap {
 	b.Helper()
-	cfg, err := config.Parse([]byte(strings.ReplaceAll(benchConfig, "MOCK", mockExe)))
+	text := strings.ReplaceAll(benchConfig, "MOCK", mockExe) + "scheduling: {policy: " + policy + ", max_wait: 2s}\n"
+	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		b.Fatal(err)
 	}
 	// Scripted memory: any two of the models do not fit together, so each
 	// switch stops one backend and starts another.
 	mem := probe.NewFake(mockExe, 10<<30)
-	for _, m := range []string{"a", "b", "loads-500ms"} {
+	for _, m := range []string{"a", "b", "loads-500ms", "two-slots-a", "two-slots-b"} {
 		mem.Script(m, probe.Usage{RAM: 6 << 30})
 	}
-	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop(), Memory: mem})
+	starts := &mocktest.Starter{}
+	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop(), Memory: mem, Starter: starts})
 	rt := router.New(sw, router.ConfigOptions(cfg, zap.NewNop()))
 	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: zap.NewNop()})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -78,7 +92,7 @@ func start(b *testing.B) *hotswap {
 		px.Shutdown(ctx)
 		sw.Close(ctx)
 	})
-	return &hotswap{url: "http://" + ln.Addr().String(), sw: sw}
+	return &hotswap{url: "http://" + ln.Addr().String(), sw: sw, rt: rt, starts: starts}
 }
 
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
@@ -189,5 +203,81 @@ func BenchmarkRealProbe(b *testing.B) {
 		if _, err := mem.Usage(ctx, os.Getpid()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkAcquireRelease is the router's fast path on its own: a request
+// for a loaded model with a free slot, queued, dispatched by the loop,
+// handed its lease, released. The swapper's own Acquire and Release are the
+// baseline it adds to.
+func BenchmarkAcquireRelease(b *testing.B) {
+	hs := start(b)
+	chat(b, hs.url, "a")
+	ctx := context.Background()
+	n := max(b.N, 200000)
+	for _, c := range []struct {
+		name    string
+		acquire func() (interface{ Release() }, error)
+	}{
+		{"swapper", func() (interface{ Release() }, error) { return hs.sw.Acquire(ctx, "a") }},
+		{"router", func() (interface{ Release() }, error) { return hs.rt.Acquire(ctx, "a") }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			const clients = 8
+			begin := time.Now()
+			var wg sync.WaitGroup
+			for w := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < n; i += clients {
+						l, err := c.acquire()
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						l.Release()
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(time.Since(begin).Nanoseconds())/float64(n), "ns/acquire")
+		})
+	}
+}
+
+// BenchmarkInterleaved is the workload that makes simple proxies thrash:
+// 20 clients each send 4 requests alternating between two models that do
+// not fit together, each answering in 20 ms with two slots. It reports the swaps (backend starts) and the longest wait
+// for an answer under each policy.
+func BenchmarkInterleaved(b *testing.B) {
+	for _, policy := range []string{config.PolicyFIFO, config.PolicyBatch} {
+		b.Run(policy, func(b *testing.B) {
+			hs := startPolicy(b, policy)
+			const clients, each = 20, 4
+			var mu sync.Mutex
+			var longest time.Duration
+			b.ResetTimer()
+			begin := time.Now()
+			var wg sync.WaitGroup
+			for c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range each {
+						t := time.Now()
+						chat(b, hs.url, []string{"two-slots-a", "two-slots-b"}[(c+i)%2])
+						mu.Lock()
+						longest = max(longest, time.Since(t))
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			el := time.Since(begin)
+			b.ReportMetric(float64(hs.starts.Starts()), "swaps")
+			b.ReportMetric(float64(longest.Milliseconds()), "ms-longest")
+			b.ReportMetric(float64(el.Milliseconds()), "ms-total")
+		})
 	}
 }

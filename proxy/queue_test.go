@@ -370,3 +370,35 @@ func mixedRequest(base, model string, stream bool) error {
 	}
 	return nil
 }
+
+// A client that hangs up on a waiting stream gives up its wait: the
+// request never reaches the backend once it has loaded.
+func TestHungUpWaitingStreamIsNotForwarded(t *testing.T) {
+	s := newStack(t, queueConfig)
+	conn := rawRequest(t, s, "cold", true)
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no keepalive before the hang-up: %v", err)
+		}
+		if strings.HasPrefix(line, ": waiting for cold") {
+			break
+		}
+	}
+	conn.Close()
+	if !mocktest.Eventually(5*time.Second, func() bool {
+		return s.status("cold").State.String() == "ready" && s.modelField("cold", "in_flight") == 0
+	}) {
+		t.Fatal("the hung-up stream still holds its slot after the load")
+	}
+	resp, err := http.Get(s.status("cold").Upstream + "/mock/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct{ Requests int }
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Requests != 0 {
+		t.Errorf("the backend got %d requests (%v) from a client that had left", st.Requests, err)
+	}
+}
