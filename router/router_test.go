@@ -134,29 +134,49 @@ func (g *rig) request(w *workload, model string) {
 	w.record(wait, n, err)
 }
 
-// interleave has each client send n requests alternating between a and b,
-// the even clients starting with a, each request after the last answer.
-func (g *rig) interleave(clients, n int) *workload {
+// interleave sends n requests alternating between a and b, one every
+// 5ms, each from the next of several clients: an arrival order that
+// swaps at every request if served in order. Each request is sent on time,
+// whether or not earlier ones have been answered.
+func (g *rig) interleave(n int) *workload {
+	const clients = 8
 	w := &workload{}
+	send := make([]chan string, clients)
 	var wg sync.WaitGroup
-	for c := range clients {
+	for c := range send {
+		send[c] = make(chan string, n)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range n {
-				g.request(w, []string{"a", "b"}[(c+i)%2])
+			var each sync.WaitGroup
+			for model := range send[c] {
+				each.Add(1)
+				go func() {
+					defer each.Done()
+					g.request(w, model)
+				}()
 			}
+			each.Wait()
 		}()
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	for i := range n {
+		send[i%clients] <- []string{"a", "b"}[i%2]
+		<-tick.C
+	}
+	tick.Stop()
+	for _, c := range send {
+		close(c)
 	}
 	wg.Wait()
 	return w
 }
 
 // The interleaved workload that makes simple proxies thrash: memory holds
-// one of a and b, and the clients alternate between them. fifo swaps for
+// one of a and b, and requests alternate between them. fifo swaps for
 // almost every request; batch serves each model's queue before swapping.
 func TestBatchSwapsFarLessThanFIFO(t *testing.T) {
-	const clients, each = 20, 4
+	const requests = 60
 	const maxWait = 2 * time.Second
 	swaps := map[string]int64{}
 	for _, policy := range []string{config.PolicyFIFO, config.PolicyBatch} {
@@ -164,12 +184,12 @@ func TestBatchSwapsFarLessThanFIFO(t *testing.T) {
 		// first run's backends must be gone before the second starts.
 		t.Run(policy, func(t *testing.T) {
 			g := newRig(t, func(o *router.Options) { o.Policy, o.MaxWait = policy, maxWait })
-			w := g.interleave(clients, each)
+			w := g.interleave(requests)
 			if len(w.errs) > 0 {
 				t.Fatalf("%d of %d requests failed, first: %v", len(w.errs), w.requests, w.errs[0])
 			}
-			if w.requests != clients*each {
-				t.Fatalf("%d answers for %d requests", w.requests, clients*each)
+			if w.requests != requests {
+				t.Fatalf("%d answers for %d requests", w.requests, requests)
 			}
 			if w.maxInFlight > 2 {
 				t.Errorf("a backend had %d requests at once; parallel is 2", w.maxInFlight)

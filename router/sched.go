@@ -44,7 +44,14 @@ type sched struct {
 	// swap is the swap in progress that drains busy models, if any: at
 	// most one at a time, so that two swaps never drain each other.
 	swap *swap
+	// gen counts changes that make cached plans stale: loads done, swaps
+	// settled, starts failed.
+	gen int
 }
+
+// planTTL bounds how long a cached plan is used for: memory changes the
+// router does not see (a ttl unload, another program) are noticed within it.
+const planTTL = 100 * time.Millisecond
 
 // mstate is one model as the loop sees it.
 type mstate struct {
@@ -59,6 +66,17 @@ type mstate struct {
 	// hold is a moving average of how long a request holds the backend.
 	hold  time.Duration
 	stats *Stats
+	// plan caches the swapper's answer to "what would starting this
+	// stop", which costs a look at the machine's memory, for a model
+	// that waits on busy ones: it is asked again on every event.
+	plan plan
+}
+
+type plan struct {
+	victims []string
+	err     error
+	at      time.Time
+	gen     int
 }
 
 type swap struct {
@@ -98,11 +116,13 @@ func (s *sched) handle(ev event) {
 		if t.loading {
 			t.loading = false
 			m.loading--
+			s.gen++
 		}
 	case evDone:
 		if t.loading {
 			t.loading = false
 			m.loading--
+			s.gen++
 		}
 		m.inflight--
 		if ev.held > 0 {
@@ -255,7 +275,7 @@ func (s *sched) start(m *mstate, now time.Time) (wake time.Time) {
 		// it yet: any plan now would leave out what it takes.
 		return now.Add(loadPoll)
 	}
-	victims, err := s.b.Evictions(m.id)
+	victims, err := s.evictions(m, now)
 	if errors.Is(err, swapper.ErrPlanPending) || (err != nil && s.othersLoading(m)) {
 		// A load in progress cannot be stopped, so it may be what is in
 		// the way: plan again once it is placed or done (its requests'
@@ -300,6 +320,21 @@ func (s *sched) start(m *mstate, now time.Time) (wake time.Time) {
 		zap.Int("queued", len(m.queue)), zap.String("policy", s.opts.Policy))
 	s.fill(m)
 	return time.Time{}
+}
+
+// evictions asks the swapper what starting m would stop, or reuses its
+// recent answer.
+func (s *sched) evictions(m *mstate, now time.Time) ([]string, error) {
+	p := &m.plan
+	if p.gen == s.gen && !p.at.IsZero() && now.Sub(p.at) < planTTL && now.Sub(p.at) >= 0 {
+		return p.victims, p.err
+	}
+	victims, err := s.b.Evictions(m.id)
+	if errors.Is(err, swapper.ErrPlanPending) {
+		return nil, err // a moment's state: never reused
+	}
+	*p = plan{victims: victims, err: err, at: now, gen: s.gen}
+	return victims, err
 }
 
 // loadPoll is how often a model waiting for another's load looks again.
@@ -351,6 +386,7 @@ func (s *sched) settle(now time.Time) {
 			o.drainedFor = ""
 		}
 	}
+	s.gen++
 	s.log.Info("swap settled", zap.String("model", s.swap.model), zap.Strings("drained", s.swap.victims),
 		zap.Duration("took", now.Sub(s.swap.began)))
 	s.swap = nil

@@ -15,10 +15,12 @@ type fakeBackends struct {
 	states   map[string]swapper.State
 	evict    map[string][]string
 	evictErr error
+	asked    int // calls of Evictions
 }
 
 func (f *fakeBackends) State(model string) swapper.State { return f.states[model] }
 func (f *fakeBackends) Evictions(model string) ([]string, error) {
+	f.asked++
 	return f.evict[model], f.evictErr
 }
 
@@ -245,6 +247,27 @@ func TestSchedWaitsForALoadInTheWay(t *testing.T) {
 	h.wantGranted(b1, false) // loaded, a serves a1: b waits its turn
 	h.done(a1, 2*time.Second)
 	h.wantGranted(b1, true)
+}
+
+// A model waiting on busy ones is planned for once per planTTL, not on
+// every event: each plan is a look at the machine's memory.
+func TestSchedPlansAreReusedBriefly(t *testing.T) {
+	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 1})
+	h.s.opts.QueueSize = 100
+	h.f.states["a"] = swapper.Ready
+	h.f.evict["b"] = []string{"a"}
+	h.decided(h.arrive("a", 0))
+	h.arrive("b", 0)
+	for i := range 20 {
+		h.arrive("a", time.Duration(i)*time.Millisecond)
+	}
+	if h.f.asked != 1 {
+		t.Fatalf("%d plans within %s, want 1", h.f.asked, planTTL)
+	}
+	h.arrive("a", planTTL)
+	if h.f.asked != 2 {
+		t.Fatalf("%d plans after %s, want 2", h.f.asked, planTTL)
+	}
 }
 
 func TestSchedRefuseAll(t *testing.T) {

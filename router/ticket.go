@@ -29,13 +29,14 @@ func (p Phase) String() string {
 // Its methods are for the one goroutine serving the request.
 type Ticket struct {
 	r        *Router
+	backends Backends
 	model    string
 	stats    *Stats
 	ctx      context.Context
 	enqueued time.Time
 
-	// signal receives one value when the loop has decided: granted, or
-	// refused with err. The fields below it are written by the loop before
+	// signal receives one value when sched has decided: granted, or
+	// refused with err. The fields below it are written by sched before
 	// that send and read by the owner after it.
 	signal  chan struct{}
 	granted bool
@@ -43,7 +44,7 @@ type Ticket struct {
 	err     error
 	phase   phaseValue
 
-	// Owned by the loop.
+	// Owned by sched.
 	queued bool
 
 	// Owned by the request's goroutine.
@@ -52,6 +53,7 @@ type Ticket struct {
 	actx     context.Context
 	abort    context.CancelFunc
 	deadline *time.Timer
+	stops    []*time.Timer // Next's interval timers, stopped as it returns
 	lease    *Lease
 	finalErr error
 	closed   bool
@@ -79,12 +81,18 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 	if t.lease != nil || t.finalErr != nil {
 		return t.lease, t.finalErr
 	}
+	// The interval's timer is made only once a wait is certain: a ready
+	// backend with a free slot is handed over without one.
 	var tick <-chan time.Time
-	if d > 0 {
-		tm := time.NewTimer(d)
-		defer tm.Stop()
-		tick = tm.C
+	ticking := func() <-chan time.Time {
+		if tick == nil && d > 0 {
+			tm := time.NewTimer(d)
+			t.stops = append(t.stops, tm)
+			tick = tm.C
+		}
+		return tick
 	}
+	defer t.stopTimers()
 	if !t.decided {
 		select {
 		case <-t.signal:
@@ -95,7 +103,7 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 				return nil, t.leave(t.ctx.Err())
 			case <-t.timeout():
 				return nil, t.leave(t.timeoutErr())
-			case <-tick:
+			case <-ticking():
 				return nil, nil
 			}
 		}
@@ -104,9 +112,8 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 			return nil, t.finish(nil, t.err)
 		}
 	}
-	if t.acq == nil && t.r.backends.State(t.model) == swapper.Ready {
-		// The fast path: no goroutine, no timer.
-		l, err := t.r.backends.Acquire(t.ctx, t.model)
+	if t.acq == nil && t.backends.State(t.model) == swapper.Ready {
+		l, err := t.backends.Acquire(t.ctx, t.model)
 		return t.got(l, err)
 	}
 	if t.acq == nil {
@@ -115,9 +122,16 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 	select {
 	case a := <-t.acq:
 		return t.got(a.l, a.err)
-	case <-tick:
+	case <-ticking():
 		return nil, nil
 	}
+}
+
+func (t *Ticket) stopTimers() {
+	for _, tm := range t.stops {
+		tm.Stop()
+	}
+	t.stops = t.stops[:0]
 }
 
 // acquire waits for the backend on another goroutine, so that Next can
@@ -130,7 +144,7 @@ func (t *Ticket) acquire() {
 	t.actx, t.abort = ctx, cancel
 	t.acq = make(chan acquired, 1)
 	go func() {
-		l, err := t.r.backends.Acquire(ctx, t.model)
+		l, err := t.backends.Acquire(ctx, t.model)
 		t.acq <- acquired{l, err}
 	}()
 }
