@@ -294,18 +294,22 @@ models:
     cmd: MOCK -port ${PORT} -model ${MODEL} -startup 50ms -latency 20ms -progress-interval 0
     parallel: 1
     memory: {ram: 3GiB}
+  crashy:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -crash-after 4 -stream-interval 2ms -progress-interval 0
+    parallel: 2
 `
 
-// Five hundred requests over four models that do not all fit, streaming
-// and not, from many clients at once: every one gets its answer, from the
-// model it asked for.
+// Five hundred requests over four models that do not all fit, and one
+// whose backend crashes on every fourth request, streaming and not, from
+// many clients at once: every one gets exactly one whole answer, from the
+// model it asked for, or (from the crashing one) an OpenAI error.
 func TestFiveHundredMixedRequestsAllAnswered(t *testing.T) {
 	s := newStack(t, mixedConfig)
 	const clients, total = 16, 500
-	models := []string{"chat-a", "chat-b", "embed", "slow"}
+	models := []string{"chat-a", "chat-b", "embed", "slow", "crashy"}
 	var mu sync.Mutex
 	var failures []string
-	answered := 0
+	answered, crashes := 0, 0
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Add(1)
@@ -315,9 +319,12 @@ func TestFiveHundredMixedRequestsAllAnswered(t *testing.T) {
 			for i := c; i < total; i += clients {
 				model := models[rng.IntN(len(models))]
 				stream := model != "embed" && rng.IntN(2) == 0
-				err := mixedRequest(s.url, model, stream)
+				crashed, err := mixedRequest(s.url, model, stream)
 				mu.Lock()
 				answered++
+				if crashed {
+					crashes++
+				}
 				if err != nil {
 					failures = append(failures, fmt.Sprintf("request %d (%s, stream %v): %v", i, model, stream, err))
 				}
@@ -334,12 +341,15 @@ func TestFiveHundredMixedRequestsAllAnswered(t *testing.T) {
 			t.Errorf("%s: %v queued, %v in flight after every answer", m, q, f)
 		}
 	}
-	t.Logf("%d requests answered with %d backend starts", total, s.starts.Starts())
+	if crashes == 0 {
+		t.Error("no request met a crash: the workload does not test crashes")
+	}
+	t.Logf("%d requests answered, %d of them with a crash's error, %d backend starts", total, crashes, s.starts.Starts())
 }
 
 // mixedRequest sends one request and checks that its answer is whole and
-// comes from model.
-func mixedRequest(base, model string, stream bool) error {
+// comes from model, or is the error of a crash.
+func mixedRequest(base, model string, stream bool) (crashed bool, err error) {
 	path := "/v1/chat/completions"
 	body := map[string]any{"model": model, "stream": stream,
 		"messages": []map[string]string{{"role": "user", "content": "hi"}}}
@@ -349,26 +359,29 @@ func mixedRequest(base, model string, stream bool) error {
 	b, _ := json.Marshal(body)
 	resp, err := http.Post(base+path, "application/json", bytes.NewReader(b))
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer resp.Body.Close()
 	got, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if model == "crashy" && isOpenAIError(resp.StatusCode, got, stream) {
+		return true, nil
 	}
 	if resp.StatusCode != 200 {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, got)
+		return false, fmt.Errorf("status %d: %s", resp.StatusCode, got)
 	}
 	if stream {
 		if !bytes.HasSuffix(bytes.TrimSpace(got), []byte("data: [DONE]")) || !bytes.Contains(got, []byte(`"model":"`+model+`"`)) {
-			return fmt.Errorf("incomplete stream: %q", got)
+			return false, fmt.Errorf("incomplete stream: %q", got)
 		}
-		return nil
+		return false, nil
 	}
 	if m := resp.Header.Get("X-Mock-Model"); m != model {
-		return fmt.Errorf("answered by %q", m)
+		return false, fmt.Errorf("answered by %q", m)
 	}
-	return nil
+	return false, nil
 }
 
 // A client that hangs up on a waiting stream gives up its wait: the
@@ -401,4 +414,21 @@ func TestHungUpWaitingStreamIsNotForwarded(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Requests != 0 {
 		t.Errorf("the backend got %d requests (%v) from a client that had left", st.Requests, err)
 	}
+}
+
+// isOpenAIError: a crashed backend's answer, as an error status with an
+// OpenAI error body or as a stream that ends in one error event.
+func isOpenAIError(status int, body []byte, stream bool) bool {
+	var e struct {
+		Error *struct{ Code string } `json:"error"`
+	}
+	if status >= 500 {
+		return json.Unmarshal(body, &e) == nil && e.Error != nil && e.Error.Code != ""
+	}
+	if !stream || status != 200 {
+		return false
+	}
+	events := strings.Split(strings.TrimSpace(string(body)), "\n\n")
+	last := strings.TrimPrefix(events[len(events)-1], "data: ")
+	return json.Unmarshal([]byte(last), &e) == nil && e.Error != nil && e.Error.Code == "backend_died"
 }
