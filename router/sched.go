@@ -33,9 +33,10 @@ type phaseValue struct{ v atomic.Int32 }
 func (p *phaseValue) load() Phase   { return Phase(p.v.Load()) }
 func (p *phaseValue) store(x Phase) { p.v.Store(int32(x)) }
 
-// sched is the loop's state and its decisions. Only the loop touches it,
-// and nothing in it blocks but the questions it asks the swapper, so it is
-// tested by driving it directly with a fake Backends.
+// sched is the router's state and its decisions. Only the holder of the
+// router's lock touches it, and nothing in it blocks but the questions it
+// asks the swapper, so it is tested by driving it directly with a fake
+// Backends.
 type sched struct {
 	b      Backends
 	opts   Options
@@ -53,7 +54,7 @@ type sched struct {
 // router does not see (a ttl unload, another program) are noticed within it.
 const planTTL = 100 * time.Millisecond
 
-// mstate is one model as the loop sees it.
+// mstate is one model as the scheduler sees it.
 type mstate struct {
 	id       string
 	parallel int
@@ -213,9 +214,8 @@ func (s *sched) fifo(now time.Time) time.Time {
 			s.grant(m)
 			continue
 		}
-		s.start(m, now)
-		if !s.dispatchable(m) {
-			return time.Time{}
+		if wake := s.start(m, now); !s.dispatchable(m) {
+			return wake
 		}
 	}
 }
@@ -279,7 +279,7 @@ func (s *sched) start(m *mstate, now time.Time) (wake time.Time) {
 	if errors.Is(err, swapper.ErrPlanPending) || (err != nil && s.othersLoading(m)) {
 		// A load in progress cannot be stopped, so it may be what is in
 		// the way: plan again once it is placed or done (its requests'
-		// events wake the loop; a start of the swapper's own has only the
+		// events bring us back; a start of the swapper's own has only the
 		// poll).
 		return now.Add(loadPoll)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/hotswap/hotswap/swapper"
 )
 
-// fakeBackends answers the loop's questions from maps the test sets.
+// fakeBackends answers the scheduler's questions from maps the test sets.
 type fakeBackends struct {
 	Backends // Acquire is never called by the scheduler
 	states   map[string]swapper.State
@@ -46,7 +46,7 @@ func (h *harness) arrive(model string, at time.Duration) *Ticket {
 	return tk
 }
 
-// decided reports whether the loop has answered tk, consuming the answer.
+// decided reports whether sched has answered tk, consuming the answer.
 func (h *harness) decided(tk *Ticket) bool {
 	select {
 	case <-tk.signal:
@@ -267,6 +267,23 @@ func TestSchedPlansAreReusedBriefly(t *testing.T) {
 	h.arrive("a", planTTL)
 	if h.f.asked != 2 {
 		t.Fatalf("%d plans after %s, want 2", h.f.asked, planTTL)
+	}
+}
+
+// A start the swapper has yet to place is looked at again soon, under
+// either policy, though no request event may come.
+func TestSchedPollsWhileAStartIsUnplaced(t *testing.T) {
+	for _, policy := range []string{config.PolicyBatch, config.PolicyFIFO} {
+		h := newHarness(t, policy, map[string]int{"a": 1})
+		h.f.evictErr = swapper.ErrPlanPending
+		a1 := h.arrive("a", 0)
+		h.wantGranted(a1, false)
+		if wake := h.s.schedule(t0); !wake.Equal(t0.Add(loadPoll)) {
+			t.Errorf("%s: wake at %s, want %s", policy, wake.Sub(t0), loadPoll)
+		}
+		h.f.evictErr = nil
+		h.s.schedule(t0.Add(loadPoll))
+		h.wantGranted(a1, true)
 	}
 }
 

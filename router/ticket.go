@@ -171,7 +171,7 @@ func (t *Ticket) got(l *swapper.Lease, err error) (*Lease, error) {
 	return lease, nil
 }
 
-// leave takes a request that gave up out of its queue. The loop may have
+// leave takes a request that gave up out of its queue. sched may have
 // granted it meanwhile; then the grant is handed back.
 func (t *Ticket) leave(err error) error {
 	t.r.send(event{kind: evCancel, t: t, err: err})
