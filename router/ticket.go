@@ -53,7 +53,6 @@ type Ticket struct {
 	actx     context.Context
 	abort    context.CancelFunc
 	deadline *time.Timer
-	stops    []*time.Timer // Next's interval timers, stopped as it returns
 	lease    *Lease
 	finalErr error
 	closed   bool
@@ -83,16 +82,21 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 	}
 	// The interval's timer is made only once a wait is certain: a ready
 	// backend with a free slot is handed over without one.
-	var tick <-chan time.Time
+	var tm *time.Timer
 	ticking := func() <-chan time.Time {
-		if tick == nil && d > 0 {
-			tm := time.NewTimer(d)
-			t.stops = append(t.stops, tm)
-			tick = tm.C
+		if tm == nil && d > 0 {
+			tm = time.NewTimer(d)
 		}
-		return tick
+		if tm == nil {
+			return nil
+		}
+		return tm.C
 	}
-	defer t.stopTimers()
+	defer func() {
+		if tm != nil {
+			tm.Stop()
+		}
+	}()
 	if !t.decided {
 		select {
 		case <-t.signal:
@@ -125,13 +129,6 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 	case <-ticking():
 		return nil, nil
 	}
-}
-
-func (t *Ticket) stopTimers() {
-	for _, tm := range t.stops {
-		tm.Stop()
-	}
-	t.stops = t.stops[:0]
 }
 
 // acquire waits for the backend on another goroutine, so that Next can
