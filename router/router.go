@@ -80,8 +80,6 @@ type Options struct {
 // Close.
 type Router struct {
 	opts Options
-	// stats are per-model counters sched publishes for anyone to read.
-	stats map[string]*Stats
 
 	// mu serialises every decision: only its holder touches s.
 	mu     sync.Mutex
@@ -108,12 +106,8 @@ func New(backends Backends, opts Options) *Router {
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	r := &Router{opts: opts, stats: make(map[string]*Stats, len(opts.Parallel))}
-	r.s = newSched(backends, opts)
+	r := &Router{opts: opts, s: newSched(backends, opts)}
 	r.s.log = opts.Log
-	for model := range opts.Parallel {
-		r.stats[model] = r.s.models[model].stats
-	}
 	r.timer = time.AfterFunc(time.Hour, r.wake)
 	r.timer.Stop()
 	return r
@@ -124,11 +118,11 @@ func New(backends Backends, opts Options) *Router {
 // come and the backend is ready. ctx bounds the wait: when it ends, the
 // request leaves the queue. The caller must Close the ticket.
 func (r *Router) Enqueue(ctx context.Context, model string) (*Ticket, error) {
-	st, ok := r.stats[model]
-	if !ok {
+	// sched's model map is never written after New: reading it needs no lock.
+	if _, ok := r.s.models[model]; !ok {
 		return nil, fmt.Errorf("%w: %q", swapper.ErrUnknownModel, model)
 	}
-	t := &Ticket{r: r, backends: r.s.b, model: model, stats: st, ctx: ctx, enqueued: time.Now(), signal: make(chan struct{}, 1)}
+	t := &Ticket{r: r, backends: r.s.b, model: model, ctx: ctx, enqueued: time.Now(), signal: make(chan struct{}, 1)}
 	if !r.send(event{kind: evArrive, t: t}) {
 		return nil, swapper.ErrClosed
 	}
@@ -149,7 +143,12 @@ func (r *Router) Acquire(ctx context.Context, model string) (*Lease, error) {
 }
 
 // Stats returns model's counters, or nil for a model it does not know.
-func (r *Router) Stats(model string) *Stats { return r.stats[model] }
+func (r *Router) Stats(model string) *Stats {
+	if m, ok := r.s.models[model]; ok {
+		return m.stats
+	}
+	return nil
+}
 
 // Close refuses every queued request with swapper.ErrClosed. Requests
 // already dispatched keep their backends until released. Safe to call more

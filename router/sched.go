@@ -24,7 +24,7 @@ const (
 type event struct {
 	kind evKind
 	t    *Ticket
-	err  error
+	err  error         // evCancel: why the request gave up
 	held time.Duration // evDone after a lease: how long it was held
 }
 
@@ -48,6 +48,9 @@ type sched struct {
 	// gen counts changes that make cached plans stale: loads done, swaps
 	// settled, starts failed.
 	gen int
+	// waiting is waitingByAge's slice, reused: schedule runs for every
+	// request and must not allocate on the fast path.
+	waiting []*mstate
 }
 
 // planTTL bounds how long a cached plan is used for: memory changes the
@@ -182,8 +185,8 @@ func (s *sched) batch(now time.Time) (wake time.Time) {
 		if m.drainedFor != "" {
 			continue
 		}
-		if s.dispatchable(m) {
-			s.fill(m)
+		if ready, ok := s.dispatchable(m); ok {
+			s.fill(m, ready)
 			continue
 		}
 		if w := s.start(m, now); !w.IsZero() && (wake.IsZero() || w.Before(wake)) {
@@ -207,15 +210,15 @@ func (s *sched) fifo(now time.Time) time.Time {
 		if m == nil || m.drainedFor != "" {
 			return time.Time{}
 		}
-		if s.dispatchable(m) {
+		if ready, ok := s.dispatchable(m); ok {
 			if m.inflight >= m.parallel {
 				return time.Time{}
 			}
-			s.grant(m)
+			s.grant(m, ready)
 			continue
 		}
-		if wake := s.start(m, now); !s.dispatchable(m) {
-			return wake
+		if wake := s.start(m, now); m.loading == 0 {
+			return wake // not started: everything younger waits too
 		}
 	}
 }
@@ -223,41 +226,40 @@ func (s *sched) fifo(now time.Time) time.Time {
 // waitingByAge lists the models with queued requests, the longest waiting
 // first.
 func (s *sched) waitingByAge() []*mstate {
-	var out []*mstate
+	out := s.waiting[:0]
 	for _, m := range s.models {
 		if len(m.queue) > 0 {
 			out = append(out, m)
 		}
 	}
 	slices.SortFunc(out, func(a, b *mstate) int { return a.queue[0].enqueued.Compare(b.queue[0].enqueued) })
+	s.waiting = out
 	return out
 }
 
 // dispatchable: the model is loaded or on its way, so its requests can go
-// without a decision to swap.
-func (s *sched) dispatchable(m *mstate) bool {
-	if m.loading > 0 {
-		return true
-	}
+// without a decision to swap. ready: its backend is ready now.
+func (s *sched) dispatchable(m *mstate) (ready, ok bool) {
 	st := s.b.State(m.id)
-	return st == swapper.Ready || st == swapper.Starting
+	return st == swapper.Ready, m.loading > 0 || st == swapper.Ready || st == swapper.Starting
 }
 
 // fill dispatches m's queue up to its parallel setting.
-func (s *sched) fill(m *mstate) {
+func (s *sched) fill(m *mstate, ready bool) {
 	for len(m.queue) > 0 && m.inflight < m.parallel {
-		s.grant(m)
+		s.grant(m, ready)
 	}
 }
 
-// grant dispatches the head of m's queue.
-func (s *sched) grant(m *mstate) {
+// grant dispatches the head of m's queue; unless its backend is ready, the
+// request counts as loading until it reports back.
+func (s *sched) grant(m *mstate, ready bool) {
 	t := m.queue[0]
 	m.queue[0] = nil
 	m.queue = m.queue[1:]
 	t.queued = false
 	m.inflight++
-	if s.b.State(m.id) != swapper.Ready {
+	if !ready {
 		t.loading = true
 		m.loading++
 		t.phase.store(Loading)
@@ -286,7 +288,7 @@ func (s *sched) start(m *mstate, now time.Time) (wake time.Time) {
 	if err != nil || len(victims) == 0 {
 		// Nothing is in the way (or the start cannot happen at all, which
 		// its requests are then told): no reason to wait.
-		s.fill(m)
+		s.fill(m, false)
 		return time.Time{}
 	}
 	busy := s.busy(victims)
@@ -318,7 +320,7 @@ func (s *sched) start(m *mstate, now time.Time) (wake time.Time) {
 	s.log.Info("swapping in", zap.String("model", m.id), zap.Strings("evicting", victims),
 		zap.Strings("busy", busy), zap.String("reason", reason), zap.Duration("waited", waited),
 		zap.Int("queued", len(m.queue)), zap.String("policy", s.opts.Policy))
-	s.fill(m)
+	s.fill(m, false)
 	return time.Time{}
 }
 

@@ -31,7 +31,6 @@ type Ticket struct {
 	r        *Router
 	backends Backends
 	model    string
-	stats    *Stats
 	ctx      context.Context
 	enqueued time.Time
 
@@ -62,9 +61,6 @@ type acquired struct {
 	l   *swapper.Lease
 	err error
 }
-
-// Model is the model the ticket waits for.
-func (t *Ticket) Model() string { return t.model }
 
 // Phase is where the request is now.
 func (t *Ticket) Phase() Phase { return t.phase.load() }
@@ -157,7 +153,7 @@ func (t *Ticket) got(l *swapper.Lease, err error) (*Lease, error) {
 		t.abort()
 	}
 	if err != nil {
-		t.r.send(event{kind: evDone, t: t, err: err})
+		t.r.send(event{kind: evDone, t: t})
 		return nil, t.finish(nil, err)
 	}
 	if t.loading {
@@ -175,7 +171,7 @@ func (t *Ticket) leave(err error) error {
 	<-t.signal
 	t.decided = true
 	if t.granted {
-		t.r.send(event{kind: evDone, t: t, err: err})
+		t.r.send(event{kind: evDone, t: t})
 	} else if t.err != nil && !errors.Is(t.err, err) {
 		err = t.err // refused before it left: that is the answer
 	}
@@ -218,16 +214,13 @@ func (t *Ticket) Close() {
 	case t.lease != nil || t.finalErr != nil:
 	case !t.decided:
 		t.leave(context.Canceled)
-	case t.acq == nil: // granted, and Next not called since
-		t.r.send(event{kind: evDone, t: t, err: context.Canceled})
-		t.finish(nil, context.Canceled)
-	default: // granted, still acquiring
+	default: // granted: Next left it acquiring
 		t.abort()
 		a := <-t.acq
 		if a.l != nil {
 			a.l.Release()
 		}
-		t.r.send(event{kind: evDone, t: t, err: context.Canceled})
+		t.r.send(event{kind: evDone, t: t})
 		t.finish(nil, context.Canceled)
 	}
 }
