@@ -129,21 +129,12 @@ func BenchmarkWarmProxied(b *testing.B) {
 // that `-benchtime 1x` still measures something.
 func benchParallel(b *testing.B, base, model string) {
 	n := max(b.N, 2000)
-	const clients = 8
 	b.ResetTimer()
-	begin := time.Now()
-	var wg sync.WaitGroup
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := c; i < n; i += clients {
-				chat(b, base, model)
-			}
-		}()
-	}
-	wg.Wait()
-	el := time.Since(begin)
+	el := together(8, func(c int) {
+		for i := c; i < n; i += 8 {
+			chat(b, base, model)
+		}
+	})
 	b.ReportMetric(float64(el.Microseconds())/float64(n), "µs/req")
 	b.ReportMetric(float64(n)/el.Seconds(), "req/s")
 }
@@ -223,54 +214,50 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		{"router", func() (interface{ Release() }, error) { return hs.rt.Acquire(ctx, "a") }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			const clients = 8
-			begin := time.Now()
-			var wg sync.WaitGroup
-			for w := range clients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := w; i < n; i += clients {
-						l, err := c.acquire()
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						l.Release()
+			el := together(8, func(w int) {
+				for i := w; i < n; i += 8 {
+					l, err := c.acquire()
+					if err != nil {
+						b.Error(err)
+						return
 					}
-				}()
-			}
-			wg.Wait()
-			b.ReportMetric(float64(time.Since(begin).Nanoseconds())/float64(n), "ns/acquire")
+					l.Release()
+				}
+			})
+			b.ReportMetric(float64(el.Nanoseconds())/float64(n), "ns/acquire")
 		})
 	}
 }
 
 // BenchmarkInterleaved is the workload that makes simple proxies thrash:
-// 20 clients each send 4 requests alternating between two models that do
-// not fit together, each answering in 20 ms with two slots. It reports the swaps (backend starts) and the longest wait
-// for an answer under each policy.
+// 60 requests alternating between two models that do not fit together,
+// one sent every 5 ms whether or not earlier ones have been answered; each
+// model answers in 20 ms with two slots. It reports the swaps (backend
+// starts) and the longest wait for an answer under each policy.
 func BenchmarkInterleaved(b *testing.B) {
 	for _, policy := range []string{config.PolicyFIFO, config.PolicyBatch} {
 		b.Run(policy, func(b *testing.B) {
 			hs := startPolicy(b, policy)
-			const clients, each = 20, 4
+			const requests = 60
 			var mu sync.Mutex
 			var longest time.Duration
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
 			b.ResetTimer()
 			begin := time.Now()
 			var wg sync.WaitGroup
-			for c := range clients {
+			for i := range requests {
+				if i > 0 {
+					<-tick.C
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for i := range each {
-						t := time.Now()
-						chat(b, hs.url, []string{"two-slots-a", "two-slots-b"}[(c+i)%2])
-						mu.Lock()
-						longest = max(longest, time.Since(t))
-						mu.Unlock()
-					}
+					t := time.Now()
+					chat(b, hs.url, []string{"two-slots-a", "two-slots-b"}[i%2])
+					mu.Lock()
+					longest = max(longest, time.Since(t))
+					mu.Unlock()
 				}()
 			}
 			wg.Wait()
@@ -280,4 +267,19 @@ func BenchmarkInterleaved(b *testing.B) {
 			b.ReportMetric(float64(el.Milliseconds()), "ms-total")
 		})
 	}
+}
+
+// together runs f(0) ... f(n-1) at once and returns how long they took.
+func together(n int, f func(c int)) time.Duration {
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for c := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(c)
+		}()
+	}
+	wg.Wait()
+	return time.Since(begin)
 }

@@ -31,9 +31,11 @@ func watchHangup(conn net.Conn, hangup func()) (stop func()) {
 		defer close(done)
 		var b [1]byte
 		_ = rc.Read(func(fd uintptr) bool {
-			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			// EINTR is retried here, not by returning false: the poller is
+			// edge-triggered, and a hang-up already seen would not wake it.
+			n, err := peek(fd, b[:])
 			for err == syscall.EINTR {
-				n, _, err = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+				n, err = peek(fd, b[:])
 			}
 			switch {
 			case err == syscall.EAGAIN:
@@ -54,4 +56,9 @@ func watchHangup(conn net.Conn, hangup func()) (stop func()) {
 			_ = conn.SetReadDeadline(time.Time{})
 		})
 	}
+}
+
+func peek(fd uintptr, b []byte) (int, error) {
+	n, _, err := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return n, err
 }

@@ -257,20 +257,35 @@ func TestBatchServesTheOtherModelAfterMaxWait(t *testing.T) {
 	}
 }
 
+// acquire holds a lease on model, failing the test if it cannot.
+func (g *rig) acquire(t *testing.T, model string) *router.Lease {
+	t.Helper()
+	l, err := g.r.Acquire(context.Background(), model)
+	if err != nil {
+		t.Fatalf("%s: %v", model, err)
+	}
+	return l
+}
+
+// enqueue queues a request for model; its ticket is closed when the test
+// ends.
+func (g *rig) enqueue(t *testing.T, model string) *router.Ticket {
+	t.Helper()
+	tk, err := g.r.Enqueue(context.Background(), model)
+	if err != nil {
+		t.Fatalf("%s: %v", model, err)
+	}
+	t.Cleanup(tk.Close)
+	return tk
+}
+
 // c fits beside anything: its requests go straight through while a and b
 // take turns.
 func TestModelThatFitsIsNotHeldBack(t *testing.T) {
 	g := newRig(t, nil)
-	la, err := g.r.Acquire(context.Background(), "a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	la := g.acquire(t, "a")
 	defer la.Release()
-	lc, err := g.r.Acquire(context.Background(), "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc.Release()
+	g.acquire(t, "c").Release()
 	if st := g.sw.State("a"); st != swapper.Ready {
 		t.Errorf("a is %s after c started; c fits beside it", st)
 	}
@@ -278,20 +293,13 @@ func TestModelThatFitsIsNotHeldBack(t *testing.T) {
 
 func TestQueueFullAndTimeout(t *testing.T) {
 	g := newRig(t, func(o *router.Options) { o.QueueSize, o.QueueTimeout = 1, 300*time.Millisecond })
-	held, err := g.r.Acquire(context.Background(), "c")
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := g.acquire(t, "c")
 	defer held.Release()
-	queued, err := g.r.Enqueue(context.Background(), "c")
-	if err != nil {
-		t.Fatal(err)
+	queued := g.enqueue(t, "c")
+	if n := g.r.Stats("c").Queued.Load(); n != 1 {
+		t.Fatalf("%d queued, want the second request", n)
 	}
-	defer queued.Close()
-	if !mocktest.Eventually(5*time.Second, func() bool { return g.r.Stats("c").Queued.Load() == 1 }) {
-		t.Fatal("the second request is not queued")
-	}
-	_, err = g.r.Acquire(context.Background(), "c")
+	_, err := g.r.Acquire(context.Background(), "c")
 	var qf *router.QueueFullError
 	if !errors.As(err, &qf) || qf.RetryAfter < time.Second {
 		t.Fatalf("third request: %v, want a QueueFullError with a Retry-After", err)
@@ -308,10 +316,7 @@ func TestQueueFullAndTimeout(t *testing.T) {
 // one can take it.
 func TestCancelledRequestLeavesTheQueue(t *testing.T) {
 	g := newRig(t, func(o *router.Options) { o.QueueSize = 1 })
-	held, err := g.r.Acquire(context.Background(), "c")
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := g.acquire(t, "c")
 	ctx, cancel := context.WithCancel(context.Background())
 	left := make(chan error, 1)
 	go func() {
@@ -325,11 +330,7 @@ func TestCancelledRequestLeavesTheQueue(t *testing.T) {
 	if err := <-left; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled request: %v", err)
 	}
-	next, err := g.r.Enqueue(context.Background(), "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer next.Close()
+	next := g.enqueue(t, "c")
 	held.Release()
 	l, err := next.Next(0)
 	if err != nil {
@@ -343,16 +344,9 @@ func TestCancelledRequestLeavesTheQueue(t *testing.T) {
 
 func TestCloseRefusesQueuedRequests(t *testing.T) {
 	g := newRig(t, nil)
-	held, err := g.r.Acquire(context.Background(), "c")
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := g.acquire(t, "c")
 	defer held.Release()
-	queued, err := g.r.Enqueue(context.Background(), "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer queued.Close()
+	queued := g.enqueue(t, "c")
 	g.r.Close()
 	if _, err := queued.Next(0); !errors.Is(err, swapper.ErrClosed) {
 		t.Fatalf("queued request at close: %v", err)
