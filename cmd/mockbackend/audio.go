@@ -87,3 +87,12 @@ func wav(n int) []byte {
 	b = le.AppendUint32(b, data)
 	return append(b, make([]byte, data)...)
 }
+
+// voices answers GET /v1/audio/voices, the list TTS servers such as
+// Kokoro-FastAPI serve; which model was asked for comes from ?model=.
+func (m *mock) voices(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"model":  r.URL.Query().Get("model"),
+		"voices": []string{"mock_alloy", "mock_echo"},
+	})
+}

@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// crashChunks is how many content chunks a crashing stream sends before
-// the process dies.
-const crashChunks = 2
-
 // completionRequest holds the fields of chat and text completion requests
 // that the mock looks at.
 type completionRequest struct {
@@ -84,12 +80,7 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request, c *call, kind co
 	if !decode(w, r, &req) {
 		return
 	}
-	n := m.opts.tokens
-	for _, limit := range []int{req.MaxTokens, req.MaxCompletionTokens} {
-		if limit > 0 {
-			n = min(n, limit)
-		}
-	}
+	n := m.tokenCount(req.MaxTokens, req.MaxCompletionTokens)
 	// echo is the last message (or the prompt); prompt is all of the
 	// input, for the usage counts.
 	var echo, prompt string
@@ -113,16 +104,11 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request, c *call, kind co
 		return
 	}
 
-	var content strings.Builder
-	for i := range n {
-		content.WriteString(token(i))
-	}
-	content.WriteString("| echo: " + echo)
 	ch := choice{FinishReason: ptr("stop")}
 	if kind.chat {
-		ch.Message = &message{Role: "assistant", Content: content.String()}
+		ch.Message = &message{Role: "assistant", Content: answer(n, echo)}
 	} else {
-		ch.Text = ptr(content.String())
+		ch.Text = ptr(answer(n, echo))
 	}
 	head.Choices = []choice{ch}
 	head.Usage = &usage{PromptTokens: words(prompt), CompletionTokens: n, TotalTokens: words(prompt) + n}
@@ -133,54 +119,51 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request, c *call, kind co
 // as soon as it is written, then "data: [DONE]". It stops as soon as the
 // client leaves.
 func (m *mock) stream(w http.ResponseWriter, r *http.Request, c *call, kind completionKind, head completion, n int) {
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	send := func(data []byte) bool {
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
-	chunk := func(ch choice) bool {
+	chunk := func(s *eventStream, ch choice) bool {
 		head.Object = kind.chunkObject
 		head.Choices = []choice{ch}
-		b, err := json.Marshal(head)
-		if err != nil {
-			panic(err) // the mock's own value: a bug
-		}
-		return send(b)
+		return s.sendJSON("", head)
 	}
-
-	if kind.chat && !chunk(choice{Delta: &message{Role: "assistant"}}) {
-		return
+	var start func(*eventStream) bool
+	if kind.chat {
+		start = func(s *eventStream) bool { return chunk(s, choice{Delta: &message{Role: "assistant"}}) }
 	}
-	for i := range n {
-		if c.crash && i == crashChunks {
-			m.die()
+	m.streamTokens(w, r, c, n, start, func(s *eventStream, i int) bool {
+		if kind.chat {
+			return chunk(s, choice{Delta: &message{Content: token(i)}})
 		}
-		if !sleep(r.Context(), m.opts.streamInterval) {
-			return // the client left: stop generating
-		}
-		ch := choice{Delta: &message{Content: token(i)}}
+		return chunk(s, choice{Text: ptr(token(i))})
+	}, func(s *eventStream) bool {
+		last := choice{Delta: &message{}, FinishReason: ptr("stop")}
 		if !kind.chat {
-			ch = choice{Text: ptr(token(i))}
+			last = choice{Text: ptr(""), FinishReason: ptr("stop")}
 		}
-		if !chunk(ch) {
-			return
+		return chunk(s, last) && s.send("", []byte("[DONE]"))
+	})
+}
+
+// tokenCount is how many tokens an answer has: -tokens, or fewer if one
+// of the request's limits (those > 0) says so.
+func (m *mock) tokenCount(limits ...int) int {
+	n := m.opts.tokens
+	for _, limit := range limits {
+		if limit > 0 {
+			n = min(n, limit)
 		}
 	}
-	if c.crash {
-		m.die() // fewer tokens than crashChunks: still never end cleanly
+	return n
+}
+
+// answer is a whole answer of n tokens, in every API: the tokens, then
+// "| echo: " and the input it answers, so tests can see the body arrived
+// unchanged. Streams send the tokens only.
+func answer(n int, echo string) string {
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(token(i))
 	}
-	last := choice{Delta: &message{}, FinishReason: ptr("stop")}
-	if !kind.chat {
-		last = choice{Text: ptr(""), FinishReason: ptr("stop")}
-	}
-	if chunk(last) {
-		send([]byte("[DONE]"))
-	}
+	b.WriteString("| echo: " + echo)
+	return b.String()
 }
 
 // token is the i-th token of every answer.

@@ -36,8 +36,7 @@ func (m *mock) load(ctx context.Context, addr string) {
 		return
 	}
 	if m.opts.failStart {
-		fmt.Fprintf(m.stderr, "error: failed to load model %s: out of memory (mock)\n", m.opts.model)
-		m.exit(1)
+		m.failLoad()
 		return
 	}
 	m.ready.Store(true)
@@ -102,4 +101,16 @@ func (m *mock) printProgress(start time.Time) {
 		pct = min(pct, int(100*m.touched.Load()/m.opts.hold))
 	}
 	fmt.Fprintf(m.stdout, "loading model %s: %d%%\n", m.opts.model, min(pct, 99))
+}
+
+// failLoad ends a load that fails: with -fail-message as the last line and
+// -fail-status, or, with -fail-kill, silently by SIGKILL, as a backend
+// the kernel's out-of-memory killer picks dies.
+func (m *mock) failLoad() {
+	if m.opts.failKill {
+		m.kill()
+		return
+	}
+	fmt.Fprintln(m.stderr, m.opts.failMessage)
+	m.exit(m.opts.failStatus)
 }

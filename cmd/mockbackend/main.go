@@ -1,7 +1,8 @@
 // Command mockbackend is a small, real OpenAI-speaking server that pretends
 // to be a model backend. hotswap's tests, benchmarks and example config run
 // it: it can take a given time to load, hold real memory, stream at a given
-// rate, fail to start, hang, crash mid-request, or ignore SIGTERM, so every
+// rate, fail to start (and say why), hang, crash mid-request, or ignore
+// SIGTERM, and it can mimic real backends' connection habits, so every
 // behaviour of hotswap is testable without a GPU or model weights.
 //
 //	mockbackend -port 9001 -model llama -startup 2s -hold 300MiB
@@ -14,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -58,8 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	m := newMock(opts, stdout, stderr, os.Exit)
-	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln) //nolint:errcheck // it serves until the process ends
+	go m.server().Serve(ln) //nolint:errcheck // it serves until the process ends
 	go m.load(context.Background(), ln.Addr().String())
 
 	<-sigs
@@ -80,6 +79,9 @@ type options struct {
 	progressInterval time.Duration
 	hold             int64 // bytes
 	failStart        bool
+	failMessage      string // what a failed start prints last
+	failStatus       int
+	failKill         bool // a failed start is a SIGKILL, as from the OOM killer
 	hang             bool
 	streamInterval   time.Duration
 	tokens           int
@@ -87,6 +89,9 @@ type options struct {
 	crashAfter       int
 	ignoreSIGTERM    bool
 	dim              int
+	// Connection habits of real backends (llama-server has both).
+	closeAfterStream bool
+	idleTimeout      time.Duration
 }
 
 // parseFlags parses and checks the flags. On a bad flag it has already
@@ -96,7 +101,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs := flag.NewFlagSet("mockbackend", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintln(out, "usage: mockbackend -port N [flags]\n\nA mock OpenAI-compatible model backend for testing hotswap.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "usage: mockbackend -port N [flags]\n\nA mock OpenAI-compatible model backend for testing hotswap.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	port := fs.Int("port", 0, "port to listen on, on 127.0.0.1 (required unless -listen is given)")
@@ -105,23 +110,38 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.startup, "startup", 0, "time spent loading; /health answers 503 until it has passed")
 	fs.DurationVar(&o.progressInterval, "progress-interval", 200*time.Millisecond, "how often to print a progress line while loading (0: never)")
 	hold := fs.String("hold", "0", "real memory to allocate and touch while loading, such as 300MiB (units B, KiB, MiB, GiB, KB, MB, GB)")
-	fs.BoolVar(&o.failStart, "fail-start", false, "after -startup, print an out-of-memory error and exit 1")
+	fs.BoolVar(&o.failStart, "fail-start", false, "after -startup, print -fail-message and exit with -fail-status")
+	fs.StringVar(&o.failMessage, "fail-message", "", "the last line a failed start prints (default: an out-of-memory error naming the model)")
+	fs.IntVar(&o.failStatus, "fail-status", 1, "the exit status of a failed start (0 too: some backends exit 0 on errors)")
+	fs.BoolVar(&o.failKill, "fail-kill", false, "a failed start prints nothing and dies of SIGKILL, as when the kernel's out-of-memory killer strikes")
 	fs.BoolVar(&o.hang, "hang", false, "never become ready, and print nothing")
 	fs.DurationVar(&o.streamInterval, "stream-interval", 20*time.Millisecond, "delay between streamed chunks")
 	fs.IntVar(&o.tokens, "tokens", 8, "content chunks in a completion")
-	fs.DurationVar(&o.latency, "latency", 0, "extra delay before answering each /v1 POST")
-	fs.IntVar(&o.crashAfter, "crash-after", 0, "the Nth /v1 POST kills the process with status 3, mid-stream for a stream (0: never)")
+	fs.DurationVar(&o.latency, "latency", 0, "extra delay before answering each POST to a model endpoint")
+	fs.IntVar(&o.crashAfter, "crash-after", 0, "the Nth POST to a model endpoint kills the process with status 3, mid-stream for a stream (0: never)")
 	fs.BoolVar(&o.ignoreSIGTERM, "ignore-sigterm", false, "ignore SIGTERM, so that only SIGKILL (or SIGINT) stops it")
 	fs.IntVar(&o.dim, "dim", 8, "embedding dimension")
-	if err := fs.Parse(args); err != nil {
-		return o, err // the flag package has printed the error and usage
-	}
+	fs.BoolVar(&o.closeAfterStream, "close-after-stream", false, "close the connection after each streamed answer without a Connection: close header (llama-server does)")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long, announcing it in a Keep-Alive header (llama-server: 5s; 0: never)")
+	// The problem is printed after the usage, so that it is the last line,
+	// where real backends print theirs and where hotswap looks.
 	bad := func(format string, a ...any) (options, error) {
 		err := fmt.Errorf(format, a...)
-		fmt.Fprintln(out, "mockbackend:", err)
+		fs.SetOutput(out)
 		fs.Usage()
+		fmt.Fprintln(out, "error:", err)
 		return o, err
 	}
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.Usage()
+			return o, err
+		}
+		return bad("%v", err)
+	}
+	fs.SetOutput(out)
 	if fs.NArg() > 0 {
 		return bad("unexpected arguments %q", fs.Args())
 	}
@@ -139,11 +159,17 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	case !loopback(o.listen):
 		return bad("-listen %q: must be a loopback address such as 127.0.0.1:PORT", o.listen)
 	}
-	if o.startup < 0 || o.progressInterval < 0 || o.streamInterval < 0 || o.latency < 0 {
+	if o.startup < 0 || o.progressInterval < 0 || o.streamInterval < 0 || o.latency < 0 || o.idleTimeout < 0 {
 		return bad("durations must not be negative")
 	}
 	if o.tokens < 0 || o.crashAfter < 0 {
 		return bad("-tokens and -crash-after must not be negative")
+	}
+	if o.failStatus < 0 || o.failStatus > 255 {
+		return bad("-fail-status must be 0 to 255")
+	}
+	if o.failMessage == "" {
+		o.failMessage = "error: failed to load model " + o.model + ": out of memory (mock)"
 	}
 	if o.dim < 1 {
 		return bad("-dim must be at least 1")

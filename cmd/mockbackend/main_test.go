@@ -65,6 +65,9 @@ type fixture struct {
 	client *http.Client
 }
 
+// killed is what exits receives when the mock would SIGKILL itself.
+const killed = -9
+
 func start(t *testing.T, args ...string) *fixture {
 	t.Helper()
 	opts, err := parseFlags(append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard)
@@ -82,7 +85,8 @@ func start(t *testing.T, args ...string) *fixture {
 		client: &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second},
 	}
 	f.m = newMock(opts, &f.stdout, &f.stderr, func(code int) { f.exits <- code })
-	srv := &http.Server{Handler: f.m}
+	f.m.kill = func() { f.exits <- killed }
+	srv := f.m.server()
 	go srv.Serve(ln)
 	ctx, cancel := context.WithCancel(context.Background())
 	loaded := make(chan struct{})
@@ -600,6 +604,23 @@ func TestFailStart(t *testing.T) {
 	}
 }
 
+func TestFailStartSaysWhy(t *testing.T) {
+	f := start(t, "-fail-start", "-fail-message", "error: invalid argument: --bogus", "-fail-status", "0")
+	if code := <-f.exits; code != 0 {
+		t.Errorf("exit status %d", code)
+	}
+	if got := f.stderr.String(); got != "error: invalid argument: --bogus\n" {
+		t.Errorf("stderr %q", got)
+	}
+	k := start(t, "-fail-start", "-fail-kill")
+	if code := <-k.exits; code != killed {
+		t.Errorf("-fail-kill ended with %d, want a SIGKILL", code)
+	}
+	if got := k.stderr.String(); got != "" {
+		t.Errorf("a killed load printed %q", got)
+	}
+}
+
 func TestFlags(t *testing.T) {
 	good := []struct {
 		args []string
@@ -632,6 +653,11 @@ func TestFlags(t *testing.T) {
 		var out bytes.Buffer
 		if _, err := parseFlags(args, &out); err == nil || !strings.Contains(out.String(), "usage:") {
 			t.Errorf("%q: accepted, or no usage: %v %q", args, err, out.String())
+		}
+		// The problem is the last line, as real backends print theirs.
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if last := lines[len(lines)-1]; !strings.HasPrefix(last, "error: ") {
+			t.Errorf("%q: last line %q", args, last)
 		}
 	}
 }

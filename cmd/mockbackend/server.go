@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -29,8 +30,10 @@ type mock struct {
 	opts   options
 	stdout io.Writer
 	stderr io.Writer
-	// exit ends the process; tests replace it to watch crashes in-process.
+	// exit ends the process, and kill ends it by SIGKILL; tests replace
+	// them to watch crashes in-process.
 	exit    func(code int)
+	kill    func()
 	pid     int
 	started time.Time
 	routes  map[string]route
@@ -44,7 +47,7 @@ type mock struct {
 	touched atomic.Int64 // bytes of ballast touched so far, for progress
 
 	mu          sync.Mutex
-	requests    int // /v1 POSTs received while ready
+	requests    int // model POSTs received while ready
 	inFlight    int
 	maxInFlight int
 }
@@ -52,13 +55,16 @@ type mock struct {
 // route is how one path is served.
 type route struct {
 	method string
+	// model says the path is one of the model's endpoints (not /health or
+	// /mock/stats): it is refused while loading, and its POSTs are counted.
+	model bool
 	// streams says the endpoint can answer with SSE, so that a crash on
 	// it waits for a couple of chunks when the request asks for a stream.
 	streams bool
 	serve   func(w http.ResponseWriter, r *http.Request, c *call)
 }
 
-// call is what the dispatcher learned about one /v1 POST.
+// call is what the dispatcher learned about one model POST.
 type call struct {
 	n     int  // its number, counting from 1
 	crash bool // it is the -crash-after request
@@ -70,40 +76,70 @@ func newMock(opts options, stdout, stderr io.Writer, exit func(int)) *mock {
 		stdout:  stdout,
 		stderr:  stderr,
 		exit:    exit,
+		kill:    func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) },
 		pid:     os.Getpid(),
 		started: time.Now(),
 		png:     tinyPNG(),
 	}
 	post := func(serve func(http.ResponseWriter, *http.Request, *call)) route {
-		return route{method: http.MethodPost, serve: serve}
+		return route{method: http.MethodPost, model: true, serve: serve}
 	}
-	get := func(serve func(http.ResponseWriter, *http.Request)) route {
-		return route{method: http.MethodGet, serve: func(w http.ResponseWriter, r *http.Request, _ *call) { serve(w, r) }}
+	streaming := func(serve func(http.ResponseWriter, *http.Request, *call)) route {
+		return route{method: http.MethodPost, model: true, streams: true, serve: serve}
+	}
+	get := func(model bool, serve func(http.ResponseWriter, *http.Request)) route {
+		return route{method: http.MethodGet, model: model, serve: func(w http.ResponseWriter, r *http.Request, _ *call) { serve(w, r) }}
 	}
 	m.routes = map[string]route{
-		"/health":                  get(m.health),
-		"/mock/stats":              get(m.stats),
-		"/v1/models":               get(m.models),
-		"/v1/chat/completions":     {method: http.MethodPost, streams: true, serve: m.chatCompletions},
-		"/v1/completions":          {method: http.MethodPost, streams: true, serve: m.textCompletions},
-		"/v1/embeddings":           post(m.embeddings),
-		"/v1/rerank":               post(m.rerank),
-		"/v1/audio/transcriptions": post(m.transcribe),
-		"/v1/audio/translations":   post(m.transcribe),
-		"/v1/audio/speech":         post(m.speech),
-		"/v1/images/generations":   post(m.imageGenerations),
-		"/v1/images/edits":         post(m.imageEdits),
-		"/v1/images/variations":    post(m.imageEdits),
+		"/health":     get(false, m.health),
+		"/mock/stats": get(false, m.stats),
+
+		"/v1/models":                get(true, m.models),
+		"/v1/chat/completions":      streaming(m.chatCompletions),
+		"/v1/completions":           streaming(m.textCompletions),
+		"/v1/responses":             streaming(m.responses),
+		"/v1/messages":              streaming(m.messages),
+		"/v1/messages/count_tokens": post(m.countTokens),
+		"/v1/embeddings":            post(m.embeddings),
+		"/v1/rerank":                post(m.rerank),
+		"/v1/audio/transcriptions":  post(m.transcribe),
+		"/v1/audio/translations":    post(m.transcribe),
+		"/v1/audio/speech":          post(m.speech),
+		"/v1/audio/voices":          get(true, m.voices),
+		"/v1/images/generations":    post(m.imageGenerations),
+		"/v1/images/edits":          post(m.imageEdits),
+		"/v1/images/variations":     post(m.imageEdits),
+
+		// llama.cpp's own endpoints, in their shapes.
+		"/completion": streaming(m.llamaCompletion),
+		"/infill":     streaming(m.llamaCompletion),
+		"/tokenize":   post(m.tokenize),
+		"/detokenize": post(m.detokenize),
+		"/embedding":  post(m.embeddings),
+		"/reranking":  post(m.rerank),
+		"/props":      get(true, m.props),
 	}
 	return m
 }
 
-// ServeHTTP routes a request, answers 503 on /v1 while loading, and counts
-// /v1 POSTs, crashing on the -crash-after one.
+// server is the HTTP server the mock runs under, with the connection
+// habits its flags ask for.
+func (m *mock) server() *http.Server {
+	return &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: m.opts.idleTimeout}
+}
+
+// ServeHTTP routes a request, answers 503 on the model's endpoints while
+// loading, and counts their POSTs, crashing on the -crash-after one.
 func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Mock-Pid", strconv.Itoa(m.pid))
 	h.Set("X-Mock-Model", m.opts.model)
+	// What arrived, raw, so that tests see the path a proxy forwarded.
+	h.Set("X-Mock-Path", r.RequestURI)
+	if m.opts.idleTimeout > 0 {
+		// llama-server announces its idle timeout, and keeps to it.
+		h.Set("Keep-Alive", fmt.Sprintf("timeout=%d, max=100", int(m.opts.idleTimeout.Round(time.Second)/time.Second)))
+	}
 
 	rt, ok := m.routes[r.URL.Path]
 	if !ok {
@@ -117,7 +153,7 @@ func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, rt.method))
 		return
 	}
-	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+	if !rt.model {
 		rt.serve(w, r, nil)
 		return
 	}
@@ -143,7 +179,7 @@ func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.serve(w, r, c)
 }
 
-// begin counts a /v1 POST in.
+// begin counts a model POST in.
 func (m *mock) begin() *call {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -153,7 +189,7 @@ func (m *mock) begin() *call {
 	return &call{n: m.requests, crash: m.opts.crashAfter > 0 && m.requests == m.opts.crashAfter}
 }
 
-// end counts a /v1 POST out.
+// end counts a model POST out.
 func (m *mock) end() {
 	m.mu.Lock()
 	m.inFlight--

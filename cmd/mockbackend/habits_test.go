@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawConn is one client connection to the mock, driven by hand so that a
+// test sees exactly what happens to it.
+type rawConn struct {
+	t    *testing.T
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func (f *fixture) dial() *rawConn {
+	f.t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { conn.Close() })
+	return &rawConn{t: f.t, conn: conn, br: bufio.NewReader(conn)}
+}
+
+// do sends one request on the connection and reads the whole answer.
+func (c *rawConn) do(method, path, body string) (*http.Response, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, "http://mock"+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if err := req.Write(c.conn); err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(c.br, req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("%s %s: the body did not end cleanly: %v", method, path, err)
+	}
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// closed waits up to timeout for the server to close the connection.
+func (c *rawConn) closed(timeout time.Duration) bool {
+	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
+	_, err := c.br.ReadByte()
+	return errors.Is(err, io.EOF)
+}
+
+// TestCloseAfterStream: with -close-after-stream, every streamed answer
+// ends cleanly and the connection is closed after it, although nothing in
+// the answer said so; plain answers keep the connection, as llama-server
+// does.
+func TestCloseAfterStream(t *testing.T) {
+	f := start(t, "-close-after-stream", "-stream-interval", "1ms", "-tokens", "3")
+	f.waitReady()
+	streams := []struct{ path, body, last string }{
+		{"/v1/chat/completions", `{"model":"m","stream":true}`, "data: [DONE]"},
+		{"/v1/completions", `{"model":"m","stream":true,"prompt":"x"}`, "data: [DONE]"},
+		{"/v1/responses", `{"model":"m","stream":true,"input":"x"}`, `"type":"response.completed"`},
+		{"/v1/messages", `{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}`, `"type":"message_stop"`},
+		{"/completion", `{"prompt":"x","stream":true}`, `"stop":true`},
+	}
+	for _, s := range streams {
+		c := f.dial()
+		if resp, _ := c.do("POST", "/v1/embeddings", `{"input":"x"}`); resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("plain answer: %d, close %v", resp.StatusCode, resp.Close)
+		}
+		resp, body := c.do("POST", s.path, s.body)
+		if resp.StatusCode != 200 || !strings.Contains(body, s.last) {
+			t.Errorf("%s: %d %q", s.path, resp.StatusCode, body)
+		}
+		if resp.Close || resp.Header.Get("Connection") != "" {
+			t.Errorf("%s: the answer announced the close (%v, %q)", s.path, resp.Close, resp.Header.Get("Connection"))
+		}
+		if !c.closed(5 * time.Second) {
+			t.Errorf("%s: the connection stayed open after the stream", s.path)
+		}
+	}
+	// Without the flag, the connection is kept.
+	g := start(t, "-stream-interval", "1ms", "-tokens", "3")
+	g.waitReady()
+	c := g.dial()
+	c.do("POST", "/v1/chat/completions", `{"model":"m","stream":true}`)
+	if resp, _ := c.do("POST", "/v1/embeddings", `{"input":"x"}`); resp.StatusCode != 200 {
+		t.Errorf("the kept connection answered %d", resp.StatusCode)
+	}
+}
+
+// TestIdleTimeout: -idle-timeout announces itself in a Keep-Alive header
+// and closes a connection left idle, but not one in use.
+func TestIdleTimeout(t *testing.T) {
+	f := start(t, "-idle-timeout", "1s")
+	f.waitReady()
+	c := f.dial()
+	began := time.Now()
+	resp, _ := c.do("GET", "/v1/models", "")
+	if got := resp.Header.Get("Keep-Alive"); got != "timeout=1, max=100" {
+		t.Errorf("Keep-Alive %q", got)
+	}
+	if resp, _ := c.do("GET", "/v1/models", ""); resp.StatusCode != 200 {
+		t.Errorf("second request on the connection: %d", resp.StatusCode)
+	}
+	if !c.closed(10 * time.Second) {
+		t.Fatal("the idle connection was never closed")
+	}
+	if idle := time.Since(began); idle < 900*time.Millisecond {
+		t.Errorf("closed after %s, before the idle timeout", idle)
+	}
+}
