@@ -18,6 +18,10 @@ const (
 	DefaultLastPort      = 10999
 	DefaultHealthTimeout = 120 * time.Second
 	DefaultStopTimeout   = 10 * time.Second
+	// DefaultUpstreamKeepalive is below the idle timeouts of the common
+	// backends (llama-server's and uvicorn's, under vLLM, are 5s), so that
+	// hotswap lets go of an idle connection before the backend drops it.
+	DefaultUpstreamKeepalive = 3 * time.Second
 
 	DefaultReserveRAM  = 1 << 30
 	DefaultReserveVRAM = 512 << 20
@@ -63,6 +67,9 @@ type Config struct {
 	// StopTimeout is how long a backend has between SIGTERM and SIGKILL,
 	// unless its model says otherwise.
 	StopTimeout time.Duration
+	// UpstreamKeepalive is how long an idle connection to a backend is
+	// kept for the next request, unless its model says otherwise.
+	UpstreamKeepalive time.Duration
 
 	Memory     Memory
 	Scheduling Scheduling
@@ -151,21 +158,24 @@ type Model struct {
 	Pinned bool
 	// Preload models are started with hotswap.
 	Preload bool
-	// HealthTimeout and StopTimeout are this model's values, defaulted to
-	// the Config's.
-	HealthTimeout time.Duration
-	StopTimeout   time.Duration
+	// HealthTimeout, StopTimeout and UpstreamKeepalive are this model's
+	// values, defaulted to the Config's. An UpstreamKeepalive of 0 means a
+	// new connection for every request.
+	HealthTimeout     time.Duration
+	StopTimeout       time.Duration
+	UpstreamKeepalive time.Duration
 }
 
 // Default returns a Config with every default applied and no models.
 func Default() *Config {
 	return &Config{
-		Listen:        DefaultListen,
-		LogLevel:      DefaultLogLevel,
-		MaxBody:       DefaultMaxBody,
-		Ports:         PortRange{First: DefaultFirstPort, Last: DefaultLastPort},
-		HealthTimeout: DefaultHealthTimeout,
-		StopTimeout:   DefaultStopTimeout,
+		Listen:            DefaultListen,
+		LogLevel:          DefaultLogLevel,
+		MaxBody:           DefaultMaxBody,
+		Ports:             PortRange{First: DefaultFirstPort, Last: DefaultLastPort},
+		HealthTimeout:     DefaultHealthTimeout,
+		StopTimeout:       DefaultStopTimeout,
+		UpstreamKeepalive: DefaultUpstreamKeepalive,
 		Memory: Memory{
 			ReserveRAM:  DefaultReserveRAM,
 			ReserveVRAM: DefaultReserveVRAM,

@@ -136,7 +136,7 @@ func TestDefaults(t *testing.T) {
 	m := c.Models["m"]
 	if c.Listen != want.Listen || c.LogLevel != "info" || c.APIKeys != nil ||
 		c.MaxBody != 64<<20 || c.Ports != (PortRange{10000, 10999}) ||
-		c.HealthTimeout != 120*time.Second || c.StopTimeout != 10*time.Second {
+		c.HealthTimeout != 120*time.Second || c.StopTimeout != 10*time.Second || c.UpstreamKeepalive != 3*time.Second {
 		t.Errorf("top-level defaults wrong: %+v", c)
 	}
 	if c.Listen != "127.0.0.1:8080" {
@@ -151,15 +151,16 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}
 	wantModel := &Model{
-		ID:            "m",
-		Cmd:           []string{"server", "--port", "${PORT}"},
-		Proxy:         "http://127.0.0.1:${PORT}",
-		Health:        "/health",
-		Kind:          "llm",
-		GPU:           -1,
-		Parallel:      1,
-		HealthTimeout: 120 * time.Second,
-		StopTimeout:   10 * time.Second,
+		ID:                "m",
+		Cmd:               []string{"server", "--port", "${PORT}"},
+		Proxy:             "http://127.0.0.1:${PORT}",
+		Health:            "/health",
+		Kind:              "llm",
+		GPU:               -1,
+		Parallel:          1,
+		HealthTimeout:     120 * time.Second,
+		StopTimeout:       10 * time.Second,
+		UpstreamKeepalive: 3 * time.Second,
 	}
 	if !reflect.DeepEqual(m, wantModel) {
 		t.Errorf("model = %+v\nwant    %+v", m, wantModel)
@@ -181,6 +182,7 @@ max_body: 1MiB
 ports: 20000-20009
 health_timeout: 1m
 stop_timeout: 3s
+upstream_keepalive: 4s
 memory:
   reserve_ram: 2GiB
   reserve_vram: 1073741824
@@ -209,6 +211,7 @@ models:
     preload: true
     health_timeout: 5m
     stop_timeout: 30s
+    upstream_keepalive: 0
   whisper:
     cmd: [whisper-server, --port, "${PORT}", "--model path"]
     kind: stt
@@ -252,13 +255,15 @@ modes:
 		Preload:       true,
 		HealthTimeout: 5 * time.Minute,
 		StopTimeout:   30 * time.Second,
+		// UpstreamKeepalive 0: set to 0, not defaulted.
 	}
 	if got := c.Models["llama-8b"]; !reflect.DeepEqual(got, want) {
 		t.Errorf("llama-8b = %+v\nwant       %+v", got, want)
 	}
 	w := c.Models["whisper"]
 	if !reflect.DeepEqual(w.Cmd, []string{"whisper-server", "--port", "${PORT}", "--model path"}) ||
-		w.Kind != "stt" || w.TTL != 0 || w.HealthTimeout != time.Minute || w.StopTimeout != 3*time.Second {
+		w.Kind != "stt" || w.TTL != 0 || w.HealthTimeout != time.Minute || w.StopTimeout != 3*time.Second ||
+		w.UpstreamKeepalive != 4*time.Second {
 		t.Errorf("whisper = %+v", w)
 	}
 	if f := c.Models["fixed"]; f.NeedsPort() {
@@ -473,6 +478,7 @@ func TestValidationErrors(t *testing.T) {
 		{"preload", "models:\n  m:\n    cmd: s ${PORT}\n    preload: 1\n", `models.m.preload: must be true or false, got "1"`},
 		{"model health timeout", "models:\n  m:\n    cmd: s ${PORT}\n    health_timeout: 0s\n", "models.m.health_timeout: must be more than 0"},
 		{"model stop timeout", "models:\n  m:\n    cmd: s ${PORT}\n    stop_timeout: x\n", `models.m.stop_timeout: invalid duration "x"`},
+		{"model upstream keepalive", "models:\n  m:\n    cmd: s ${PORT}\n    upstream_keepalive: -2s\n", `models.m.upstream_keepalive: must not be negative`},
 
 		{"model id whitespace", "models:\n  'llama 8b':\n    cmd: s ${PORT}\n", `models: invalid model id "llama 8b"`},
 		{"model id empty", "models:\n  '':\n    cmd: s ${PORT}\n", `models: invalid model id ""`},

@@ -32,13 +32,14 @@ func (p *parser) config(doc *yaml.Node) *Config {
 	// they appear in the file.
 	var models, modes *yaml.Node
 	p.fields(root, "", map[string]setter{
-		"listen":         p.listen(&c.Listen),
-		"log_level":      p.oneOf(&c.LogLevel, "debug", "info", "warn", "error"),
-		"api_keys":       p.apiKeys(&c.APIKeys),
-		"max_body":       p.size(&c.MaxBody, false),
-		"ports":          p.ports(&c.Ports),
-		"health_timeout": p.duration(&c.HealthTimeout, false),
-		"stop_timeout":   p.duration(&c.StopTimeout, false),
+		"listen":             p.listen(&c.Listen),
+		"log_level":          p.oneOf(&c.LogLevel, "debug", "info", "warn", "error"),
+		"api_keys":           p.apiKeys(&c.APIKeys),
+		"max_body":           p.size(&c.MaxBody, false),
+		"ports":              p.ports(&c.Ports),
+		"health_timeout":     p.duration(&c.HealthTimeout, false),
+		"stop_timeout":       p.duration(&c.StopTimeout, false),
+		"upstream_keepalive": p.duration(&c.UpstreamKeepalive, true),
 		"memory": func(v *yaml.Node, path string) {
 			p.fields(v, path, map[string]setter{
 				"reserve_ram":  p.size(&c.Memory.ReserveRAM, true),
@@ -68,6 +69,9 @@ func (p *parser) config(doc *yaml.Node) *Config {
 		}
 		if m.StopTimeout == 0 {
 			m.StopTimeout = c.StopTimeout
+		}
+		if m.UpstreamKeepalive < 0 {
+			m.UpstreamKeepalive = c.UpstreamKeepalive
 		}
 	}
 	p.aliases(c)
@@ -180,6 +184,8 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 		Kind:     DefaultKind,
 		GPU:      NoGPU,
 		Parallel: DefaultParallel,
+		// Unset until read: 0 is a setting of its own.
+		UpstreamKeepalive: -1,
 	}
 	hasCmd := false
 	if !isNull(n) {
@@ -199,13 +205,14 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 					"vram": p.size(&m.Memory.VRAM, true),
 				})
 			},
-			"gpu":            p.integer(&m.GPU, 0),
-			"parallel":       p.integer(&m.Parallel, 1),
-			"ttl":            p.duration(&m.TTL, true),
-			"pinned":         p.boolean(&m.Pinned),
-			"preload":        p.boolean(&m.Preload),
-			"health_timeout": p.duration(&m.HealthTimeout, false),
-			"stop_timeout":   p.duration(&m.StopTimeout, false),
+			"gpu":                p.integer(&m.GPU, 0),
+			"parallel":           p.integer(&m.Parallel, 1),
+			"ttl":                p.duration(&m.TTL, true),
+			"pinned":             p.boolean(&m.Pinned),
+			"preload":            p.boolean(&m.Preload),
+			"health_timeout":     p.duration(&m.HealthTimeout, false),
+			"stop_timeout":       p.duration(&m.StopTimeout, false),
+			"upstream_keepalive": p.duration(&m.UpstreamKeepalive, true),
 		})
 	}
 	if !hasCmd {

@@ -4,19 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/hotswap/hotswap/router"
 )
-
-// errUpstream wraps failures talking to a backend that is still running.
-var errUpstream = errors.New("could not reach the model's backend")
 
 // hopHeaders are meaningful only for one connection and are not forwarded
 // (RFC 9110, section 7.6.1).
@@ -25,79 +19,14 @@ var hopHeaders = []string{
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// upstreamClient talks to one run of one model's backend. A new run gets a
-// new client, so that no pooled connection to a dead process is reused.
-type upstreamClient struct {
-	instance uint64
-	prefix   string // path of the upstream URL, joined before the request's
-	host     string
-	hc       *fasthttp.HostClient
-}
-
-func newUpstreamClient(upstream string, instance uint64) (*upstreamClient, error) {
-	u, err := url.Parse(upstream)
-	if err != nil {
-		return nil, fmt.Errorf("%w: bad upstream URL %q: %w", errUpstream, upstream, err)
-	}
-	addr := u.Host
-	if u.Port() == "" {
-		if u.Scheme == "https" {
-			addr += ":443"
-		} else {
-			addr += ":80"
-		}
-	}
-	return &upstreamClient{
-		instance: instance,
-		prefix:   strings.TrimSuffix(u.Path, "/"),
-		host:     u.Host,
-		hc: &fasthttp.HostClient{
-			Addr:  addr,
-			IsTLS: u.Scheme == "https",
-			// Answers stream as the backend writes them; nothing is
-			// buffered whole.
-			StreamResponseBody: true,
-			// The router bounds concurrency per backend; this is a backstop.
-			MaxConns:                      4096,
-			ReadBufferSize:                16 << 10,
-			NoDefaultUserAgentHeader:      true,
-			DisableHeaderNamesNormalizing: true,
-			DisablePathNormalizing:        true,
-			MaxIdleConnDuration:           30 * time.Second,
-		},
-	}, nil
-}
-
-// client returns the upstream client for the lease's backend run.
-func (s *Server) client(model string, l *router.Lease) (*upstreamClient, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.clients[model]
-	if c != nil && c.instance == l.Instance() {
-		return c, nil
-	}
-	if c != nil {
-		c.hc.CloseIdleConnections()
-	}
-	c, err := newUpstreamClient(l.Upstream(), l.Instance())
-	if err != nil {
-		return nil, err
-	}
-	s.clients[model] = c
-	return c, nil
-}
-
 // fastPathWait is how long a request's turn may take before the proxy
 // watches its client's connection for a hang-up: a ready backend with a
 // free slot is handed over well within it.
 const fastPathWait = time.Millisecond
 
-// handleForward serves an endpoint that goes to a model's backend.
+// handleForward serves a request for a model's backend: one that names a
+// model, on a path hotswap does not serve itself.
 func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsPost() {
-		s.fail(ctx, "", methodNotAllowed("POST"))
-		return
-	}
 	name, stream, err := requestModel(ctx)
 	if err != nil {
 		s.fail(ctx, "", err)
@@ -142,35 +71,6 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 	s.forward(ctx, m.ID, lease)
 }
 
-// requestModel reads the model a request names, from its JSON body or its
-// multipart form.
-func requestModel(ctx *fasthttp.RequestCtx) (model string, stream bool, err error) {
-	body := ctx.PostBody()
-	ct := ctx.Request.Header.ContentType()
-	switch {
-	case hasPrefixFold(ct, "multipart/form-data"):
-		if model, err = formModel(string(ct), body); err != nil && !errors.Is(err, errNoModel) {
-			return "", false, badRequest("invalid_request", err.Error())
-		}
-	case len(body) == 0:
-		return "", false, badRequest("invalid_request", "request body is empty; expected a JSON object with a model")
-	default:
-		if model, stream, err = jsonModel(body); err != nil && !errors.Is(err, errNoModel) {
-			return "", false, badRequest("invalid_json", err.Error())
-		}
-	}
-	if err != nil {
-		return "", false, &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model", Message: err.Error()}
-	}
-	return model, stream, nil
-}
-
-// hasPrefixFold is bytes.HasPrefix ignoring ASCII case, without the copy
-// that lower-casing the header would make.
-func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
-}
-
 // forward sends the request to the lease's backend and streams the answer
 // back. The lease is released when the answer has been sent, or has failed.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.Lease) {
@@ -201,51 +101,6 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.L
 		s: s, ctx: ctx, model: model, lease: lease, resp: resp, r: body, sse: sse,
 		status: resp.StatusCode(),
 	}, resp.Header.ContentLength())
-}
-
-// roundTrip sends the request to the lease's backend and returns its
-// answer, the body still to be read. On error the lease is released.
-func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router.Lease) (*fasthttp.Response, error) {
-	c, err := s.client(model, lease)
-	if err != nil {
-		lease.Release()
-		return nil, err
-	}
-	req := fasthttp.AcquireRequest()
-	ctx.Request.Header.CopyTo(&req.Header)
-	for _, h := range hopHeaders {
-		req.Header.Del(h)
-	}
-	req.Header.SetHost(c.host)
-	if c.prefix == "" {
-		req.SetRequestURIBytes(ctx.RequestURI())
-	} else {
-		req.SetRequestURI(c.prefix + string(ctx.RequestURI()))
-	}
-	req.SetBodyRaw(ctx.PostBody())
-
-	resp := fasthttp.AcquireResponse()
-	err = c.hc.Do(req, resp)
-	fasthttp.ReleaseRequest(req)
-	if err != nil {
-		fasthttp.ReleaseResponse(resp)
-		err = s.upstreamErr(lease, err)
-		lease.Release()
-		return nil, err
-	}
-	return resp, nil
-}
-
-// upstreamErr says whether a failed round trip means the backend died.
-func (s *Server) upstreamErr(lease *router.Lease, err error) error {
-	select {
-	case <-lease.Gone():
-		return fmt.Errorf("%w: %w", errBackendDied, err)
-	case <-time.After(50 * time.Millisecond):
-		// A connection reset often comes a moment before the exit is
-		// noticed; give it that moment before calling the backend alive.
-	}
-	return fmt.Errorf("%w: %w", errUpstream, err)
 }
 
 // upstreamBody is the answer's body as the client receives it: read from

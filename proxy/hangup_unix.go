@@ -62,3 +62,29 @@ func peek(fd uintptr, b []byte) (int, error) {
 	n, _, err := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	return n, err
 }
+
+// connAlive reports whether an idle connection is still open for another
+// request: nothing to read yet. A peer that closed it has left an EOF (or
+// a reset) to read, and one that sent something unasked has not kept to
+// HTTP; either way the connection is not fit to be used.
+func connAlive(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	alive := true
+	_ = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, err := peek(fd, b[:])
+		for err == syscall.EINTR {
+			_, err = peek(fd, b[:])
+		}
+		alive = err == syscall.EAGAIN
+		return true // look once, never wait
+	})
+	return alive
+}

@@ -233,7 +233,12 @@ func TestErrorsInOpenAIFormat(t *testing.T) {
 		{"unknown model", "POST", "/v1/chat/completions", "application/json", `{"model": "nope"}`, 404, "model_not_found", "chat-a, chat-b"},
 		{"unknown model by id", "GET", "/v1/models/nope", "", ``, 404, "model_not_found", "nope"},
 		{"wrong method", "GET", "/v1/chat/completions", "", ``, 405, "method_not_allowed", "POST"},
-		{"unknown path", "POST", "/v1/fine_tuning/jobs", "application/json", `{"model":"chat-a"}`, 404, "not_found", "/v1/fine_tuning/jobs"},
+		{"no model on a GET", "GET", "/v1/audio/voices", "", ``, 404, "not_found", "?model="},
+		{"unknown model in the query", "GET", "/v1/audio/voices?model=nope", "", ``, 404, "model_not_found", "nope"},
+		{"unknown path", "POST", "/api/chat", "application/json", `{"model":"chat-a"}`, 404, "not_found", "/api/chat"},
+		{"missing model on a new endpoint", "POST", "/v1/responses", "application/json", `{"input":"hi"}`, 400, "missing_model", "model"},
+		{"malformed JSON sent as a form", "POST", "/v1/chat/completions", "application/x-www-form-urlencoded", `{"model": `, 400, "invalid_json", "JSON"},
+		{"empty PUT", "PUT", "/v1/whatever", "", ``, 400, "invalid_request", "empty"},
 		{"multipart without model", "POST", "/v1/audio/transcriptions", "multipart/form-data; boundary=XX", "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\r\n--XX--\r\n", 400, "missing_model", "model"},
 		{"body over max_body", "POST", "/v1/chat/completions", "application/json", `{"model":"chat-a","x":"` + string(big) + `"}`, 413, "request_too_large", "64KiB"},
 	}

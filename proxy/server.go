@@ -50,25 +50,8 @@ type Server struct {
 	created int64
 	srv     *fasthttp.Server
 
-	// forwarded are the endpoints that go to a model's backend.
-	forwarded map[string]bool
-
 	mu      sync.Mutex
 	clients map[string]*upstreamClient // by model id
-}
-
-// forwardedPaths are the OpenAI endpoints whose requests name a model.
-var forwardedPaths = []string{
-	"/v1/chat/completions",
-	"/v1/completions",
-	"/v1/embeddings",
-	"/v1/audio/transcriptions",
-	"/v1/audio/translations",
-	"/v1/audio/speech",
-	"/v1/images/generations",
-	"/v1/images/edits",
-	"/v1/images/variations",
-	"/v1/rerank",
 }
 
 // New returns a Server.
@@ -78,16 +61,12 @@ func New(opts Options) *Server {
 		log = zap.NewNop()
 	}
 	s := &Server{
-		cfg:       opts.Config,
-		router:    opts.Router,
-		status:    opts.Status,
-		log:       log,
-		created:   time.Now().Unix(),
-		forwarded: make(map[string]bool, len(forwardedPaths)),
-		clients:   make(map[string]*upstreamClient),
-	}
-	for _, p := range forwardedPaths {
-		s.forwarded[p] = true
+		cfg:     opts.Config,
+		router:  opts.Router,
+		status:  opts.Status,
+		log:     log,
+		created: time.Now().Unix(),
+		clients: make(map[string]*upstreamClient),
 	}
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handle,
@@ -118,9 +97,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case path == "/health":
 		s.handleHealth(ctx)
 		return
-	case !strings.HasPrefix(path, "/v1/"):
-		s.fail(ctx, "", &apiError{Status: 404, Type: "invalid_request_error", Code: "not_found",
-			Message: "unknown path " + path})
+	case !forwardable(path):
+		s.fail(ctx, "", unknownPath(path))
 		return
 	}
 	if !s.authorized(ctx) {
@@ -133,11 +111,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.handleModels(ctx)
 	case strings.HasPrefix(path, "/v1/models/"):
 		s.handleModel(ctx, strings.TrimPrefix(path, "/v1/models/"))
-	case s.forwarded[path]:
-		s.handleForward(ctx)
 	default:
-		s.fail(ctx, "", &apiError{Status: 404, Type: "invalid_request_error", Code: "not_found",
-			Message: "unknown path " + path})
+		s.handleForward(ctx)
 	}
 }
 

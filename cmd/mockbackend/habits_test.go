@@ -117,6 +117,10 @@ func TestIdleTimeout(t *testing.T) {
 	if !c.closed(10 * time.Second) {
 		t.Fatal("the idle connection was never closed")
 	}
+	// The stats request is the only connection left.
+	if st := f.stats(); st.Connections < 2 || st.OpenConns != 1 {
+		t.Errorf("stats %+v", st)
+	}
 	if idle := time.Since(began); idle < 900*time.Millisecond {
 		t.Errorf("closed after %s, before the idle timeout", idle)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -50,6 +51,9 @@ type mock struct {
 	requests    int // model POSTs received while ready
 	inFlight    int
 	maxInFlight int
+	conns       int // connections accepted
+	openConns   int // connections open (a taken-over one counts as closed)
+	modelConns  int // connections that carried a model request
 }
 
 // route is how one path is served.
@@ -125,7 +129,47 @@ func newMock(opts options, stdout, stderr io.Writer, exit func(int)) *mock {
 // server is the HTTP server the mock runs under, with the connection
 // habits its flags ask for.
 func (m *mock) server() *http.Server {
-	return &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: m.opts.idleTimeout}
+	return &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: m.opts.idleTimeout,
+		ConnState: m.countConn,
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, new(connUse))
+		}}
+}
+
+// connKey keys a request's connUse in its context.
+type connKey struct{}
+
+// connUse says whether a connection has carried a model request. Only the
+// connection's own goroutine touches it: HTTP/1 serves one request at a
+// time per connection.
+type connUse struct{ model bool }
+
+// countModelConn counts the connection r came on, the first time it
+// carries a model request: health checks come on connections of their own,
+// and tests ask how a proxy uses connections for requests.
+func (m *mock) countModelConn(r *http.Request) {
+	u, _ := r.Context().Value(connKey{}).(*connUse)
+	if u == nil || u.model {
+		return
+	}
+	u.model = true
+	m.mu.Lock()
+	m.modelConns++
+	m.mu.Unlock()
+}
+
+// countConn keeps the connection counters that /mock/stats reports, so
+// that tests can see how a client reuses connections.
+func (m *mock) countConn(_ net.Conn, state http.ConnState) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		m.conns++
+		m.openConns++
+	case http.StateClosed, http.StateHijacked:
+		m.openConns--
+	}
 }
 
 // ServeHTTP routes a request, answers 503 on the model's endpoints while
@@ -157,6 +201,7 @@ func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.serve(w, r, nil)
 		return
 	}
+	m.countModelConn(r)
 	if !m.ready.Load() {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "loading", "model is loading")
 		return
@@ -215,7 +260,8 @@ func (m *mock) health(w http.ResponseWriter, r *http.Request) {
 }
 
 // stats is GET /mock/stats: tests read it to check that a backend was
-// reused, how many requests reached it and how many it served at once.
+// reused, how many requests reached it, how many it served at once, and
+// how many connections it was sent them on.
 type stats struct {
 	Pid         int    `json:"pid"`
 	Model       string `json:"model"`
@@ -223,12 +269,16 @@ type stats struct {
 	InFlight    int    `json:"in_flight"`
 	MaxInFlight int    `json:"max_in_flight"`
 	Ready       bool   `json:"ready"`
+	Connections int    `json:"connections"`
+	OpenConns   int    `json:"open_connections"`
+	ModelConns  int    `json:"model_connections"`
 }
 
 func (m *mock) stats(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	st := stats{Pid: m.pid, Model: m.opts.model, Requests: m.requests,
-		InFlight: m.inFlight, MaxInFlight: m.maxInFlight, Ready: m.ready.Load()}
+		InFlight: m.inFlight, MaxInFlight: m.maxInFlight, Ready: m.ready.Load(),
+		Connections: m.conns, OpenConns: m.openConns, ModelConns: m.modelConns}
 	m.mu.Unlock()
 	writeJSON(w, http.StatusOK, st)
 }
