@@ -25,6 +25,9 @@ type StartError struct {
 	Err   error
 	// Output is the backend's last output lines, oldest first.
 	Output []string
+	// OutOfMemory says the backend exited for lack of memory, by what it
+	// wrote or how it died.
+	OutOfMemory bool
 	// RetryAt is when the swapper will try this model again.
 	RetryAt time.Time
 }

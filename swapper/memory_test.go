@@ -403,38 +403,71 @@ models:
 	}
 }
 
-func TestExitWhileLoadingRetriesOnceAfterEvictingIdle(t *testing.T) {
-	fake := fakeFor(t, 10*gib)
-	sw, st := memSwapper(t, `
+// TestExitWhileLoadingNextToOthers: a backend that runs out of memory
+// while loading next to other models is tried again once, after the idle
+// ones are stopped; one that exits for any other reason is not, and the
+// other models keep running.
+func TestExitWhileLoadingNextToOthers(t *testing.T) {
+	cases := []struct {
+		name    string
+		flags   string
+		retried bool
+		says    []string // in the error
+	}{
+		{"out of memory", "-fail-start", true, []string{"exit status 1, out of memory", "out of memory (mock)"}},
+		{"killed by the OOM killer", "-fail-start -fail-kill", true, []string{"killed by signal 9", "out of memory"}},
+		{"bad flag", "-no-such-flag", false, []string{"exit status 2", "flag provided but not defined: -no-such-flag"}},
+		{"missing file, exit 0", `-fail-start -fail-status 0 -fail-message "error: failed to open GGUF file '/models/x.gguf' (No such file or directory)"`,
+			false, []string{"(exit status 0)", "No such file or directory"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fake := fakeFor(t, 10*gib)
+			sw, st := memSwapper(t, `
 models:
   a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 3GiB}}
   p: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 3GiB}, pinned: true}
-  oom: {cmd: "MOCK -port ${PORT} -model oom -fail-start", memory: {ram: 1GiB}}
+  x: {cmd: "MOCK -port ${PORT} -model x `+strings.ReplaceAll(c.flags, `"`, `\"`)+`", memory: {ram: 1GiB}}
 `, fake, nil)
-	use(t, sw, "a")
-	use(t, sw, "p")
-	before := st.Starts()
-	_, err := sw.Acquire(context.Background(), "oom")
-	var se *swapper.StartError
-	if !errors.As(err, &se) {
-		t.Fatalf("err %v", err)
+			use(t, sw, "a")
+			use(t, sw, "p")
+			before := st.Starts()
+			_, err := sw.Acquire(context.Background(), "x")
+			var se *swapper.StartError
+			if !errors.As(err, &se) {
+				t.Fatalf("err %v", err)
+			}
+			for _, want := range c.says {
+				if !strings.Contains(se.Error(), want) {
+					t.Errorf("error %q does not say %q", se, want)
+				}
+			}
+			if strings.Contains(se.Error(), "<nil>") {
+				t.Errorf("error %q", se)
+			}
+			starts, others := st.Starts()-before, "a=ready p=ready"
+			if c.retried {
+				// It fitted, so nothing was evicted for the first try;
+				// its death next to other models cost the idle unpinned
+				// one its place for the retry.
+				starts, others = starts-1, "a=stopped p=ready"
+			}
+			if starts != 1 {
+				t.Errorf("%d starts of x, want %d", st.Starts()-before, map[bool]int{true: 2, false: 1}[c.retried])
+			}
+			if got := states(sw, "a", "p"); got != others {
+				t.Errorf("%s, want %s", got, others)
+			}
+		})
 	}
-	// It fitted, so nothing was evicted for the first try; its death next
-	// to other models cost the idle unpinned one its place for the retry.
-	if n := st.Starts() - before; n != 2 {
-		t.Errorf("%d starts of oom, want 2 (one retry)", n)
-	}
-	if got := states(sw, "a", "p"); got != "a=stopped p=ready" {
-		t.Errorf("%s", got)
-	}
-	// Alone, a failure is not retried.
-	sw2, st2 := memSwapper(t, `
+	// Alone, a failure is not retried, out of memory or not.
+	sw, st := memSwapper(t, `
 models:
   oom: {cmd: "MOCK -port ${PORT} -model oom -fail-start"}
-`, fake, nil)
-	sw2.Acquire(context.Background(), "oom")
-	if st2.Starts() != 1 {
-		t.Errorf("%d starts with nothing else loaded, want 1", st2.Starts())
+`, fakeFor(t, 10*gib), nil)
+	sw.Acquire(context.Background(), "oom")
+	if st.Starts() != 1 {
+		t.Errorf("%d starts with nothing else loaded, want 1", st.Starts())
 	}
 }
 

@@ -80,19 +80,21 @@ func asStartError(model string, err error) *StartError {
 }
 
 // run makes room for b, starts its process and waits until it is healthy.
-// A backend that dies while loading next to other models was most likely
-// short of memory the probe did not see (a driver's own allocations, say):
-// it is tried once more after every idle model has been stopped.
+// A backend that runs out of memory while loading next to other models
+// was short of memory the probe did not see (a driver's own allocations,
+// a context larger than declared): it is tried once more after every idle
+// model has been stopped. A backend that exits for any other reason is
+// not, and the other models keep running (see outOfMemory).
 func (s *Swapper) run(b *backend) (*instance, error) {
 	inst, resident, err := s.spawn(b, false)
 	if err != nil {
 		return nil, err
 	}
 	err = s.await(b, inst)
-	if errors.Is(err, probe.ErrExited) && resident > 0 && s.ctx.Err() == nil {
-		s.log.Warn("backend exited while loading next to other models; stopping idle models and retrying once",
-			zap.String("model", b.model.ID), zap.Int("resident", resident), zap.Error(err),
-			zap.Strings("output", inst.proc.Tail()))
+	var se *StartError
+	if errors.As(err, &se) && se.OutOfMemory && resident > 0 && s.ctx.Err() == nil {
+		s.log.Warn("backend ran out of memory while loading next to other models; stopping idle models and retrying once",
+			zap.String("model", b.model.ID), zap.Int("resident", resident), zap.Error(err))
 		if inst, _, err = s.spawn(b, true); err != nil {
 			return nil, err
 		}
@@ -246,11 +248,17 @@ func (s *Swapper) await(b *backend, inst *instance) error {
 	if s.ctx.Err() != nil {
 		return ErrClosed
 	}
-	if errors.Is(err, probe.ErrExited) {
-		err = fmt.Errorf("%w (%v)", err, inst.proc.ExitErr())
-	}
 	se := &StartError{Model: m.ID, Err: err, Output: inst.proc.Tail()}
-	s.log.Error("backend failed to start", zap.String("model", m.ID), zap.Error(err),
+	if errors.Is(err, probe.ErrExited) {
+		exit := inst.proc.ExitErr()
+		se.OutOfMemory = outOfMemory(exit, se.Output)
+		why := describeExit(exit)
+		if se.OutOfMemory {
+			why += ", out of memory"
+		}
+		se.Err = fmt.Errorf("%w (%s)", err, why)
+	}
+	s.log.Error("backend failed to start", zap.String("model", m.ID), zap.Error(se.Err),
 		zap.Strings("output", se.Output))
 	return se
 }
