@@ -4,7 +4,7 @@ BIN := bin
 CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export CGO_CFLAGS
 
-.PHONY: build run test bench cross lint clean
+.PHONY: build run test test-real bench cross lint clean
 
 build:
 	$(GO) build -o $(BIN)/hotswap ./cmd/hotswap
@@ -16,6 +16,12 @@ run: build
 
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# hotswap in front of a real llama.cpp llama-server, on tiny models the
+# test generates: HOTSWAP_LLAMA_SERVER=/path/to/llama-server make test-real
+test-real:
+	@test -n "$$HOTSWAP_LLAMA_SERVER" || { echo "set HOTSWAP_LLAMA_SERVER to a llama-server binary (see README)"; exit 2; }
+	$(GO) test -race -count=1 -timeout 10m -run 'TestRealLlamaServer|TestLlamaServer' -v ./cmd/hotswap ./internal/gguf
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 15m ./bench/

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,6 +56,32 @@ var listening = regexp.MustCompile(`hotswap listening\s+\{"addr": "([^"]+)"`)
 // start runs hotswap and returns its process and base URL.
 func start(t *testing.T, b bins, config string) (*exec.Cmd, string) {
 	t.Helper()
+	cmd, url, _ := startLogged(t, b, config)
+	return cmd, url
+}
+
+// logBuffer collects hotswap's log as it is written.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(line)
+	l.b.WriteByte('\n')
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startLogged is start, also returning hotswap's log.
+func startLogged(t *testing.T, b bins, config string) (*exec.Cmd, string, *logBuffer) {
+	t.Helper()
 	cmd := exec.Command(b.hotswap, "-config", config, "-listen", "127.0.0.1:0")
 	// Learned footprints go to a state file; keep it out of the user's.
 	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir())
@@ -70,9 +97,12 @@ func start(t *testing.T, b bins, config string) (*exec.Cmd, string) {
 		cmd.Wait()
 	})
 	addr := make(chan string, 1)
+	logs := &logBuffer{}
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
+			logs.add(sc.Text())
 			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
 			}
@@ -80,11 +110,11 @@ func start(t *testing.T, b bins, config string) (*exec.Cmd, string) {
 	}()
 	select {
 	case a := <-addr:
-		return cmd, "http://" + a
+		return cmd, "http://" + a, logs
 	case <-time.After(20 * time.Second):
 		t.Fatal("hotswap did not say where it listens")
 	}
-	return nil, ""
+	return nil, "", nil
 }
 
 const twoModels = `
