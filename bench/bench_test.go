@@ -44,6 +44,9 @@ models:
   loads-500ms:
     cmd: MOCK -port ${PORT} -model loads-500ms -startup 500ms -progress-interval 0
     memory: {ram: 6GiB}
+  closes-after-stream:
+    cmd: MOCK -port ${PORT} -model closes-after-stream -close-after-stream -stream-interval 0 -tokens 4 -progress-interval 0
+    parallel: 4
   two-slots-a:
     cmd: MOCK -port ${PORT} -model two-slots-a -latency 20ms -progress-interval 0
     parallel: 2
@@ -265,6 +268,62 @@ func BenchmarkInterleaved(b *testing.B) {
 			b.ReportMetric(float64(hs.starts.Starts()), "swaps")
 			b.ReportMetric(float64(longest.Milliseconds()), "ms-longest")
 			b.ReportMetric(float64(el.Milliseconds()), "ms-total")
+		})
+	}
+}
+
+// BenchmarkChatAfterStream is llama-server's habit that made proxies answer
+// 502: the backend closes the connection after every streamed answer
+// without saying so, and a client that reuses it for the next request
+// loses that request. Each round is a stream read to its end, then a chat.
+// "keepalive-direct" is a client talking to such a backend directly and
+// reusing connections (it counts the requests lost); "fresh-direct" opens a
+// connection per request (what a client must do to lose none, the
+// baseline); "proxied" goes through hotswap, reusing its connection to
+// hotswap, and must lose none.
+func BenchmarkChatAfterStream(b *testing.B) {
+	hs := start(b)
+	chat(b, hs.url, "closes-after-stream")
+	st, _ := hs.sw.Status("closes-after-stream")
+	const stream = `{"model":"closes-after-stream","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	const plain = `{"model":"closes-after-stream","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}`
+	for _, c := range []struct {
+		name string
+		base string
+		c    *http.Client
+	}{
+		{"keepalive-direct", st.Upstream, &http.Client{Transport: &http.Transport{}}},
+		{"fresh-direct", st.Upstream, &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}},
+		{"proxied", hs.url, &http.Client{Transport: &http.Transport{}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			post := func(body string) bool {
+				resp, err := c.c.Post(c.base+"/v1/chat/completions", "application/json", strings.NewReader(body))
+				if err != nil {
+					return false
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return err == nil && resp.StatusCode == 200
+			}
+			n := max(b.N, 500)
+			lost := 0
+			b.ResetTimer()
+			begin := time.Now()
+			for range n {
+				for _, body := range []string{stream, plain} {
+					if !post(body) {
+						lost++
+					}
+				}
+			}
+			el := time.Since(begin)
+			c.c.CloseIdleConnections()
+			if c.name == "proxied" && lost > 0 {
+				b.Fatalf("hotswap lost %d of %d requests", lost, 2*n)
+			}
+			b.ReportMetric(float64(el.Microseconds())/float64(n), "µs/round")
+			b.ReportMetric(float64(lost), "lost")
 		})
 	}
 }
