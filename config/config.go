@@ -27,6 +27,12 @@ const (
 	DefaultReserveVRAM = 512 << 20
 	DefaultCooldownMax = 10 * time.Second
 
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultBodyMinRate   = 64 << 10
+	DefaultIdleTimeout   = 2 * time.Minute
+	DefaultStallTimeout  = time.Minute
+	DefaultShutdownGrace = 10 * time.Second
+
 	DefaultPolicy       = PolicyBatch
 	DefaultMaxWait      = 30 * time.Second
 	DefaultQueueSize    = 256
@@ -71,6 +77,7 @@ type Config struct {
 	// kept for the next request, unless its model says otherwise.
 	UpstreamKeepalive time.Duration
 
+	Server     Server
 	Memory     Memory
 	Scheduling Scheduling
 
@@ -90,6 +97,32 @@ type Config struct {
 
 // PortRange is an inclusive range of TCP ports.
 type PortRange struct{ First, Last int }
+
+// Server holds the limits of hotswap's HTTP front: how many connections it
+// takes and how long a client may take, so that no client can take it down
+// or hold a model hostage.
+type Server struct {
+	// MaxConns is the most client connections open at once; more are
+	// refused. 0 lets hotswap choose from its open-file limit.
+	MaxConns int
+	// MaxConnsPerIP is the most open from one address; 0 is half of
+	// MaxConns.
+	MaxConnsPerIP int
+	// HeaderTimeout bounds the wait for a request's line and headers.
+	HeaderTimeout time.Duration
+	// BodyMinRate is the slowest a request body may arrive, in bytes a
+	// second: the body must be in within HeaderTimeout plus its size at
+	// this rate (max_body for a body of unknown size).
+	BodyMinRate int64
+	// IdleTimeout closes keep-alive connections idle this long.
+	IdleTimeout time.Duration
+	// StallTimeout drops a client that has accepted no byte of its answer
+	// for this long; 0 never does.
+	StallTimeout time.Duration
+	// ShutdownGrace is how long answers in flight may run on once hotswap
+	// is told to stop.
+	ShutdownGrace time.Duration
+}
 
 // Memory holds the memory planning settings.
 type Memory struct {
@@ -176,6 +209,13 @@ func Default() *Config {
 		HealthTimeout:     DefaultHealthTimeout,
 		StopTimeout:       DefaultStopTimeout,
 		UpstreamKeepalive: DefaultUpstreamKeepalive,
+		Server: Server{
+			HeaderTimeout: DefaultHeaderTimeout,
+			BodyMinRate:   DefaultBodyMinRate,
+			IdleTimeout:   DefaultIdleTimeout,
+			StallTimeout:  DefaultStallTimeout,
+			ShutdownGrace: DefaultShutdownGrace,
+		},
 		Memory: Memory{
 			ReserveRAM:  DefaultReserveRAM,
 			ReserveVRAM: DefaultReserveVRAM,

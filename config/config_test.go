@@ -150,6 +150,11 @@ func TestDefaults(t *testing.T) {
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}
+	wantServer := Server{HeaderTimeout: 10 * time.Second, BodyMinRate: 64 << 10, IdleTimeout: 2 * time.Minute,
+		StallTimeout: time.Minute, ShutdownGrace: 10 * time.Second}
+	if c.Server != wantServer {
+		t.Errorf("Server = %+v, want %+v", c.Server, wantServer)
+	}
 	wantModel := &Model{
 		ID:                "m",
 		Cmd:               []string{"server", "--port", "${PORT}"},
@@ -183,6 +188,14 @@ ports: 20000-20009
 health_timeout: 1m
 stop_timeout: 3s
 upstream_keepalive: 4s
+server:
+  max_conns: 500
+  max_conns_per_ip: 50
+  header_timeout: 5s
+  body_min_rate: 1MiB
+  idle_timeout: 30s
+  stall_timeout: 0
+  shutdown_grace: 1m
 memory:
   reserve_ram: 2GiB
   reserve_vram: 1073741824
@@ -233,6 +246,11 @@ modes:
 	wantMem := Memory{ReserveRAM: 2 << 30, ReserveVRAM: 1 << 30, LimitRAM: 32e9, StateFile: "/var/lib/hotswap/state.json"}
 	if c.Memory != wantMem {
 		t.Errorf("Memory = %+v, want %+v", c.Memory, wantMem)
+	}
+	wantServer := Server{MaxConns: 500, MaxConnsPerIP: 50, HeaderTimeout: 5 * time.Second, BodyMinRate: 1 << 20,
+		IdleTimeout: 30 * time.Second, ShutdownGrace: time.Minute}
+	if c.Server != wantServer {
+		t.Errorf("Server = %+v, want %+v", c.Server, wantServer)
 	}
 	wantSched := Scheduling{Policy: "fifo", MaxWait: 90 * time.Second, QueueSize: 8, QueueTimeout: time.Hour, StreamKeepalive: 0}
 	if c.Scheduling != wantSched {
@@ -478,6 +496,10 @@ func TestValidationErrors(t *testing.T) {
 		{"preload", "models:\n  m:\n    cmd: s ${PORT}\n    preload: 1\n", `models.m.preload: must be true or false, got "1"`},
 		{"model health timeout", "models:\n  m:\n    cmd: s ${PORT}\n    health_timeout: 0s\n", "models.m.health_timeout: must be more than 0"},
 		{"model stop timeout", "models:\n  m:\n    cmd: s ${PORT}\n    stop_timeout: x\n", `models.m.stop_timeout: invalid duration "x"`},
+		{"per-IP cap over the cap", minimal + "server: {max_conns: 10, max_conns_per_ip: 11}\n", "server.max_conns_per_ip: 11 is more than max_conns (10)"},
+		{"server typo", minimal + "server: {max_con: 10}\n", `server: unknown key "max_con" (did you mean "max_conns"?)`},
+		{"header timeout zero", minimal + "server: {header_timeout: 0s}\n", "server.header_timeout: must be more than 0"},
+		{"negative cap", minimal + "server: {max_conns: -1}\n", "server.max_conns: must be at least 0"},
 		{"model upstream keepalive", "models:\n  m:\n    cmd: s ${PORT}\n    upstream_keepalive: -2s\n", `models.m.upstream_keepalive: must not be negative`},
 
 		{"model id whitespace", "models:\n  'llama 8b':\n    cmd: s ${PORT}\n", `models: invalid model id "llama 8b"`},

@@ -40,6 +40,17 @@ func (p *parser) config(doc *yaml.Node) *Config {
 		"health_timeout":     p.duration(&c.HealthTimeout, false),
 		"stop_timeout":       p.duration(&c.StopTimeout, false),
 		"upstream_keepalive": p.duration(&c.UpstreamKeepalive, true),
+		"server": func(v *yaml.Node, path string) {
+			p.fields(v, path, map[string]setter{
+				"max_conns":        p.integer(&c.Server.MaxConns, 0),
+				"max_conns_per_ip": p.integer(&c.Server.MaxConnsPerIP, 0),
+				"header_timeout":   p.duration(&c.Server.HeaderTimeout, false),
+				"body_min_rate":    p.size(&c.Server.BodyMinRate, false),
+				"idle_timeout":     p.duration(&c.Server.IdleTimeout, false),
+				"stall_timeout":    p.duration(&c.Server.StallTimeout, true),
+				"shutdown_grace":   p.duration(&c.Server.ShutdownGrace, true),
+			})
+		},
 		"memory": func(v *yaml.Node, path string) {
 			p.fields(v, path, map[string]setter{
 				"reserve_ram":  p.size(&c.Memory.ReserveRAM, true),
@@ -62,6 +73,9 @@ func (p *parser) config(doc *yaml.Node) *Config {
 		"modes":  func(v *yaml.Node, _ string) { modes = v },
 	})
 
+	if c.Server.MaxConns > 0 && c.Server.MaxConnsPerIP > c.Server.MaxConns {
+		p.addf("server.max_conns_per_ip", "%d is more than max_conns (%d)", c.Server.MaxConnsPerIP, c.Server.MaxConns)
+	}
 	p.models(c, models)
 	for _, m := range c.Models {
 		if m.HealthTimeout == 0 {

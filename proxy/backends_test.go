@@ -39,6 +39,7 @@ models:
 // mockStats is what a mock backend reports at /mock/stats.
 type mockStats struct {
 	Requests   int `json:"requests"`
+	InFlight   int `json:"in_flight"`
 	ModelConns int `json:"model_connections"`
 	OpenConns  int `json:"open_connections"`
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -103,4 +105,29 @@ func writeError(ctx *fasthttp.RequestCtx, err error) *apiError {
 	}
 	ctx.SetBody(ae.body())
 	return ae
+}
+
+// maxEcho is the most of a client's own words (a model name, a path) that
+// goes back into an answer or a log line: a model name of a megabyte gets
+// a short 404, not one of a megabyte, and one log line.
+const maxEcho = 200
+
+// clip cuts s to maxEcho bytes (at a character's start), saying so.
+func clip(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes, cut)", s[:cut], len(s))
+}
+
+// clipBytes is clip for bytes, copying only what is cut.
+func clipBytes(b []byte) []byte {
+	if len(b) <= maxEcho {
+		return b
+	}
+	return []byte(clip(string(b)))
 }

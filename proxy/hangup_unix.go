@@ -26,6 +26,10 @@ func watchHangup(conn net.Conn, hangup func()) (stop func()) {
 	if err != nil {
 		return func() {}
 	}
+	// The request's read deadline (server.header_timeout and the body's
+	// time) would end the watch long before a long wait ends; fasthttp
+	// sets the next request's deadline itself.
+	_ = conn.SetReadDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -118,6 +118,6 @@ func hasPrefixFold(b []byte, prefix string) bool {
 
 func unknownPath(path string) *apiError {
 	return &apiError{Status: 404, Type: "invalid_request_error", Code: "not_found",
-		Message: "unknown path " + path + ": hotswap serves /v1/models and /health itself, and forwards requests " +
+		Message: "unknown path " + clip(path) + ": hotswap serves /v1/models and /health itself, and forwards requests " +
 			"under /v1/ (and llama.cpp's own paths) that name a model in their body or a ?model= parameter"}
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -49,9 +50,11 @@ type Server struct {
 	log     *zap.Logger
 	created int64
 	srv     *fasthttp.Server
+	closing atomic.Bool // Shutdown was called
 
 	mu      sync.Mutex
 	clients map[string]*upstreamClient // by model id
+	ln      *listener
 }
 
 // New returns a Server.
@@ -73,9 +76,17 @@ func New(opts Options) *Server {
 		ErrorHandler:       s.handleParseError,
 		Name:               "hotswap",
 		MaxRequestBodySize: int(opts.Config.MaxBody),
-		// Uploads (audio, images) can be large; headers are not.
-		ReadBufferSize:               16 << 10,
-		IdleTimeout:                  2 * time.Minute,
+		// Uploads (audio, images) can be large; headers are not: larger
+		// ones get 431.
+		ReadBufferSize: maxHeaderBytes,
+		// The request line and headers must come within HeaderTimeout,
+		// the body at BodyMinRate (see bodyDeadline); answers have
+		// StallTimeout per write (see clientConn), not a deadline for the
+		// whole, since a stream may rightly last many minutes.
+		ReadTimeout:                  opts.Config.Server.HeaderTimeout,
+		HeaderReceived:               s.bodyDeadline,
+		ExpectHandler:                s.expect,
+		IdleTimeout:                  opts.Config.Server.IdleTimeout,
 		NoDefaultServerHeader:        false,
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
@@ -84,11 +95,72 @@ func New(opts Options) *Server {
 	return s
 }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// maxHeaderBytes bounds a request's line and headers.
+const maxHeaderBytes = 16 << 10
+
+// Serve accepts connections on ln until Shutdown, within the limits of the
+// configuration's server section.
+func (s *Server) Serve(ln net.Listener) error {
+	sc := s.cfg.Server
+	conns, perIP, files := connLimits(sc.MaxConns, sc.MaxConnsPerIP)
+	s.log.Info("client connections limited", zap.Int("max_conns", conns), zap.Int("max_conns_per_ip", perIP),
+		zap.Uint64("open_file_limit", files))
+	if files > 0 && uint64(conns)*2+fdReserve > files {
+		s.log.Warn("max_conns leaves too few files for the connections to backends; past the file limit, "+
+			"connections wait to be accepted", zap.Int("max_conns", conns), zap.Uint64("open_file_limit", files))
+	}
+	l := newListener(ln, s.log.Named("http"), conns, perIP, sc.StallTimeout)
+	s.mu.Lock()
+	s.ln = l
+	s.mu.Unlock()
+	return s.srv.Serve(l)
+}
 
 // Shutdown stops accepting connections and waits for handlers to return.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
+// Answers cut short from now on say that hotswap is shutting down.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	err := s.srv.ShutdownWithContext(ctx)
+	s.mu.Lock()
+	l := s.ln
+	s.mu.Unlock()
+	if l != nil {
+		l.wait(ctx.Done())
+	}
+	return err
+}
+
+// bodyDeadline gives a request, once its headers are in, the time its body
+// may take: HeaderTimeout, and its size at BodyMinRate. A body of unknown
+// size (chunked) is allowed as long as one of max_body would be.
+func (s *Server) bodyDeadline(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	sc := s.cfg.Server
+	size := int64(h.ContentLength())
+	if size < 0 {
+		size = s.cfg.MaxBody
+	}
+	d := sc.HeaderTimeout
+	if sc.BodyMinRate > 0 {
+		d += time.Duration(float64(size) / float64(sc.BodyMinRate) * float64(time.Second))
+	}
+	return fasthttp.RequestConfig{ReadTimeout: d}
+}
+
+// expect answers "Expect: 100-continue": a body declared larger than
+// max_body is refused before the client sends it.
+func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	if n := ctx.Request.Header.ContentLength(); n > int(s.cfg.MaxBody) {
+		ae := s.tooLarge()
+		s.failUnread(ctx, ae, true)
+		return ae.Status
+	}
+	return fasthttp.StatusContinue
+}
+
+func (s *Server) tooLarge() *apiError {
+	return &apiError{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
+		Message: "request body is larger than max_body (" + swapper.FormatBytes(s.cfg.MaxBody) + ")"}
+}
 
 // Handle serves one request.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
@@ -135,12 +207,20 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 
 // handleParseError answers requests fasthttp could not read.
 func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		s.fail(ctx, "", &apiError{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
-			Message: "request body is larger than max_body (" + swapper.FormatBytes(s.cfg.MaxBody) + ")"})
-		return
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.failUnread(ctx, s.tooLarge(), true)
+	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
+		s.failUnread(ctx, &apiError{Status: 431, Type: "invalid_request_error", Code: "request_header_fields_too_large",
+			Message: "the request line and headers are larger than " + swapper.FormatBytes(maxHeaderBytes)}, false)
+	case errors.Is(err, fasthttp.ErrTimeout) || errors.As(err, &ne) && ne.Timeout():
+		s.failUnread(ctx, &apiError{Status: 408, Type: "invalid_request_error", Code: "request_timeout",
+			Message: "the request did not arrive in time (server.header_timeout, server.body_min_rate)"}, false)
+	default:
+		s.failUnread(ctx, badRequest("malformed_request", "malformed HTTP request: "+err.Error()), false)
 	}
-	s.fail(ctx, "", badRequest("malformed_request", "malformed HTTP request: "+err.Error()))
 }
 
 func (s *Server) handleHealth(ctx *fasthttp.RequestCtx) {
@@ -198,7 +278,7 @@ func (s *Server) modelObject(m *config.Model) modelObject {
 }
 
 func (s *Server) handleModels(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsGet() {
+	if !ctx.IsGet() && !ctx.IsHead() {
 		s.fail(ctx, "", methodNotAllowed("GET"))
 		return
 	}
@@ -213,7 +293,7 @@ func (s *Server) handleModels(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) handleModel(ctx *fasthttp.RequestCtx, name string) {
-	if !ctx.IsGet() {
+	if !ctx.IsGet() && !ctx.IsHead() {
 		s.fail(ctx, "", methodNotAllowed("GET"))
 		return
 	}
@@ -242,13 +322,28 @@ func methodNotAllowed(allow string) *apiError {
 
 func (s *Server) unknownModel(name string) error {
 	return &apiError{Status: 404, Type: "invalid_request_error", Code: "model_not_found",
-		Message: "the model `" + name + "` does not exist; known models: " + strings.Join(s.cfg.ModelIDs, ", ")}
+		Message: "the model `" + clip(name) + "` does not exist; known models: " + strings.Join(s.cfg.ModelIDs, ", ")}
 }
 
 // fail answers with err and logs the request.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, model string, err error) {
 	ae := writeError(ctx, err)
 	s.logRequest(ctx, model, ae.Status, 0, ae)
+}
+
+// failUnread answers a request fasthttp could not read, or refused to read
+// the body of, and logs it with what is known of it: who sent it, and its
+// method and path only if its headers were read.
+func (s *Server) failUnread(ctx *fasthttp.RequestCtx, ae *apiError, headersRead bool) {
+	writeError(ctx, ae)
+	fields := []zap.Field{zap.String("from", ctx.RemoteAddr().String()), zap.Int("status", ae.Status), zap.Error(ae)}
+	// fasthttp resets a request whose body it could not read (a chunked
+	// body that grew too large): then its headers are gone too.
+	if headersRead && len(ctx.Request.Header.RawHeaders()) > 0 {
+		// Copied: fasthttp reuses these buffers, and this path is not hot.
+		fields = append(fields, zap.String("method", string(ctx.Method())), zap.String("path", clip(string(ctx.Path()))))
+	}
+	s.log.Info("request", fields...)
 }
 
 // logRequest writes the one line each request gets. Failures of hotswap or
@@ -258,8 +353,8 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, byte
 	// call returns, while they are still the request's.
 	fields := [7]zap.Field{
 		zap.ByteString("method", ctx.Method()),
-		zap.ByteString("path", ctx.Path()),
-		zap.String("model", model),
+		zap.ByteString("path", clipBytes(ctx.Path())),
+		zap.String("model", clip(model)),
 		zap.Int("status", status),
 		zap.Int("bytes", bytes),
 		zap.Duration("took", time.Since(ctx.Time())),

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +33,9 @@ type stack struct {
 	starts mocktest.Starter
 	logs   *observer.ObservedLogs
 	client *http.Client
+	// shutdown stops hotswap as SIGTERM does, giving answers in flight
+	// grace; the test's cleanup calls it too.
+	shutdown func(grace time.Duration)
 }
 
 // newStack serves the YAML config cfgText, in which MOCK stands for the
@@ -64,21 +68,27 @@ func newStack(t *testing.T, cfgText string) *stack {
 		t.Fatal(err)
 	}
 	served := make(chan struct{})
+	var once sync.Once
 	go func() {
 		defer close(served)
 		_ = px.Serve(ln)
 	}()
 	s.url = "http://" + ln.Addr().String()
 	s.client = &http.Client{Timeout: 30 * time.Second}
-	t.Cleanup(func() {
-		s.client.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		rt.Close()
-		_ = px.Shutdown(ctx)
-		<-served
-		s.sw.Close(ctx)
-	})
+	s.shutdown = func(grace time.Duration) {
+		once.Do(func() {
+			// As cmd/hotswap does: queued requests are refused, answers in
+			// flight get the grace, then the backends are stopped.
+			s.client.CloseIdleConnections()
+			rt.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
+			defer cancel()
+			_ = px.Shutdown(ctx)
+			s.sw.Close(ctx)
+			<-served
+		})
+	}
+	t.Cleanup(func() { s.shutdown(5 * time.Second) })
 	return s
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/swapper"
 )
 
 // errUpstream wraps failures talking to a backend that is still running.
@@ -256,8 +257,12 @@ func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router
 	return resp, nil
 }
 
-// upstreamErr says whether a failed round trip means the backend died.
+// upstreamErr says whether a failed round trip means the backend died, or
+// that hotswap is stopping it as it shuts down.
 func (s *Server) upstreamErr(lease *router.Lease, err error) error {
+	if s.closing.Load() {
+		return fmt.Errorf("%w: %w", swapper.ErrClosed, err)
+	}
 	select {
 	case <-lease.Gone():
 		return fmt.Errorf("%w: %w", errBackendDied, err)

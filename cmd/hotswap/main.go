@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -150,7 +149,7 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	// Queued requests are told at once; in-flight answers get a grace
 	// period; then backends are stopped under whatever is left.
 	rt.Close()
-	grace, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	grace, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace)
 	defer cancel()
 	if serr := px.Shutdown(grace); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
 		log.Warn("proxy shutdown", zap.Error(serr))

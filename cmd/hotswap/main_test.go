@@ -79,10 +79,12 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-// startLogged is start, also returning hotswap's log.
-func startLogged(t *testing.T, b bins, config string) (*exec.Cmd, string, *logBuffer) {
+// startLogged is start, also returning hotswap's log. With wrap, hotswap
+// is run by that command (wrap's arguments, then hotswap's).
+func startLogged(t *testing.T, b bins, config string, wrap ...string) (*exec.Cmd, string, *logBuffer) {
 	t.Helper()
-	cmd := exec.Command(b.hotswap, "-config", config, "-listen", "127.0.0.1:0")
+	argv := append(wrap, b.hotswap, "-config", config, "-listen", "127.0.0.1:0")
+	cmd := exec.Command(argv[0], argv[1:]...)
 	// Learned footprints go to a state file; keep it out of the user's.
 	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
