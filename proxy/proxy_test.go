@@ -257,8 +257,8 @@ func TestErrorsInOpenAIFormat(t *testing.T) {
 
 	// A body over max_body, from a client that waits for "100 Continue"
 	// before sending it, as curl does for large uploads: the 413 comes
-	// instead. (A client that sends a large body at once may see the
-	// connection reset before it reads the 413: see issue 14.)
+	// instead. (TestBodyTooLargeIsRefusedBeforeItIsSent sends them at once,
+	// and chunked.)
 	req, err := http.NewRequest("POST", s.url+"/v1/chat/completions",
 		bytes.NewReader([]byte(`{"model":"chat-a","x":"`+string(big)+`"}`)))
 	if err != nil {
