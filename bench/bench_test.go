@@ -32,6 +32,7 @@ func TestMain(m *testing.M) { os.Exit(mocktest.Main(m, &mockExe)) }
 
 const benchConfig = `
 ports: 23000-23999
+server: {max_conns: 1000, max_conns_per_ip: 500}
 models:
   a:
     cmd: MOCK -port ${PORT} -model a -progress-interval 0
@@ -326,6 +327,56 @@ func BenchmarkChatAfterStream(b *testing.B) {
 			b.ReportMetric(float64(lost), "lost")
 		})
 	}
+}
+
+// BenchmarkConnectionFlood is one client opening 2 000 idle connections
+// (from 127.0.0.2) against caps of 1 000 in all and 500 from one address:
+// it reports how many were held, refused with an answer (429) and closed
+// without one, and how long a chat from another address (127.0.0.1) then
+// takes.
+func BenchmarkConnectionFlood(b *testing.B) {
+	hs := start(b)
+	chat(b, hs.url, "a")
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	b.ResetTimer()
+	for range 2000 {
+		c, err := d.Dial("tcp", strings.TrimPrefix(hs.url, "http://"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// Each connection is read for half a second, all at once: a refusal
+	// comes by then; a held connection has nothing to read.
+	var mu sync.Mutex
+	held, refused, closed := 0, 0, 0
+	together(len(conns), func(i int) {
+		buf := make([]byte, 64)
+		_ = conns[i].SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := conns[i].Read(buf)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case n > 0 && strings.HasPrefix(string(buf[:n]), "HTTP/1.1 429"):
+			refused++
+		case err != nil && os.IsTimeout(err):
+			held++
+		default:
+			closed++
+		}
+	})
+	begin := time.Now()
+	chat(b, hs.url, "a")
+	b.ReportMetric(float64(held), "held")
+	b.ReportMetric(float64(refused), "refused")
+	b.ReportMetric(float64(closed), "closed")
+	b.ReportMetric(float64(time.Since(begin).Microseconds()), "µs-other-client")
 }
 
 // together runs f(0) ... f(n-1) at once and returns how long they took.
