@@ -7,10 +7,12 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,6 +50,20 @@ models:
   closes-after-stream:
     cmd: MOCK -port ${PORT} -model closes-after-stream -close-after-stream -stream-interval 0 -tokens 4 -progress-interval 0
     parallel: 4
+  instep-a:
+    cmd: MOCK -port ${PORT} -model instep-a -latency 10ms -progress-interval 0
+    parallel: 4
+    memory: {ram: 6GiB}
+  instep-b:
+    cmd: MOCK -port ${PORT} -model instep-b -latency 10ms -progress-interval 0
+    parallel: 4
+    memory: {ram: 6GiB}
+  quiet-a:
+    cmd: MOCK -port ${PORT} -model quiet-a -startup 200ms -quiet
+    memory: {ram: 6GiB}
+  quiet-b:
+    cmd: MOCK -port ${PORT} -model quiet-b -startup 200ms -quiet
+    memory: {ram: 6GiB}
   two-slots-a:
     cmd: MOCK -port ${PORT} -model two-slots-a -latency 20ms -progress-interval 0
     parallel: 2
@@ -65,11 +81,17 @@ type hotswap struct {
 	starts *mocktest.Starter
 }
 
-func start(b *testing.B) *hotswap { return startPolicy(b, config.PolicyBatch) }
+// start serves benchConfig with batch and no idle grace: the benchmarks
+// that use it measure hotswap's own work, not a policy's waits.
+func start(b *testing.B) *hotswap {
+	return startSched(b, "policy: batch, max_wait: 2s, idle_grace: 0s")
+}
 
-func startPolicy(b *testing.B, policy string) *hotswap {
+// startSched serves benchConfig with the scheduling settings given (YAML
+// flow mapping, without braces).
+func startSched(b *testing.B, sched string) *hotswap {
 	b.Helper()
-	text := strings.ReplaceAll(benchConfig, "MOCK", mockExe) + "scheduling: {policy: " + policy + ", max_wait: 2s}\n"
+	text := strings.ReplaceAll(benchConfig, "MOCK", mockExe) + "scheduling: {" + sched + "}\n"
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		b.Fatal(err)
@@ -77,7 +99,7 @@ func startPolicy(b *testing.B, policy string) *hotswap {
 	// Scripted memory: any two of the models do not fit together, so each
 	// switch stops one backend and starts another.
 	mem := probe.NewFake(mockExe, 10<<30)
-	for _, m := range []string{"a", "b", "loads-500ms", "two-slots-a", "two-slots-b"} {
+	for _, m := range []string{"a", "b", "loads-500ms", "two-slots-a", "two-slots-b", "instep-a", "instep-b", "quiet-a", "quiet-b"} {
 		mem.Script(m, probe.Usage{RAM: 6 << 30})
 	}
 	starts := &mocktest.Starter{}
@@ -241,7 +263,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 func BenchmarkInterleaved(b *testing.B) {
 	for _, policy := range []string{config.PolicyFIFO, config.PolicyBatch} {
 		b.Run(policy, func(b *testing.B) {
-			hs := startPolicy(b, policy)
+			hs := startSched(b, "policy: "+policy+", max_wait: 2s")
 			const requests = 60
 			var mu sync.Mutex
 			var longest time.Duration
@@ -271,6 +293,65 @@ func BenchmarkInterleaved(b *testing.B) {
 			b.ReportMetric(float64(el.Milliseconds()), "ms-total")
 		})
 	}
+}
+
+// BenchmarkInStep is clients running in step, the closed loop that made
+// batch flap: 8 users, 4 on each of two models that do not fit together,
+// each sending its next request as soon as its last is answered (30
+// each), with max_wait 3s. Between two rounds a model has nothing in
+// flight or queued for a moment; with idle_grace that moment does not
+// count as idle. It reports the backend starts and the time it all took,
+// under fifo, batch, and batch without the grace.
+func BenchmarkInStep(b *testing.B) {
+	for _, c := range []struct{ name, sched string }{
+		{"fifo", "policy: fifo"},
+		{"batch", "policy: batch, max_wait: 3s"},
+		{"batch-no-grace", "policy: batch, max_wait: 3s, idle_grace: 0s"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			hs := startSched(b, c.sched)
+			b.ResetTimer()
+			el := together(8, func(u int) {
+				model := []string{"instep-a", "instep-b"}[u%2]
+				for range 30 {
+					chat(b, hs.url, model)
+				}
+			})
+			b.ReportMetric(float64(hs.starts.Starts()), "starts")
+			b.ReportMetric(float64(el.Milliseconds()), "ms-total")
+		})
+	}
+}
+
+// BenchmarkReadinessLag is how long after a backend that prints nothing
+// becomes ready hotswap sees it: 20 starts of a backend that loads for
+// 200ms and says nothing, each measured from the moment the backend
+// turned ready (its own clock) to the moment hotswap marked it ready.
+func BenchmarkReadinessLag(b *testing.B) {
+	hs := start(b)
+	c := &http.Client{}
+	var lags []time.Duration
+	for i := range max(b.N, 20) {
+		model := []string{"quiet-a", "quiet-b"}[i%2]
+		chat(b, hs.url, model) // stops the other: every start is cold
+		st, _ := hs.sw.Status(model)
+		resp, err := c.Get(st.Upstream + "/mock/stats")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ms struct {
+			ReadyAt int64 `json:"ready_at"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&ms)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		lags = append(lags, st.ReadyAt.Sub(time.Unix(0, ms.ReadyAt)))
+	}
+	slices.Sort(lags)
+	b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "ms-median")
+	b.ReportMetric(float64(lags[len(lags)-1].Microseconds())/1000, "ms-max")
 }
 
 // BenchmarkChatAfterStream is llama-server's habit that made proxies answer

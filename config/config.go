@@ -35,6 +35,8 @@ const (
 
 	DefaultPolicy       = PolicyBatch
 	DefaultMaxWait      = 30 * time.Second
+	DefaultDrainTimeout = 5 * time.Minute
+	DefaultIdleGrace    = 100 * time.Millisecond
 	DefaultQueueSize    = 256
 	DefaultQueueTimeout = 5 * time.Minute
 	DefaultKeepalive    = 2 * time.Second
@@ -147,6 +149,12 @@ type Scheduling struct {
 	// MaxWait is, under PolicyBatch, the longest a request waits for a swap
 	// while other models are being served. 0 swaps as soon as asked.
 	MaxWait time.Duration
+	// IdleGrace is how long after its last request a model still counts
+	// as busy: clients in step leave it idle for a moment between requests.
+	IdleGrace time.Duration
+	// DrainTimeout bounds how long a model that must leave (to make room,
+	// for its ttl) lets its requests in flight finish; past it they are cut.
+	DrainTimeout time.Duration
 	// QueueSize is the number of requests each model's queue holds.
 	QueueSize int
 	// QueueTimeout is how long a request may wait in a queue.
@@ -224,6 +232,8 @@ func Default() *Config {
 		Scheduling: Scheduling{
 			Policy:          DefaultPolicy,
 			MaxWait:         DefaultMaxWait,
+			IdleGrace:       DefaultIdleGrace,
+			DrainTimeout:    DefaultDrainTimeout,
 			QueueSize:       DefaultQueueSize,
 			QueueTimeout:    DefaultQueueTimeout,
 			StreamKeepalive: DefaultKeepalive,

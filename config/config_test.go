@@ -146,7 +146,8 @@ func TestDefaults(t *testing.T) {
 	if c.Memory != wantMem {
 		t.Errorf("Memory = %+v, want %+v", c.Memory, wantMem)
 	}
-	wantSched := Scheduling{Policy: "batch", MaxWait: 30 * time.Second, QueueSize: 256, QueueTimeout: 5 * time.Minute, StreamKeepalive: 2 * time.Second}
+	wantSched := Scheduling{Policy: "batch", MaxWait: 30 * time.Second, IdleGrace: 100 * time.Millisecond, DrainTimeout: 5 * time.Minute,
+		QueueSize: 256, QueueTimeout: 5 * time.Minute, StreamKeepalive: 2 * time.Second}
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}
@@ -205,6 +206,8 @@ memory:
 scheduling:
   policy: fifo
   max_wait: 1m30s
+  idle_grace: 0s
+  drain_timeout: 20s
   queue_size: 8
   queue_timeout: 1h
   stream_keepalive: 0
@@ -252,7 +255,8 @@ modes:
 	if c.Server != wantServer {
 		t.Errorf("Server = %+v, want %+v", c.Server, wantServer)
 	}
-	wantSched := Scheduling{Policy: "fifo", MaxWait: 90 * time.Second, QueueSize: 8, QueueTimeout: time.Hour, StreamKeepalive: 0}
+	wantSched := Scheduling{Policy: "fifo", MaxWait: 90 * time.Second, DrainTimeout: 20 * time.Second, QueueSize: 8,
+		QueueTimeout: time.Hour, StreamKeepalive: 0}
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}

@@ -64,6 +64,8 @@ func (p *parser) config(doc *yaml.Node) *Config {
 			p.fields(v, path, map[string]setter{
 				"policy":           p.oneOf(&c.Scheduling.Policy, PolicyBatch, PolicyFIFO),
 				"max_wait":         p.duration(&c.Scheduling.MaxWait, true),
+				"idle_grace":       p.duration(&c.Scheduling.IdleGrace, true),
+				"drain_timeout":    p.duration(&c.Scheduling.DrainTimeout, false),
 				"queue_size":       p.integer(&c.Scheduling.QueueSize, 1),
 				"queue_timeout":    p.duration(&c.Scheduling.QueueTimeout, false),
 				"stream_keepalive": p.duration(&c.Scheduling.StreamKeepalive, true),

@@ -110,6 +110,12 @@ func (m *memory) Devices(ctx context.Context) ([]Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe RAM: %w", err)
 	}
+	if vm.Total == 0 {
+		// gopsutil answers zeros, without an error, when it cannot read
+		// /proc/meminfo (out of file descriptors, say): a machine with no
+		// memory at all, which would refuse every model.
+		return nil, errors.New("probe RAM: the system reported no memory (could /proc/meminfo be read?)")
+	}
 	// Available, not Free: the kernel gives page cache back on demand, so
 	// Available is what a new backend can really get.
 	devs := []Device{{Index: DeviceRAM, Name: "ram", Total: int64(vm.Total), Free: int64(vm.Available)}}

@@ -49,12 +49,16 @@ type WaitOptions struct {
 	// ready ("server is listening"), so checking on each output line sees
 	// a ready backend without waiting out a poll interval.
 	Wake <-chan struct{}
-	// FirstInterval and MaxInterval bound the polling period, which starts
-	// fast (most backends that start quickly should be seen within tens of
-	// milliseconds) and backs off so that a minute-long load is not
-	// hammered. Defaults: 10ms and 100ms.
-	FirstInterval, MaxInterval time.Duration
+	// Interval is how often the health path is polled: steadily and
+	// short (default 5ms), so that a backend that says nothing when it is
+	// ready is still seen within milliseconds. A health GET to a backend on
+	// this machine costs microseconds, so even a minute-long load polled
+	// this often costs nothing worth saving.
+	Interval time.Duration
 }
+
+// DefaultInterval is how often Wait polls unless told otherwise.
+const DefaultInterval = 5 * time.Millisecond
 
 // Check sends one GET to url and reports nil if it answered 200.
 func (r *Readiness) Check(ctx context.Context, url string) error {
@@ -103,13 +107,9 @@ func (r *Readiness) client() *fasthttp.Client {
 // Wait polls url until it answers 200, the backend exits, the timeout
 // passes without activity, or ctx ends.
 func (r *Readiness) Wait(ctx context.Context, url string, opts WaitOptions) error {
-	interval := opts.FirstInterval
+	interval := opts.Interval
 	if interval <= 0 {
-		interval = 10 * time.Millisecond
-	}
-	maxInterval := opts.MaxInterval
-	if maxInterval <= 0 {
-		maxInterval = 100 * time.Millisecond
+		interval = DefaultInterval
 	}
 	start := time.Now()
 	deadline := func() time.Time {
@@ -156,9 +156,5 @@ func (r *Readiness) Wait(ctx context.Context, url string, opts WaitOptions) erro
 			}
 		}
 		timer.Reset(interval)
-		interval = interval * 3 / 2
-		if interval > maxInterval {
-			interval = maxInterval
-		}
 	}
 }

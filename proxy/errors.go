@@ -64,6 +64,8 @@ func toAPIError(err error) *apiError {
 			RetryAfter: qf.RetryAfter}
 	case errors.Is(err, router.ErrQueueTimeout):
 		return &apiError{Status: 503, Type: "server_error", Code: "queue_timeout", Message: err.Error()}
+	case errors.Is(err, swapper.ErrDrainTimeout):
+		return &apiError{Status: 503, Type: "server_error", Code: "drain_timeout", Message: err.Error()}
 	case errors.Is(err, swapper.ErrClosed):
 		return &apiError{Status: 503, Type: "server_error", Code: "shutting_down", Message: err.Error()}
 	case errors.Is(err, errBackendDied):

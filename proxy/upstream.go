@@ -265,6 +265,9 @@ func (s *Server) upstreamErr(lease *router.Lease, err error) error {
 	}
 	select {
 	case <-lease.Gone():
+		if cause := lease.Cause(); cause != nil {
+			return fmt.Errorf("%w: %w", cause, err)
+		}
 		return fmt.Errorf("%w: %w", errBackendDied, err)
 	case <-time.After(50 * time.Millisecond):
 		// A connection reset often comes a moment before the exit is

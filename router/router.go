@@ -3,15 +3,16 @@
 // sent at once (its parallel setting); when models do not all fit in
 // memory, the scheduling policy decides when a swap is worth it.
 //
-// Every decision is made by one owner of the queues and counters, sched,
-// under one lock: requests, releases and timers reach it as events, and the
-// slow work (waiting for a backend to load) happens on the requests' own
-// goroutines, which report back. A lock rather than a goroutine of its own:
-// the decisions are the same, serialised the same way, but a request for a
-// ready model is dispatched without two goroutine hand-offs. With a loop
-// goroutine, the warm path through hotswap measured 64-72 µs a request
-// under load on two cores, against 55 µs before the router had a policy;
-// with the lock, 55 µs again.
+// The router decides *when* a model may come in and who is served; the
+// swapper decides, once, *how*: what it evicts, and where it goes. The
+// router's decisions are made by one owner of the queues and counters,
+// sched, under one lock: requests, releases and the swapper's changes
+// reach it as events, and nothing it calls waits. A request is handed a
+// lease taken under that lock (swapper.TryLease), so what it is handed
+// cannot have gone stale; a request that cannot have one yet waits in its
+// queue, and only there. A lock rather than a goroutine of its own: the
+// decisions are the same, serialised the same way, but a request for a
+// ready model is served without two goroutine hand-offs.
 package router
 
 import (
@@ -24,6 +25,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/swapper"
 )
@@ -49,14 +51,17 @@ func (e *QueueFullError) Error() string {
 
 func (e *QueueFullError) Unwrap() error { return ErrQueueFull }
 
-// Backends is what the router needs of the swapper.
+// Backends is what the router needs of the swapper. None of it waits.
 type Backends interface {
-	// Acquire returns once model's backend is ready, starting it if need be.
-	Acquire(ctx context.Context, model string) (*swapper.Lease, error)
+	// TryLease leases model's backend if it is ready.
+	TryLease(model string) (*swapper.Lease, bool)
+	// Start decides how model comes in and starts carrying it out.
+	Start(model string, p swapper.Policy) (swapper.Decision, error)
 	// State is model's state now.
 	State(model string) swapper.State
-	// Evictions lists the loaded models a start of model would stop now.
-	Evictions(model string) ([]string, error)
+	// Watch has f called on every change of a backend's state, and when
+	// memory was looked at again.
+	Watch(f func(model string))
 }
 
 // Options configure a Router.
@@ -69,23 +74,29 @@ type Options struct {
 	// MaxWait is, under the batch policy, how long a request waits before
 	// its model is swapped in over busy ones.
 	MaxWait time.Duration
+	// IdleGrace is how long after its last request a model still counts
+	// as busy (see sched.busyAt).
+	IdleGrace time.Duration
 	// QueueSize bounds each model's queue (default 256); QueueTimeout
 	// bounds a request's whole wait, loading included (0: no bound).
 	QueueSize    int
 	QueueTimeout time.Duration
 	Log          *zap.Logger
+	// Clock is the time waits and timeouts go by; nil is the real clock.
+	Clock clock.Clock
 }
 
 // Router admits requests to models. Create it with New and stop it with
 // Close.
 type Router struct {
-	opts Options
+	opts  Options
+	clock clock.Clock
 
 	// mu serialises every decision: only its holder touches s.
 	mu     sync.Mutex
 	s      *sched
 	closed bool
-	timer  *time.Timer
+	timer  clock.Timer
 	armed  time.Time // when timer fires; zero if not armed
 }
 
@@ -106,10 +117,11 @@ func New(backends Backends, opts Options) *Router {
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	r := &Router{opts: opts, s: newSched(backends, opts)}
+	r := &Router{opts: opts, clock: clock.Or(opts.Clock), s: newSched(backends, opts)}
 	r.s.log = opts.Log
-	r.timer = time.AfterFunc(time.Hour, r.wake)
+	r.timer = r.clock.AfterFunc(time.Hour, r.wake)
 	r.timer.Stop()
+	backends.Watch(func(string) { r.send(event{kind: evChanged}) })
 	return r
 }
 
@@ -122,7 +134,7 @@ func (r *Router) Enqueue(ctx context.Context, model string) (*Ticket, error) {
 	if _, ok := r.s.models[model]; !ok {
 		return nil, fmt.Errorf("%w: %q", swapper.ErrUnknownModel, model)
 	}
-	t := &Ticket{r: r, backends: r.s.b, model: model, ctx: ctx, enqueued: time.Now(), signal: make(chan struct{}, 1)}
+	t := &Ticket{r: r, model: model, ctx: ctx, enqueued: r.clock.Now(), signal: make(chan struct{}, 1)}
 	if !r.send(event{kind: evArrive, t: t}) {
 		return nil, swapper.ErrClosed
 	}
@@ -172,7 +184,7 @@ func (r *Router) send(ev event) bool {
 	if r.closed {
 		return false
 	}
-	r.s.handle(ev)
+	r.s.handle(ev, r.clock.Now())
 	r.scheduleLocked()
 	return true
 }
@@ -189,11 +201,12 @@ func (r *Router) wake() {
 }
 
 func (r *Router) scheduleLocked() {
-	at := r.s.schedule(time.Now())
+	now := r.clock.Now()
+	at := r.s.schedule(now)
 	if at.IsZero() || (!r.armed.IsZero() && !at.Before(r.armed)) {
 		return // an earlier or equal wake is armed already
 	}
-	r.timer.Reset(time.Until(at))
+	r.timer.Reset(at.Sub(now))
 	r.armed = at
 }
 
@@ -207,6 +220,7 @@ func ConfigOptions(cfg *config.Config, log *zap.Logger) Options {
 		Parallel:     parallel,
 		Policy:       cfg.Scheduling.Policy,
 		MaxWait:      cfg.Scheduling.MaxWait,
+		IdleGrace:    cfg.Scheduling.IdleGrace,
 		QueueSize:    cfg.Scheduling.QueueSize,
 		QueueTimeout: cfg.Scheduling.QueueTimeout,
 		Log:          log,

@@ -9,19 +9,45 @@ import (
 	"github.com/hotswap/hotswap/swapper"
 )
 
-// fakeBackends answers the scheduler's questions from maps the test sets.
+// fakeBackends is a swapper the test scripts: states, what a start of a
+// model evicts, and errors. Its starts are recorded, and it applies the
+// policy the way the swapper does: busy victims need EvictBusy.
 type fakeBackends struct {
-	Backends // Acquire is never called by the scheduler
 	states   map[string]swapper.State
 	evict    map[string][]string
-	evictErr error
-	asked    int // calls of Evictions
+	startErr error
+	started  []string // models Start began, in order
+}
+
+func (f *fakeBackends) TryLease(model string) (*swapper.Lease, bool) {
+	if f.states[model] != swapper.Ready {
+		return nil, false
+	}
+	return new(swapper.Lease), true
 }
 
 func (f *fakeBackends) State(model string) swapper.State { return f.states[model] }
-func (f *fakeBackends) Evictions(model string) ([]string, error) {
-	f.asked++
-	return f.evict[model], f.evictErr
+func (f *fakeBackends) Watch(func(string))               {}
+
+func (f *fakeBackends) Start(model string, p swapper.Policy) (swapper.Decision, error) {
+	if f.startErr != nil {
+		return swapper.Decision{}, f.startErr
+	}
+	d := swapper.Decision{Started: true, Victims: f.evict[model]}
+	for _, v := range d.Victims {
+		if p.Busy != nil && p.Busy(v) {
+			d.Busy = append(d.Busy, v)
+		}
+	}
+	if len(d.Busy) > 0 && !p.EvictBusy {
+		return swapper.Decision{}, &swapper.BusyError{Model: model, Victims: d.Victims, Busy: d.Busy}
+	}
+	for _, v := range d.Victims {
+		f.states[v] = swapper.Draining
+	}
+	f.states[model] = swapper.Starting
+	f.started = append(f.started, model)
+	return d, nil
 }
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -34,14 +60,15 @@ type harness struct {
 
 func newHarness(t *testing.T, policy string, parallel map[string]int) *harness {
 	f := &fakeBackends{states: map[string]swapper.State{}, evict: map[string][]string{}}
-	s := newSched(f, Options{Parallel: parallel, Policy: policy, MaxWait: 10 * time.Second, QueueSize: 3})
+	s := newSched(f, Options{Parallel: parallel, Policy: policy, MaxWait: 10 * time.Second,
+		IdleGrace: time.Second, QueueSize: 3})
 	return &harness{t: t, s: s, f: f}
 }
 
 // arrive queues a request for model that arrived at t0+at and schedules.
 func (h *harness) arrive(model string, at time.Duration) *Ticket {
 	tk := &Ticket{model: model, enqueued: t0.Add(at), signal: make(chan struct{}, 1)}
-	h.s.handle(event{kind: evArrive, t: tk})
+	h.s.handle(event{kind: evArrive, t: tk}, t0.Add(at))
 	h.s.schedule(t0.Add(at))
 	return tk
 }
@@ -58,13 +85,20 @@ func (h *harness) decided(tk *Ticket) bool {
 
 func (h *harness) wantGranted(tk *Ticket, want bool) {
 	h.t.Helper()
-	if got := h.decided(tk) && tk.granted; got != want {
+	if got := h.decided(tk) && tk.granted != nil; got != want {
 		h.t.Fatalf("request for %s arriving at %s: granted = %v, want %v", tk.model, tk.enqueued.Sub(t0), got, want)
 	}
 }
 
+// done releases tk's lease at t0+at, and schedules.
 func (h *harness) done(tk *Ticket, at time.Duration) time.Time {
-	h.s.handle(event{kind: evDone, t: tk, held: time.Second})
+	h.s.handle(event{kind: evDone, t: tk, held: time.Second}, t0.Add(at))
+	return h.s.schedule(t0.Add(at))
+}
+
+// changed is the swapper saying something changed, at t0+at.
+func (h *harness) changed(at time.Duration) time.Time {
+	h.s.handle(event{kind: evChanged}, t0.Add(at))
 	return h.s.schedule(t0.Add(at))
 }
 
@@ -75,14 +109,14 @@ func TestSchedFastPathAndParallel(t *testing.T) {
 	h.wantGranted(r1, true)
 	h.wantGranted(r2, true)
 	h.wantGranted(r3, false)
-	if r1.loading {
-		t.Fatal("a request for a ready backend counts as loading")
-	}
 	if got := h.s.models["a"].stats.InFlight.Load(); got != 2 {
 		t.Fatalf("in flight = %d, want 2", got)
 	}
 	h.done(r1, time.Second)
 	h.wantGranted(r3, true)
+	if len(h.f.started) != 0 {
+		t.Errorf("starts %v for a ready model", h.f.started)
+	}
 }
 
 func TestSchedQueueFull(t *testing.T) {
@@ -93,7 +127,7 @@ func TestSchedQueueFull(t *testing.T) {
 		h.arrive("a", 0)
 	}
 	r := h.arrive("a", 0)
-	if !h.decided(r) || r.granted {
+	if !h.decided(r) || r.granted != nil {
 		t.Fatal("a request beyond the queue size was not refused")
 	}
 	var qf *QueueFullError
@@ -108,8 +142,8 @@ func TestSchedCancelFreesThePlace(t *testing.T) {
 	first := h.arrive("a", 0)
 	gone := h.arrive("a", 0)
 	later := h.arrive("a", 0)
-	h.s.handle(event{kind: evCancel, t: gone, err: errors.New("client left")})
-	if !h.decided(gone) || gone.granted || gone.err == nil {
+	h.s.handle(event{kind: evCancel, t: gone, err: errors.New("client left")}, t0)
+	if !h.decided(gone) || gone.granted != nil || gone.err == nil {
 		t.Fatal("a cancelled request was not answered with its error")
 	}
 	if n := len(h.s.models["a"].queue); n != 1 {
@@ -120,9 +154,31 @@ func TestSchedCancelFreesThePlace(t *testing.T) {
 	h.wantGranted(later, true)
 }
 
-// Under batch, a model that needs a busy one's memory waits MaxWait while
-// the busy one has requests queued, then drains it.
-func TestSchedBatchWaitsMaxWaitThenDrains(t *testing.T) {
+// A model that is loading gets its requests as soon as the swapper says it
+// is ready; meanwhile they are marked as waiting for the load.
+func TestSchedServesALoadedModelOnChange(t *testing.T) {
+	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 2})
+	r1, r2 := h.arrive("a", 0), h.arrive("a", 0)
+	if len(h.f.started) != 1 || h.f.states["a"] != swapper.Starting {
+		t.Fatalf("starts %v, state %v", h.f.started, h.f.states["a"])
+	}
+	h.wantGranted(r1, false)
+	if r1.Phase() != Loading || r2.Phase() != Loading {
+		t.Error("requests for a loading model are not marked loading")
+	}
+	h.arrive("a", time.Second) // joins the load: no second start
+	h.f.states["a"] = swapper.Ready
+	h.changed(2 * time.Second)
+	h.wantGranted(r1, true)
+	h.wantGranted(r2, true)
+	if len(h.f.started) != 1 {
+		t.Errorf("starts %v", h.f.started)
+	}
+}
+
+// Under batch, a model that needs a busy one's memory waits MaxWait, then
+// starts over it.
+func TestSchedBatchWaitsMaxWaitThenEvictsBusy(t *testing.T) {
 	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 1})
 	h.f.states["a"] = swapper.Ready
 	h.f.evict["b"] = []string{"a"}
@@ -131,75 +187,67 @@ func TestSchedBatchWaitsMaxWaitThenDrains(t *testing.T) {
 	a2 := h.arrive("a", 0)
 	b1 := h.arrive("b", time.Second)
 	h.wantGranted(b1, false)
-	a3 := h.arrive("a", 2*time.Second)
+	if len(h.f.started) != 0 {
+		t.Fatal("b started over a busy a at once")
+	}
 	wake := h.done(a1, 3*time.Second)
 	h.wantGranted(a2, true) // a keeps being served
 	if want := t0.Add(11 * time.Second); !wake.Equal(want) {
 		t.Fatalf("wake = %s, want b's max_wait at %s", wake.Sub(t0), want.Sub(t0))
 	}
 	h.s.schedule(wake)
-	h.wantGranted(b1, true)
-	if !b1.loading || h.s.models["a"].drainedFor != "b" {
-		t.Fatal("b was started without draining a")
+	if len(h.f.started) != 1 || h.f.states["a"] != swapper.Draining {
+		t.Fatalf("at max_wait: starts %v, a %v", h.f.started, h.f.states["a"])
 	}
-	h.done(a2, 12*time.Second)
-	h.wantGranted(a3, false) // a is drained: a3 waits for it to come back
+	a3 := h.arrive("a", 12*time.Second)
+	h.wantGranted(a3, false) // a is leaving: a3 waits for it to come back
 	h.f.states["a"], h.f.states["b"] = swapper.Stopped, swapper.Ready
-	h.s.handle(event{kind: evLoaded, t: b1})
-	h.s.schedule(t0.Add(13 * time.Second))
-	if h.s.swap != nil || h.s.models["a"].drainedFor != "" {
-		t.Fatal("the swap did not settle once b was loaded")
-	}
-	// a3 has waited 10s by 12s: a comes back over b at once.
-	h.wantGranted(a3, true)
+	h.changed(13 * time.Second)
+	h.wantGranted(b1, true)
 }
 
-// Under batch, a model in the way is swapped out without waiting for
-// MaxWait once it is idle: nothing queued and nothing in flight.
-func TestSchedBatchSwapsOnceTheOtherIsIdle(t *testing.T) {
+// A model busy only by its idle grace holds another's start back until the
+// grace ends, not until MaxWait; one idle longer is swapped out at once.
+func TestSchedIdleGrace(t *testing.T) {
 	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 1})
 	h.f.states["a"] = swapper.Ready
 	h.f.evict["b"] = []string{"a"}
 	a1 := h.arrive("a", 0)
 	h.wantGranted(a1, true)
-	b1 := h.arrive("b", time.Second)
-	h.wantGranted(b1, false) // a is still answering a1
-	h.done(a1, 2*time.Second)
-	h.wantGranted(b1, true)
-	if h.s.models["a"].drainedFor != "b" {
-		t.Fatal("a was not held back from new requests while b loads")
+	h.done(a1, 100*time.Millisecond)
+	b1 := h.arrive("b", 200*time.Millisecond)
+	if len(h.f.started) != 0 {
+		t.Fatal("a was swapped out a moment after it served")
 	}
-	a2 := h.arrive("a", 3*time.Second)
-	h.wantGranted(a2, false)
+	wake := h.s.schedule(t0.Add(200 * time.Millisecond))
+	if want := t0.Add(1100 * time.Millisecond); !wake.Equal(want) {
+		t.Fatalf("wake = %s, want the end of a's grace at %s", wake.Sub(t0), want.Sub(t0))
+	}
+	// a is asked for again within its grace: still busy.
+	a2 := h.arrive("a", 900*time.Millisecond)
+	h.wantGranted(a2, true)
+	h.done(a2, time.Second)
+	h.s.schedule(t0.Add(1100 * time.Millisecond))
+	if len(h.f.started) != 0 {
+		t.Fatal("a lost its turn within the grace of its last request")
+	}
+	h.s.schedule(t0.Add(2001 * time.Millisecond))
+	if len(h.f.started) != 1 || h.f.started[0] != "b" {
+		t.Fatalf("b did not start once a was idle past its grace: %v", h.f.started)
+	}
+	h.wantGranted(b1, false) // loading
 }
 
-func TestSchedStartsWithoutWaitWhenNothingBusyIsInTheWay(t *testing.T) {
+func TestSchedStartsAtOnceOverIdle(t *testing.T) {
 	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 1, "c": 1})
 	h.f.states["a"], h.f.states["c"] = swapper.Ready, swapper.Ready
 	h.f.evict["b"] = []string{"c"} // idle: stopping it delays nobody
 	a1 := h.arrive("a", 0)
 	h.wantGranted(a1, true)
-	a2 := h.arrive("a", 0)
-	b1 := h.arrive("b", 0)
-	h.wantGranted(b1, true)
-	if h.s.models["c"].drainedFor != "b" || h.s.models["a"].drainedFor != "" {
-		t.Fatal("want c, which b evicts, held back and a, which it does not, served")
+	h.arrive("b", 0)
+	if len(h.f.started) != 1 || h.f.states["c"] != swapper.Draining || h.f.states["a"] != swapper.Ready {
+		t.Fatalf("starts %v, a %v, c %v", h.f.started, h.f.states["a"], h.f.states["c"])
 	}
-	h.done(a1, time.Second)
-	h.wantGranted(a2, true)
-}
-
-func TestSchedOneDrainingSwapAtATime(t *testing.T) {
-	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 1, "c": 1})
-	h.f.states["a"] = swapper.Ready
-	h.f.evict["b"], h.f.evict["c"] = []string{"a"}, []string{"a", "b"}
-	h.wantGranted(h.arrive("a", 0), true)
-	b1 := h.arrive("b", 0)
-	h.s.schedule(t0.Add(time.Minute))
-	h.wantGranted(b1, true) // swap: a drains
-	c1 := h.arrive("c", 0)
-	h.s.schedule(t0.Add(time.Hour))
-	h.wantGranted(c1, false)
 }
 
 func TestSchedFIFOSwapsForTheOldest(t *testing.T) {
@@ -209,81 +257,46 @@ func TestSchedFIFOSwapsForTheOldest(t *testing.T) {
 	a1 := h.arrive("a", 0)
 	h.wantGranted(a1, true)
 	b1 := h.arrive("b", time.Second)
-	h.wantGranted(b1, true) // the oldest waiting: swapped in at once
+	if len(h.f.started) != 1 || h.f.started[0] != "b" {
+		t.Fatalf("the oldest waiting was not swapped in at once: %v", h.f.started)
+	}
 	a2 := h.arrive("a", 2*time.Second)
 	h.wantGranted(a2, false)
 	c1 := h.arrive("c", 3*time.Second)
-	h.wantGranted(c1, false) // nothing overtakes a2
-	h.done(a1, 4*time.Second)
+	h.wantGranted(c1, false) // nothing overtakes b1, then a2
 	h.f.states["a"], h.f.states["b"] = swapper.Stopped, swapper.Ready
-	h.s.handle(event{kind: evLoaded, t: b1})
 	h.f.evict["a"] = []string{"b"}
-	h.s.schedule(t0.Add(5 * time.Second))
-	h.wantGranted(a2, true) // and back again: fifo thrashes
-	if h.s.swap == nil || h.s.swap.model != "a" {
-		t.Fatal("a was not swapped back in over b")
-	}
-}
-
-func TestSchedEvictionErrorIsTold(t *testing.T) {
-	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1})
-	h.f.evictErr = errors.New("does not fit")
-	h.wantGranted(h.arrive("a", 0), true) // the swapper tells the request why
-}
-
-// While a load is in progress, a model that does not fit beside it waits
-// for it instead of being refused.
-func TestSchedWaitsForALoadInTheWay(t *testing.T) {
-	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 1})
-	a1 := h.arrive("a", 0)
-	h.wantGranted(a1, true)
-	h.f.states["a"] = swapper.Starting
-	h.f.evictErr = errors.New("does not fit")
-	b1 := h.arrive("b", 0)
-	h.wantGranted(b1, false)
-	h.f.states["a"], h.f.evictErr, h.f.evict["b"] = swapper.Ready, nil, []string{"a"}
-	h.s.handle(event{kind: evLoaded, t: a1})
-	h.s.schedule(t0.Add(time.Second))
-	h.wantGranted(b1, false) // loaded, a serves a1: b waits its turn
-	h.done(a1, 2*time.Second)
+	h.changed(4 * time.Second)
 	h.wantGranted(b1, true)
+	if len(h.f.started) != 2 || h.f.started[1] != "a" {
+		t.Fatalf("a was not swapped back in over b: %v", h.f.started) // fifo thrashes
+	}
+	h.wantGranted(c1, false)
 }
 
-// A model waiting on busy ones is planned for once per planTTL, not on
-// every event: each plan is a look at the machine's memory.
-func TestSchedPlansAreReusedBriefly(t *testing.T) {
-	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 1})
-	h.s.opts.QueueSize = 100
-	h.f.states["a"] = swapper.Ready
-	h.f.evict["b"] = []string{"a"}
-	h.decided(h.arrive("a", 0))
-	h.arrive("b", 0)
-	for i := range 20 {
-		h.arrive("a", time.Duration(i)*time.Millisecond)
-	}
-	if h.f.asked != 1 {
-		t.Fatalf("%d plans within %s, want 1", h.f.asked, planTTL)
-	}
-	h.arrive("a", planTTL)
-	if h.f.asked != 2 {
-		t.Fatalf("%d plans after %s, want 2", h.f.asked, planTTL)
-	}
-}
-
-// A start the swapper has yet to place is looked at again soon, under
-// either policy, though no request event may come.
-func TestSchedPollsWhileAStartIsUnplaced(t *testing.T) {
-	for _, policy := range []string{config.PolicyBatch, config.PolicyFIFO} {
-		h := newHarness(t, policy, map[string]int{"a": 1})
-		h.f.evictErr = swapper.ErrPlanPending
-		a1 := h.arrive("a", 0)
-		h.wantGranted(a1, false)
-		if wake := h.s.schedule(t0); !wake.Equal(t0.Add(loadPoll)) {
-			t.Errorf("%s: wake at %s, want %s", policy, wake.Sub(t0), loadPoll)
+func TestSchedStartErrorsAreTold(t *testing.T) {
+	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1})
+	h.f.startErr = &swapper.InsufficientMemoryError{Model: "a", Device: "ram"}
+	r1, r2 := h.arrive("a", 0), h.arrive("a", 0)
+	for _, r := range []*Ticket{r1, r2} {
+		var ie *swapper.InsufficientMemoryError
+		if !h.decided(r) || r.granted != nil || !errors.As(r.err, &ie) {
+			t.Errorf("refusal %v", r.err)
 		}
-		h.f.evictErr = nil
-		h.s.schedule(t0.Add(loadPoll))
-		h.wantGranted(a1, true)
+	}
+}
+
+// Memory held by loads and stops in progress makes a model wait, not fail;
+// it is decided again when the swapper says something changed.
+func TestSchedWaitsForMemoryInTransit(t *testing.T) {
+	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1})
+	h.f.startErr = swapper.ErrMemoryInTransit
+	a1 := h.arrive("a", 0)
+	h.wantGranted(a1, false)
+	h.f.startErr = nil
+	h.changed(time.Second)
+	if len(h.f.started) != 1 {
+		t.Fatal("not decided again on a change")
 	}
 }
 

@@ -10,10 +10,6 @@ import (
 // ErrUnknownModel is returned for a model id the swapper was not given.
 var ErrUnknownModel = errors.New("unknown model")
 
-// ErrPlanPending is returned by Evictions while another model's start has
-// not been placed yet: until it has, what it will take is unknown.
-var ErrPlanPending = errors.New("another start is being planned")
-
 // ErrClosed is returned once the swapper is shutting down.
 var ErrClosed = errors.New("hotswap is shutting down")
 
@@ -54,7 +50,26 @@ type BackoffError struct {
 
 func (e *BackoffError) Error() string {
 	return fmt.Sprintf("model %q is backing off after a failed start (retry in %s): %v",
-		e.Model, time.Until(e.RetryAt).Round(time.Second), e.Last.Err)
+		e.Model, time.Until(e.RetryAt).Round(time.Second), e.Last)
 }
 
 func (e *BackoffError) Unwrap() error { return e.Last }
+
+// ErrDrainTimeout is wrapped by *DrainTimeoutError.
+var ErrDrainTimeout = errors.New("drain timeout passed")
+
+// DrainTimeoutError is why requests still in flight on a backend that had
+// to leave (to make room, for its ttl) were cut: they ran past the drain
+// timeout.
+type DrainTimeoutError struct {
+	Model   string
+	Timeout time.Duration
+	Reason  string
+}
+
+func (e *DrainTimeoutError) Error() string {
+	return fmt.Sprintf("model %q was stopped under this request (%s) once the drain timeout (%s) had passed",
+		e.Model, e.Reason, e.Timeout)
+}
+
+func (e *DrainTimeoutError) Unwrap() error { return ErrDrainTimeout }

@@ -2,6 +2,7 @@ package swapper
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,10 +14,13 @@ const ramDevice = -1
 // candidate is a loaded model that could be stopped to make room.
 type candidate struct {
 	model string
-	ram   int64
-	vram  int64
-	gpu   int  // where its VRAM is, or ramDevice
-	busy  bool // requests in flight: stopping it means draining first
+	ram   int64 // what stopping it frees in RAM
+	vram  int64 // and on its GPU
+	gpu   int   // where its VRAM is, or ramDevice
+	busy  bool  // it has work: stopping it means draining it first
+	// used ranks it by last use among the candidates: 0 is the least
+	// recently used.
+	used int
 }
 
 // planInput is everything a placement decision depends on. It is a plain
@@ -27,37 +31,43 @@ type planInput struct {
 	vram  int64
 	// pin is the GPU the model must use, or ramDevice for any.
 	pin int
-	// free is the memory available per device now, reserves and pending
-	// starts already taken off. GPUs absent from it do not exist.
+	// free is the memory available per device now: what the probe last
+	// saw, less the reserves, less what starts in progress have yet to
+	// take. GPUs absent from it do not exist.
 	free map[int]int64
-	// loaded are the models that may be stopped, least recently used
-	// first. Pinned models and the model itself are not in it.
+	// loaded are the models that may be stopped. Pinned models, models
+	// already leaving or loading, and the model itself are not in it.
 	loaded []candidate
 }
 
 // plan is the decision: the GPU to use (ramDevice when the model needs no
-// VRAM) and the models to stop first, in order.
+// VRAM) and the models to stop first.
 type plan struct {
 	gpu     int
 	victims []candidate
+	left    int64 // memory the device keeps afterwards
 }
 
-// choosePlan places a model. Idle models are stopped before busy ones and,
-// within each, the least recently used first; a model is stopped only if
-// it frees memory where the new one is short. Of the GPUs where the model
-// could fit, the one needing the fewest evictions wins (then the one with
-// the most memory left). If no choice fits even after stopping every
-// candidate, it returns an *InsufficientMemoryError and nothing is stopped.
-func choosePlan(in planInput) (plan, error) {
-	order := make([]candidate, 0, len(in.loaded))
-	for _, busy := range []bool{false, true} {
-		for _, c := range in.loaded {
-			if c.busy == busy {
-				order = append(order, c)
-			}
-		}
-	}
+// maxSearch bounds the candidates whose every combination is tried; past
+// it (a machine with more loaded models than that is rare) victims are
+// chosen greedily.
+const maxSearch = 16
 
+// choosePlan places a model, stopping no more than it must. Of the sets of
+// candidates that free enough memory where the model is short, it prefers,
+// in order:
+//
+//  1. fewer busy models (idle ones cost nobody a wait);
+//  2. fewer models;
+//  3. the least recently used (the set whose most recently used member was
+//     used longest ago, then the next, ...);
+//  4. the least memory freed beyond the need.
+//
+// Of the GPUs where the model could go, the one whose best set is best by
+// the first two wins, then the one with the most memory left. If nothing
+// fits even after stopping every candidate, it returns an
+// *InsufficientMemoryError and nothing is to be stopped.
+func choosePlan(in planInput) (plan, error) {
 	gpus := []int{ramDevice}
 	if in.vram > 0 {
 		gpus = gpus[:0]
@@ -72,21 +82,18 @@ func choosePlan(in planInput) (plan, error) {
 			sort.Ints(gpus)
 		}
 	}
-
 	var best *plan
-	var bestLeft int64
 	var short *InsufficientMemoryError
 	for _, gpu := range gpus {
-		p, left, err := planOn(in, order, gpu)
+		p, err := planOn(in, gpu)
 		if err != nil {
 			if short == nil {
 				short = err
 			}
 			continue
 		}
-		if best == nil || len(p.victims) < len(best.victims) ||
-			(len(p.victims) == len(best.victims) && left > bestLeft) {
-			best, bestLeft = &p, left
+		if best == nil || betterOnGPU(p, *best) {
+			best = &p
 		}
 	}
 	if best != nil {
@@ -98,43 +105,165 @@ func choosePlan(in planInput) (plan, error) {
 	return plan{}, short
 }
 
-// planOn picks victims for placing the model's VRAM on gpu. left is the
-// memory the GPU (or RAM, for a model without VRAM) keeps afterwards.
-func planOn(in planInput, order []candidate, gpu int) (plan, int64, *InsufficientMemoryError) {
+func betterOnGPU(a, b plan) bool {
+	if ab, bb := busyCount(a.victims), busyCount(b.victims); ab != bb {
+		return ab < bb
+	}
+	if len(a.victims) != len(b.victims) {
+		return len(a.victims) < len(b.victims)
+	}
+	return a.left > b.left
+}
+
+func busyCount(cs []candidate) int {
+	n := 0
+	for _, c := range cs {
+		if c.busy {
+			n++
+		}
+	}
+	return n
+}
+
+// planOn chooses victims for placing the model's VRAM on gpu (or the
+// model in RAM, for gpu == ramDevice).
+func planOn(in planInput, gpu int) (plan, *InsufficientMemoryError) {
 	freeRAM := in.free[ramDevice]
 	freeGPU, ok := in.free[gpu]
 	if gpu != ramDevice && !ok {
-		return plan{}, 0, &InsufficientMemoryError{Model: in.model, Device: deviceName(gpu), Need: in.vram}
+		return plan{}, &InsufficientMemoryError{Model: in.model, Device: deviceName(gpu), Need: in.vram}
 	}
-	p := plan{gpu: gpu}
-	for _, c := range order {
-		ramShort := in.ram > freeRAM
-		gpuShort := gpu != ramDevice && in.vram > freeGPU
-		if !ramShort && !gpuShort {
-			break
+	shortRAM := max(0, in.ram-freeRAM)
+	shortGPU := int64(0)
+	if gpu != ramDevice {
+		shortGPU = max(0, in.vram-freeGPU)
+	}
+	left := func(victims []candidate) int64 {
+		if gpu == ramDevice {
+			return freeRAM + sum(victims, ramDevice, gpu) - in.ram
 		}
-		helps := (ramShort && c.ram > 0) || (gpuShort && c.gpu == gpu && c.vram > 0)
-		if !helps {
+		return freeGPU + sum(victims, gpu, gpu) - in.vram
+	}
+	if shortRAM == 0 && shortGPU == 0 {
+		return plan{gpu: gpu, left: left(nil)}, nil
+	}
+	// Only models that free memory where the model is short can help.
+	var helps []candidate
+	for _, c := range in.loaded {
+		if (shortRAM > 0 && c.ram > 0) || (shortGPU > 0 && c.gpu == gpu && c.vram > 0) {
+			helps = append(helps, c)
+		}
+	}
+	enough := func(victims []candidate) bool {
+		return sum(victims, ramDevice, gpu) >= shortRAM && sum(victims, gpu, gpu) >= shortGPU
+	}
+	if !enough(helps) {
+		if sum(helps, ramDevice, gpu) < shortRAM {
+			return plan{}, &InsufficientMemoryError{Model: in.model, Device: "ram", Need: in.ram,
+				Free: freeRAM, Freeable: sum(helps, ramDevice, gpu)}
+		}
+		return plan{}, &InsufficientMemoryError{Model: in.model, Device: deviceName(gpu), Need: in.vram,
+			Free: freeGPU, Freeable: sum(helps, gpu, gpu)}
+	}
+	excess := func(victims []candidate) int64 {
+		return sum(victims, ramDevice, gpu) - shortRAM + sum(victims, gpu, gpu) - shortGPU
+	}
+	var victims []candidate
+	if len(helps) > maxSearch {
+		victims = greedy(helps, enough)
+	} else {
+		victims = smallest(helps, enough, excess)
+	}
+	return plan{gpu: gpu, victims: victims, left: left(victims)}, nil
+}
+
+// sum is what cs free on device d, for a model placed on gpu: RAM for
+// ramDevice, else VRAM of the candidates on that GPU.
+func sum(cs []candidate, d, gpu int) int64 {
+	var n int64
+	for _, c := range cs {
+		switch {
+		case d == ramDevice:
+			n += c.ram
+		case c.gpu == gpu:
+			n += c.vram
+		}
+	}
+	return n
+}
+
+// smallest tries every set of cs and returns the best that is enough.
+func smallest(cs []candidate, enough func([]candidate) bool, excess func([]candidate) int64) []candidate {
+	var best []candidate
+	set := make([]candidate, 0, len(cs))
+	for mask := 1; mask < 1<<len(cs); mask++ {
+		set = set[:0]
+		for i, c := range cs {
+			if mask&(1<<i) != 0 {
+				set = append(set, c)
+			}
+		}
+		if !enough(set) {
 			continue
 		}
-		p.victims = append(p.victims, c)
-		freeRAM += c.ram
-		if c.gpu == gpu {
-			freeGPU += c.vram
+		if best == nil || better(set, best, excess) {
+			best = slices.Clone(set)
 		}
 	}
-	if in.ram > freeRAM {
-		return plan{}, 0, &InsufficientMemoryError{Model: in.model, Device: "ram", Need: in.ram,
-			Free: in.free[ramDevice], Freeable: freeRAM - in.free[ramDevice]}
+	return best
+}
+
+// better orders victim sets as choosePlan says.
+func better(a, b []candidate, excess func([]candidate) int64) bool {
+	if ab, bb := busyCount(a), busyCount(b); ab != bb {
+		return ab < bb
 	}
-	if gpu == ramDevice {
-		return p, freeRAM - in.ram, nil
+	if len(a) != len(b) {
+		return len(a) < len(b)
 	}
-	if in.vram > freeGPU {
-		return plan{}, 0, &InsufficientMemoryError{Model: in.model, Device: deviceName(gpu), Need: in.vram,
-			Free: in.free[gpu], Freeable: freeGPU - in.free[gpu]}
+	ra, rb := recency(a), recency(b)
+	for i := range ra {
+		if ra[i] != rb[i] {
+			return ra[i] < rb[i]
+		}
 	}
-	return p, freeGPU - in.vram, nil
+	return excess(a) < excess(b)
+}
+
+// recency lists the sets' use ranks, most recent first.
+func recency(cs []candidate) []int {
+	r := make([]int, len(cs))
+	for i, c := range cs {
+		r[i] = c.used
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(r)))
+	return r
+}
+
+// greedy takes idle before busy, least recently used first, until enough,
+// then drops any that turned out not to be needed.
+func greedy(cs []candidate, enough func([]candidate) bool) []candidate {
+	order := slices.Clone(cs)
+	sort.SliceStable(order, func(i, j int) bool {
+		if order[i].busy != order[j].busy {
+			return !order[i].busy
+		}
+		return order[i].used < order[j].used
+	})
+	var set []candidate
+	for _, c := range order {
+		if enough(set) {
+			break
+		}
+		set = append(set, c)
+	}
+	for i := len(set) - 1; i >= 0; i-- {
+		without := slices.Delete(slices.Clone(set), i, i+1)
+		if enough(without) {
+			set = without
+		}
+	}
+	return set
 }
 
 func deviceName(d int) string {

@@ -2,6 +2,7 @@ package swapper
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -19,10 +20,11 @@ func names(cs []candidate) string {
 func TestChoosePlan(t *testing.T) {
 	// Loaded models, least recently used first.
 	lru := []candidate{
-		{model: "old", ram: 2 * gib},
-		{model: "mid", ram: 3 * gib},
-		{model: "new", ram: 4 * gib},
+		{model: "old", ram: 2 * gib, used: 0},
+		{model: "mid", ram: 3 * gib, used: 1},
+		{model: "new", ram: 4 * gib, used: 2},
 	}
+	const mib = gib >> 10
 	cases := []struct {
 		name    string
 		in      planInput
@@ -34,16 +36,29 @@ func TestChoosePlan(t *testing.T) {
 			ramDevice, "", ""},
 		{"evicts only the least recently used needed", planInput{ram: 3 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 2 * gib}, loaded: lru},
 			ramDevice, "old", ""},
-		{"evicts two when one is not enough", planInput{ram: 6 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 2 * gib}, loaded: lru},
+		{"one that is enough rather than two older ones", planInput{ram: 6 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 2 * gib}, loaded: lru},
+			ramDevice, "new", ""},
+		{"the two least recently used when one is not enough", planInput{ram: 7 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 2 * gib}, loaded: lru},
 			ramDevice, "old,mid", ""},
+		// The case: under an 800MiB limit, S (100MiB, older) and M
+		// (350MiB) loaded, L (650MiB) asked for: M alone makes room.
+		{"no model that turned out unneeded", planInput{ram: 650 * mib, pin: ramDevice, free: map[int]int64{ramDevice: 350 * mib},
+			loaded: []candidate{{model: "S", ram: 100 * mib, used: 0}, {model: "M", ram: 350 * mib, used: 1}}},
+			ramDevice, "M", ""},
+		{"two idle ones rather than one busy", planInput{ram: 4 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 0},
+			loaded: []candidate{{model: "busy", ram: 4 * gib, busy: true, used: 0}, {model: "idle1", ram: 2 * gib, used: 1}, {model: "idle2", ram: 2 * gib, used: 2}}},
+			ramDevice, "idle1,idle2", ""},
+		{"the least freed beyond the need, all else equal", planInput{ram: 3 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 0},
+			loaded: []candidate{{model: "a", ram: 4 * gib}, {model: "b", ram: 3 * gib}, {model: "c", ram: 5 * gib}}},
+			ramDevice, "b", ""},
 		{"refuses what can never fit", planInput{ram: 12 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 2 * gib}, loaded: lru},
 			ramDevice, "", "ram"},
 		{"idle before busy", planInput{ram: 3 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 1 * gib}, loaded: []candidate{
-			{model: "busy-old", ram: 4 * gib, busy: true}, {model: "idle-new", ram: 4 * gib}}},
+			{model: "busy-old", ram: 4 * gib, busy: true, used: 0}, {model: "idle-new", ram: 4 * gib, used: 1}}},
 			ramDevice, "idle-new", ""},
 		{"busy ones when idle ones are not enough", planInput{ram: 6 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 1 * gib}, loaded: []candidate{
-			{model: "busy-old", ram: 4 * gib, busy: true}, {model: "idle-new", ram: 4 * gib}}},
-			ramDevice, "idle-new,busy-old", ""},
+			{model: "busy-old", ram: 4 * gib, busy: true, used: 0}, {model: "idle-new", ram: 4 * gib, used: 1}}},
+			ramDevice, "busy-old,idle-new", ""},
 		{"skips victims that free nothing where it is short", planInput{vram: 6 * gib, pin: ramDevice,
 			free:   map[int]int64{ramDevice: 10 * gib, 0: 1 * gib},
 			loaded: []candidate{{model: "cpu-only", ram: 4 * gib}, {model: "on-gpu0", vram: 8 * gib, gpu: 0}}},
@@ -90,6 +105,20 @@ func TestChoosePlan(t *testing.T) {
 				t.Errorf("plan gpu %d victims %q; want gpu %d victims %q", p.gpu, names(p.victims), c.gpu, c.victims)
 			}
 		})
+	}
+}
+
+// TestChoosePlanManyCandidates: past maxSearch candidates, victims are
+// chosen greedily, and none that turned out unneeded is kept.
+func TestChoosePlanManyCandidates(t *testing.T) {
+	var loaded []candidate
+	for i := range maxSearch + 4 {
+		loaded = append(loaded, candidate{model: fmt.Sprintf("m%02d", i), ram: 1 * gib, used: i})
+	}
+	loaded[0].ram = 1 << 20 // the oldest frees almost nothing
+	p, err := choosePlan(planInput{model: "target", ram: 3 * gib, pin: ramDevice, free: map[int]int64{ramDevice: 0}, loaded: loaded})
+	if err != nil || names(p.victims) != "m01,m02,m03" {
+		t.Errorf("victims %q, %v", names(p.victims), err)
 	}
 }
 

@@ -1,17 +1,33 @@
-// Package swapper owns the lifecycle of backend processes: it starts a
-// model's backend when a request needs it, makes room by stopping others,
-// notices crashes, and stops everything on the way out.
+// Package swapper owns the lifecycle of backend processes: which models
+// are loaded, which start and which make room for them, and the processes
+// that carry that out.
 //
-// Acquire is the one way in: it returns a Lease once the model's backend is
-// ready, and the backend is never stopped while a lease on it is held.
-// Starts are single-flight: every caller that needs a model while it is
-// loading joins that load.
+// It is the one owner of those decisions. Start decides, once, how a model
+// comes in: on its own, or in place of the models it names (decide.go),
+// from a snapshot of memory and backends kept in memory (account.go), with
+// a pure planner (plan.go). The decision is committed at once, under the
+// lock: the victims take no new requests and the memory is reserved, so
+// that no other decision counts it twice. Then the machinery carries out
+// exactly that decision, with no lock held across a wait (run.go): the
+// victims drain and stop, in parallel (leave.go), the memory is awaited,
+// the process is started and awaited. When the world changes on the way (a
+// crash, memory that does not come back, a backend that ran out of memory)
+// the machinery says so and the owner decides again.
+//
+// Memory reaches the owner as events (a start, a backend ready, an exit)
+// and as a periodic refresh (refresh.go); nothing under the lock reads
+// the probe.
+//
+// Callers lease ready backends with TryLease, which never waits, or with
+// Acquire, which starts the model if it must and waits for it. A backend
+// is never stopped under a lease, except past the drain timeout.
 package swapper
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,6 +35,7 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/probe"
 )
@@ -28,9 +45,9 @@ type State int
 
 const (
 	Stopped  State = iota
-	Starting       // process started, not yet healthy
+	Starting       // decided: making room, or loading
 	Ready          // serving
-	Draining       // finishing in-flight requests before a stop; takes no new ones
+	Draining       // leaving: finishing in-flight requests, taking no new ones
 	Stopping       // being signalled to exit
 )
 
@@ -60,6 +77,9 @@ type Options struct {
 	// Readiness checks backends' health; nil means a default one.
 	Readiness *probe.Readiness
 	Log       *zap.Logger
+	// Clock is the time drains, cool-downs, back-offs and TTLs go by; nil
+	// is the real clock.
+	Clock clock.Clock
 	// BackoffBase is how long a model whose start failed is refused; it
 	// doubles with each further failure up to BackoffMax. Defaults 10s, 5m.
 	BackoffBase, BackoffMax time.Duration
@@ -74,53 +94,69 @@ type Options struct {
 	// CooldownMax bounds the wait for stopped backends' memory to show as
 	// free again.
 	CooldownMax time.Duration
-	// DrainTimeout bounds the wait for a busy backend that must make room
-	// to finish its requests; after it, the backend is stopped anyway.
-	// Default 5m.
+	// DrainTimeout bounds the wait for a leaving backend's requests to
+	// finish; past it, the backend is stopped under them (they get
+	// ErrDrainTimeout). Default 5m.
 	DrainTimeout time.Duration
 	// Footprints remembers measured footprints; nil keeps them in memory.
 	Footprints *Footprints
-	// MeasureInterval is how often a running backend's memory is measured
-	// (default 5s); TTLInterval how often idle backends are checked
+	// RefreshInterval is how often memory is looked at again (default 1s;
+	// also at every start, ready backend and exit), MeasureInterval how
+	// often a ready backend is measured (default 5s; a loading one, at
+	// every refresh), TTLInterval how often idle backends are checked
 	// against their ttl (default 1s).
-	MeasureInterval, TTLInterval time.Duration
+	RefreshInterval, MeasureInterval, TTLInterval time.Duration
 }
 
 // Swapper runs backends. Create it with New and stop it with Close.
 type Swapper struct {
 	opts  Options
 	log   *zap.Logger
+	clock clock.Clock
 	ports *ports
 
-	// ctx outlives any one request: a start that a client triggered goes
-	// on when that client leaves, since others usually wait for the same
+	// ctx outlives any one request: a start a client asked for goes on
+	// when that client leaves, since others usually wait for the same
 	// model. It ends with Close.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// swap serialises making room and starting, so that two starts never
-	// pick the same victims or overcommit what they free.
-	swap chan struct{}
-
+	// mu guards everything below, and is never held across a wait.
 	mu       sync.Mutex
 	closed   bool
 	backends map[string]*backend
 	// lru orders loaded models, least recently used first.
 	lru *simplelru.LRU[string, struct{}]
-
-	instances uint64 // last instance id handed out; guarded by swap
+	// snap is memory as last measured.
+	snap snapshot
+	// changed is closed and replaced whenever anything changes: a waiter
+	// that cannot tell what it waits for waits on it.
+	changed chan struct{}
+	// notes are the models whose change the watchers have yet to be
+	// told; noted wakes the notifier that tells them.
+	notes     []string
+	noted     chan struct{}
+	watchers  []func(model string)
+	instances uint64 // last instance id handed out
+	looks     uint64 // looks at memory begun (see refresh)
+	// spawning counts processes being started, spawnGen every start and
+	// end of one: a look at memory during one is not used (see refresh).
+	spawning int
+	spawnGen uint64
 }
 
 // backend is one model's slot: at most one running instance at a time.
 type backend struct {
 	model *config.Model
 	state State
-	cur   *instance // set in Ready, Draining and Stopping
-	start *attempt  // set in Starting
-	// pending is the instance being started, once its process runs: its
-	// reservation keeps concurrent starts from counting the same memory.
-	pending *instance
+	// start is the decision being carried out, while Starting.
+	start *decision
+	// cur is the running process: set once a start has spawned it, and
+	// through Ready, Draining and Stopping.
+	cur *instance
+	// changed is closed and replaced whenever state changes.
+	changed chan struct{}
 
 	lastUsed time.Time
 	failures int
@@ -135,28 +171,27 @@ type instance struct {
 	port     int
 	upstream string
 	started  time.Time
+	readyAt  time.Time
 	inflight int
-	// idle is closed when inflight drops to zero while someone waits for
-	// it (a drain).
+	// idle is closed when inflight drops to zero while a drain waits.
 	idle chan struct{}
 	// gone is closed when the instance has stopped, for whatever reason.
 	gone chan struct{}
+	// cause says why it was stopped on purpose under requests (the drain
+	// timeout, shutdown), for the requests that were cut.
+	cause error
 
 	gpu  int         // the GPU it was placed on, or ramDevice
-	need config.Need // what planning assumed it needs
+	need config.Need // what planning counts for it
 	// usage is its last measurement (zero until measured).
-	usage    probe.Usage
-	measured bool
+	usage      probe.Usage
+	measured   bool
+	measuredAt time.Time
+	look       uint64 // the look it was measured in (see refresh)
 }
 
-// attempt is one start, joined by every caller that needs the model while
-// it runs.
-type attempt struct {
-	done chan struct{}
-	err  error
-}
-
-// New returns a Swapper for opts.Models. Nothing is started.
+// New returns a Swapper for opts.Models. Nothing is started; memory is
+// looked at once, so that the first decisions have numbers to go by.
 func New(opts Options) *Swapper {
 	if opts.Starter == nil {
 		opts.Starter = &ExecStarter{}
@@ -174,7 +209,10 @@ func New(opts Options) *Swapper {
 		opts.BackoffMax = 5 * time.Minute
 	}
 	if opts.DrainTimeout <= 0 {
-		opts.DrainTimeout = 5 * time.Minute
+		opts.DrainTimeout = config.DefaultDrainTimeout
+	}
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = time.Second
 	}
 	if opts.MeasureInterval <= 0 {
 		opts.MeasureInterval = 5 * time.Second
@@ -190,102 +228,76 @@ func New(opts Options) *Swapper {
 	s := &Swapper{
 		opts:     opts,
 		log:      opts.Log,
+		clock:    clock.Or(opts.Clock),
 		ports:    newPorts(opts.Ports.First, opts.Ports.Last),
 		ctx:      ctx,
 		cancel:   cancel,
-		swap:     make(chan struct{}, 1),
 		backends: make(map[string]*backend, len(opts.Models)),
 		lru:      lru,
+		changed:  make(chan struct{}),
+		noted:    make(chan struct{}, 1),
 	}
 	for id, m := range opts.Models {
-		s.backends[id] = &backend{model: m}
+		s.backends[id] = &backend{model: m, changed: make(chan struct{})}
 	}
-	s.wg.Add(1)
+	s.refresh()
+	s.wg.Add(3)
+	go s.refresher()
 	go s.janitor()
+	go s.notifier()
 	return s
 }
 
-// Lease holds a ready backend against being stopped until Release.
-type Lease struct {
-	s    *Swapper
-	b    *backend
-	inst *instance
-	once sync.Once
-}
-
-// Upstream is the backend's base URL, without a trailing slash.
-func (l *Lease) Upstream() string { return l.inst.upstream }
-
-// Instance identifies this run of the backend: it changes whenever the
-// backend is restarted, so that callers can drop connections to the old one.
-func (l *Lease) Instance() uint64 { return l.inst.id }
-
-// Gone is closed when the backend instance has stopped or died.
-func (l *Lease) Gone() <-chan struct{} { return l.inst.gone }
-
-// Release gives the lease back. It is safe to call more than once.
-func (l *Lease) Release() {
-	l.once.Do(func() {
-		l.s.mu.Lock()
-		defer l.s.mu.Unlock()
-		l.inst.inflight--
-		l.b.lastUsed = time.Now()
-		if l.inst.inflight == 0 && l.inst.idle != nil {
-			close(l.inst.idle)
-			l.inst.idle = nil
-		}
-	})
-}
-
-// Acquire returns once model's backend is ready, starting it if needed,
-// and holds it until the lease is released. ctx bounds only this caller's
-// wait: a start it triggered goes on for the others.
-func (s *Swapper) Acquire(ctx context.Context, model string) (*Lease, error) {
+// Watch has f called whenever a model's backend changes state, with the
+// model's id, and with "" when memory was looked at again: whoever waits
+// to decide something looks again. f is called on a goroutine of the
+// swapper's own, one call at a time, never with a lock held, so it may
+// call the swapper (and a caller of the swapper holding its own lock is
+// never re-entered).
+func (s *Swapper) Watch(f func(model string)) {
 	s.mu.Lock()
-	b, ok := s.backends[model]
-	if !ok {
-		s.mu.Unlock()
-		return nil, fmt.Errorf("%w: %q", ErrUnknownModel, model)
+	defer s.mu.Unlock()
+	s.watchers = append(s.watchers, f)
+}
+
+// changedLocked records that b changed: its waiters wake, and the
+// watchers are told (see notifier). b nil means memory changed.
+func (s *Swapper) changedLocked(b *backend) {
+	close(s.changed)
+	s.changed = make(chan struct{})
+	id := ""
+	if b != nil {
+		close(b.changed)
+		b.changed = make(chan struct{})
+		id = b.model.ID
 	}
-	for {
-		if s.closed {
-			s.mu.Unlock()
-			return nil, ErrClosed
-		}
-		var wait <-chan struct{}
-		var joined *attempt
-		switch b.state {
-		case Ready:
-			b.cur.inflight++
-			b.lastUsed = time.Now()
-			s.lru.Add(model, struct{}{})
-			l := &Lease{s: s, b: b, inst: b.cur}
-			s.mu.Unlock()
-			return l, nil
-		case Starting:
-			joined = b.start
-			wait = joined.done
-		case Draining, Stopping:
-			wait = b.cur.gone
-		case Stopped:
-			if now := time.Now(); now.Before(b.retryAt) {
-				err := &BackoffError{Model: model, RetryAt: b.retryAt, Last: b.lastErr}
-				s.mu.Unlock()
-				return nil, err
-			}
-			s.beginStartLocked(b)
-			continue
-		}
-		s.mu.Unlock()
+	if len(s.watchers) > 0 && !slices.Contains(s.notes, id) {
+		s.notes = append(s.notes, id)
 		select {
-		case <-wait:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		case s.noted <- struct{}{}:
+		default:
 		}
-		if joined != nil && joined.err != nil {
-			return nil, joined.err
+	}
+}
+
+// notifier tells the watchers of changes, in the order they were noted.
+func (s *Swapper) notifier() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.noted:
+		case <-s.ctx.Done():
+			return
 		}
 		s.mu.Lock()
+		notes, watchers := s.notes, s.watchers
+		s.notes = nil
+		s.mu.Unlock()
+		for _, id := range notes {
+			for _, f := range watchers {
+				f(id)
+			}
+		}
 	}
 }
 
@@ -302,6 +314,9 @@ type Status struct {
 	// learned footprint. Usage is its last measurement.
 	Need  config.Need
 	Usage probe.Usage
+	// Started is when its process started, ReadyAt when it was seen
+	// ready (zero until then).
+	Started, ReadyAt time.Time
 }
 
 // Status reports model's state now.
@@ -319,8 +334,19 @@ func (s *Swapper) Status(model string) (Status, bool) {
 		st.InFlight = b.cur.inflight
 		st.Device = deviceName(b.cur.gpu)
 		st.Usage = b.cur.usage
+		st.Started, st.ReadyAt = b.cur.started, b.cur.readyAt
 	}
 	return st, true
+}
+
+// State reports model's state now; Stopped for a model it does not know.
+func (s *Swapper) State(model string) State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.backends[model]; ok {
+		return b.state
+	}
+	return Stopped
 }
 
 // Close stops every backend, waiting up to ctx for in-flight requests to
@@ -329,17 +355,18 @@ func (s *Swapper) Status(model string) (Status, bool) {
 func (s *Swapper) Close(ctx context.Context) {
 	s.mu.Lock()
 	s.closed = true
-	var loaded []*backend
+	var running []*backend
 	for _, b := range s.backends {
-		if b.cur != nil {
-			loaded = append(loaded, b)
+		if b.cur != nil && b.state != Starting {
+			running = append(running, b)
 		}
 	}
+	s.changedLocked(nil)
 	s.mu.Unlock()
-	s.cancel()
+	s.cancel() // starts in progress stop their processes
 
 	var wg sync.WaitGroup
-	for _, b := range loaded {
+	for _, b := range running {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -355,72 +382,8 @@ func (s *Swapper) Close(ctx context.Context) {
 	}
 }
 
-// shutdown stops b, cutting its drain short when ctx ends.
-func (s *Swapper) shutdown(ctx context.Context, b *backend) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.stop(b, "shutdown", nil)
-	}()
-	select {
-	case <-done:
-		return
-	case <-ctx.Done():
-	}
-	// Requests are still in flight: stop the process under them.
-	s.mu.Lock()
-	inst := b.cur
-	s.mu.Unlock()
-	if inst != nil {
-		inst.proc.Stop(b.model.StopTimeout)
-	}
-	<-done
-}
-
-// State reports model's state now; Stopped for a model it does not know.
-// It is the cheap question the router asks on every dispatch.
-func (s *Swapper) State(model string) State {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b, ok := s.backends[model]; ok {
-		return b.state
-	}
-	return Stopped
-}
-
-// Evictions reports which loaded models a start of model would stop if it
-// began now, by the plan the start itself would make, without stopping
-// anything. The router asks before it lets a start disturb busy models.
-// It goes by the last measurements rather than taking new ones, and says
-// ErrPlanPending while another start has yet to be placed.
-func (s *Swapper) Evictions(model string) ([]string, error) {
-	s.mu.Lock()
-	b, ok := s.backends[model]
-	unplaced := false
-	for _, o := range s.backends {
-		unplaced = unplaced || (o != b && o.state == Starting && o.pending == nil)
-	}
-	s.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownModel, model)
-	}
-	if s.opts.Memory == nil {
-		return nil, nil
-	}
-	if unplaced {
-		return nil, ErrPlanPending
-	}
-	in, err := s.planInput(b, false)
-	if err != nil {
-		return nil, err
-	}
-	p, err := choosePlan(in)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, v := range p.victims {
-		out = append(out, v.model)
-	}
-	return out, nil
+// nextInstanceIDLocked is unique within the swapper.
+func (s *Swapper) nextInstanceIDLocked() uint64 {
+	s.instances++
+	return s.instances
 }

@@ -94,7 +94,7 @@ func TestFileLimitIsRaised(t *testing.T) {
 // files gets refused past its cap, and everyone else is still served.
 func TestIdleConnectionsPastTheFileLimit(t *testing.T) {
 	b := build(t)
-	cmd, url, _ := startLogged(t, b, writeConfig(t, b, limitConfig), fileLimit(256, 256)...)
+	cmd, url, logs := startLogged(t, b, writeConfig(t, b, limitConfig), fileLimit(256, 256)...)
 	conns := hold(t, url, "127.0.0.2", 300)
 	// Past its cap (31 of an automatic 63) each is answered 429 and closed.
 	refused := 0
@@ -109,7 +109,7 @@ func TestIdleConnectionsPastTheFileLimit(t *testing.T) {
 		t.Errorf("%d of the last 50 connections refused with 429", refused)
 	}
 	if !served(url) {
-		t.Error("another client was not served")
+		t.Errorf("another client was not served:\n%s", logs)
 	}
 	if !alive(cmd.Process) {
 		t.Fatal("hotswap died")

@@ -111,15 +111,16 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 		log.Warn("ignoring learned footprints", zap.Error(err))
 	}
 	sw := swapper.New(swapper.Options{
-		Models:      cfg.Models,
-		Ports:       cfg.Ports,
-		Log:         log,
-		Memory:      mem,
-		ReserveRAM:  cfg.Memory.ReserveRAM,
-		ReserveVRAM: cfg.Memory.ReserveVRAM,
-		LimitRAM:    cfg.Memory.LimitRAM,
-		CooldownMax: cfg.Memory.CooldownMax,
-		Footprints:  footprints,
+		Models:       cfg.Models,
+		Ports:        cfg.Ports,
+		Log:          log,
+		Memory:       mem,
+		ReserveRAM:   cfg.Memory.ReserveRAM,
+		ReserveVRAM:  cfg.Memory.ReserveVRAM,
+		LimitRAM:     cfg.Memory.LimitRAM,
+		CooldownMax:  cfg.Memory.CooldownMax,
+		DrainTimeout: cfg.Scheduling.DrainTimeout,
+		Footprints:   footprints,
 	})
 	rt := router.New(sw, router.ConfigOptions(cfg, log.Named("router")))
 	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: log})

@@ -127,3 +127,18 @@ func TestIdleTimeout(t *testing.T) {
 		t.Errorf("closed after %s, before the idle timeout", idle)
 	}
 }
+
+// TestQuiet: -quiet prints nothing, not even when ready, and the stats say
+// when it became ready, so that tests can measure how soon that is seen.
+func TestQuiet(t *testing.T) {
+	began := time.Now()
+	f := start(t, "-quiet", "-startup", "100ms", "-progress-interval", "10ms")
+	f.waitReady()
+	if out := f.stdout.String() + f.stderr.String(); out != "" {
+		t.Errorf("printed %q", out)
+	}
+	at := time.Unix(0, f.stats().ReadyAt)
+	if at.Before(began.Add(100*time.Millisecond)) || time.Since(at) > time.Minute {
+		t.Errorf("ready at %s, began %s", at, began)
+	}
+}

@@ -39,8 +39,11 @@ func (m *mock) load(ctx context.Context, addr string) {
 		m.failLoad()
 		return
 	}
+	m.readyAt.Store(time.Now().UnixNano())
 	m.ready.Store(true)
-	fmt.Fprintf(m.stdout, "model %s ready on %s\n", m.opts.model, addr)
+	if !m.opts.quiet {
+		fmt.Fprintf(m.stdout, "model %s ready on %s\n", m.opts.model, addr)
+	}
 }
 
 // hold allocates -hold bytes and writes to every page, recording progress
@@ -68,7 +71,7 @@ func (m *mock) wait(ctx context.Context, start time.Time, held <-chan struct{}) 
 	timer := time.NewTimer(time.Until(start.Add(m.opts.startup)))
 	defer timer.Stop()
 	var tick <-chan time.Time
-	if m.opts.progressInterval > 0 && (m.opts.startup > 0 || m.opts.hold > 0) {
+	if m.opts.progressInterval > 0 && (m.opts.startup > 0 || m.opts.hold > 0) && !m.opts.quiet {
 		t := time.NewTicker(m.opts.progressInterval)
 		defer t.Stop()
 		tick = t.C

@@ -88,6 +88,7 @@ type options struct {
 	latency          time.Duration
 	crashAfter       int
 	ignoreSIGTERM    bool
+	quiet            bool // print nothing, not even when ready
 	dim              int
 	// Connection habits of real backends (llama-server has both).
 	closeAfterStream bool
@@ -121,6 +122,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.crashAfter, "crash-after", 0, "the Nth POST to a model endpoint kills the process with status 3, mid-stream for a stream (0: never)")
 	fs.BoolVar(&o.ignoreSIGTERM, "ignore-sigterm", false, "ignore SIGTERM, so that only SIGKILL (or SIGINT) stops it")
 	fs.IntVar(&o.dim, "dim", 8, "embedding dimension")
+	fs.BoolVar(&o.quiet, "quiet", false, "print nothing, not even progress or the ready line, as some backends do")
 	fs.BoolVar(&o.closeAfterStream, "close-after-stream", false, "close the connection after each streamed answer without a Connection: close header (llama-server does)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long, announcing it in a Keep-Alive header (llama-server: 5s; 0: never)")
 	// The problem is printed after the usage, so that it is the last line,

@@ -40,7 +40,8 @@ type mock struct {
 	routes  map[string]route
 	png     string // base64 of the PNG that image requests get
 
-	ready atomic.Bool
+	ready   atomic.Bool
+	readyAt atomic.Int64 // unix nanoseconds
 	// ballast is the -hold memory. It is written once while loading and
 	// never read; holding it in the mock keeps it alive, and resident,
 	// for the life of the process.
@@ -272,13 +273,16 @@ type stats struct {
 	Connections int    `json:"connections"`
 	OpenConns   int    `json:"open_connections"`
 	ModelConns  int    `json:"model_connections"`
+	// ReadyAt is when it became ready, in Unix nanoseconds (0: not yet):
+	// tests measure how soon a proxy notices.
+	ReadyAt int64 `json:"ready_at"`
 }
 
 func (m *mock) stats(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	st := stats{Pid: m.pid, Model: m.opts.model, Requests: m.requests,
 		InFlight: m.inFlight, MaxInFlight: m.maxInFlight, Ready: m.ready.Load(),
-		Connections: m.conns, OpenConns: m.openConns, ModelConns: m.modelConns}
+		Connections: m.conns, OpenConns: m.openConns, ModelConns: m.modelConns, ReadyAt: m.readyAt.Load()}
 	m.mu.Unlock()
 	writeJSON(w, http.StatusOK, st)
 }

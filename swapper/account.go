@@ -1,0 +1,192 @@
+package swapper
+
+import (
+	"time"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/probe"
+)
+
+// snapshot is memory as last measured: the devices, with what the probe
+// said was free. Backends' own use is on their instances, measured in the
+// same refresh (before the devices, so that a backend growing in between
+// is counted twice rather than not at all).
+type snapshot struct {
+	devs    []probe.Device
+	unified bool
+	at      time.Time
+	look    uint64 // the look it came from (see refresh)
+}
+
+// need is what b is planned to take: its declared memory raised to the
+// largest footprint measured for it.
+func (s *Swapper) need(b *backend) config.Need {
+	fp := s.opts.Footprints.Get(b.model.ID)
+	return config.Need{RAM: max(b.model.Memory.RAM, fp.RAM), VRAM: max(b.model.Memory.VRAM, fp.VRAM)}
+}
+
+// planInputLocked gathers what choosePlan needs to place b, from the
+// snapshot and the backends' state: no I/O. Memory is counted so that
+// every decision committed already keeps what it was given:
+//
+//   - free is what the probe saw, less the reserves, less, for each
+//     backend whose process runs, what it is planned to need but has not
+//     been measured to use yet (a loading backend, a memory-mapped model
+//     still growing), and less, for each start decided but not spawned,
+//     what it needs beyond what its victims hold (they are still running
+//     and counted as used; their memory is the start's);
+//   - with a RAM limit, free RAM is at most the limit less what the
+//     backends use or are planned to need, whichever is more;
+//   - a GPU has at most its total less what our backends are measured to
+//     use on it (drivers report frees late).
+//
+// The candidates are the ready models that may be stopped (not pinned, not
+// leaving, not b); busy ones by p. transit is the memory held by loads,
+// stops and starts in progress: once they settle, it is free or held by a
+// model that may be stopped, so a model that fits only with it waits
+// rather than being refused.
+func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int64) {
+	need := s.need(b)
+	unified := s.snap.unified
+	in := planInput{model: b.model.ID, ram: need.RAM, vram: need.VRAM, pin: b.model.GPU, free: map[int]int64{}}
+	if unified {
+		in.ram += in.vram
+		in.vram = 0
+		in.pin = ramDevice
+	}
+	if s.opts.Memory == nil {
+		// Memory planning is off: everything fits.
+		in.ram, in.vram = 0, 0
+		in.free[ramDevice] = 0
+		return in, nil
+	}
+
+	order := map[string]int{}
+	for i, id := range s.lru.Keys() {
+		order[id] = i
+	}
+	var (
+		held     = map[int]int64{} // what our running backends take, by device
+		limitUse int64
+		reserved = map[int]int64{}
+		transit  = map[int]int64{}
+	)
+	// uses is what an instance counts for on each device: measured, or
+	// planned, whichever is more.
+	uses := func(inst *instance) (ram, vram int64, measuredVRAM int64) {
+		var mram, mvram int64
+		if inst.measured {
+			mram, mvram = inst.usage.RAM, inst.usage.VRAM[inst.gpu]
+		}
+		nram, nvram := inst.need.RAM, inst.need.VRAM
+		if unified || inst.gpu == ramDevice {
+			mram += sumVRAM(inst.usage)
+			nram += nvram
+			mvram, nvram = 0, 0
+		}
+		reserved[ramDevice] += max(0, nram-mram)
+		if inst.gpu != ramDevice && !unified {
+			reserved[inst.gpu] += max(0, nvram-mvram)
+		}
+		return max(mram, nram), max(mvram, nvram), mvram
+	}
+	for _, o := range s.backends {
+		if o == b {
+			continue
+		}
+		if inst := o.cur; inst != nil {
+			ram, vram, mvram := uses(inst)
+			limitUse += ram
+			if inst.gpu != ramDevice {
+				held[inst.gpu] += mvram
+			}
+			switch {
+			case o.state == Ready && !o.model.Pinned:
+				busy := inst.inflight > 0 || (p.Busy != nil && p.Busy(o.model.ID))
+				in.loaded = append(in.loaded, candidate{model: o.model.ID, ram: ram, vram: vram, gpu: inst.gpu,
+					busy: busy, used: order[o.model.ID]})
+			case o.state == Starting || o.state == Draining || o.state == Stopping:
+				// A load becomes a candidate once ready; a leaving model's
+				// memory is free once it has gone.
+				transit[ramDevice] += ram
+				if inst.gpu != ramDevice {
+					transit[inst.gpu] += vram
+				}
+			}
+		}
+		if o.state == Starting && o.cur == nil && o.start != nil {
+			// Decided, not spawned: what it needs beyond its victims'. It
+			// is a candidate, like any model, once it is ready.
+			for d, n := range s.claimLocked(o.start, unified) {
+				reserved[d] += n
+				transit[d] += n
+				if d == ramDevice {
+					limitUse += n
+				}
+			}
+		}
+	}
+	for _, d := range s.snap.devs {
+		switch {
+		case d.Index == ramDevice:
+			in.free[ramDevice] = d.Free - s.opts.ReserveRAM - reserved[ramDevice]
+		case !unified:
+			free := min(d.Free, d.Total-held[d.Index])
+			in.free[d.Index] = free - s.opts.ReserveVRAM - reserved[d.Index]
+		}
+	}
+	if s.opts.LimitRAM > 0 {
+		in.free[ramDevice] = min(in.free[ramDevice], s.opts.LimitRAM-limitUse)
+	}
+	return in, transit
+}
+
+// claimLocked is what a start decided but not spawned takes from the
+// memory free now: its need, less what its victims still hold (their
+// memory is its own once they have gone).
+func (s *Swapper) claimLocked(dec *decision, unified bool) map[int]int64 {
+	needRAM, needVRAM := dec.need.RAM, dec.need.VRAM
+	gpu := dec.gpu
+	if unified || gpu == ramDevice {
+		needRAM += needVRAM
+		needVRAM, gpu = 0, ramDevice
+	}
+	var heldRAM, heldVRAM int64
+	for _, v := range dec.victims {
+		if v == nil || isClosed(v.gone) {
+			continue
+		}
+		ram := max(v.need.RAM, v.usage.RAM)
+		vram := int64(0)
+		if v.gpu == gpu && gpu != ramDevice {
+			vram = max(v.need.VRAM, v.usage.VRAM[v.gpu])
+		}
+		if unified || v.gpu == ramDevice {
+			ram += max(v.need.VRAM, sumVRAM(v.usage))
+		}
+		heldRAM += ram
+		heldVRAM += vram
+	}
+	c := map[int]int64{ramDevice: max(0, needRAM-heldRAM)}
+	if gpu != ramDevice {
+		c[gpu] = max(0, needVRAM-heldVRAM)
+	}
+	return c
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func sumVRAM(u probe.Usage) int64 {
+	var n int64
+	for _, v := range u.VRAM {
+		n += v
+	}
+	return n
+}

@@ -1,0 +1,115 @@
+package swapper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Lease holds a ready backend against being stopped until Release.
+type Lease struct {
+	s    *Swapper
+	b    *backend
+	inst *instance
+	once sync.Once
+}
+
+// Upstream is the backend's base URL, without a trailing slash.
+func (l *Lease) Upstream() string { return l.inst.upstream }
+
+// Instance identifies this run of the backend: it changes whenever the
+// backend is restarted, so that callers can drop connections to the old one.
+func (l *Lease) Instance() uint64 { return l.inst.id }
+
+// Gone is closed when the backend instance has stopped or died.
+func (l *Lease) Gone() <-chan struct{} { return l.inst.gone }
+
+// Cause says, once Gone is closed, why the instance was stopped under its
+// requests on purpose (ErrDrainTimeout, ErrClosed); nil if it died.
+func (l *Lease) Cause() error {
+	select {
+	case <-l.inst.gone:
+	default:
+		return nil
+	}
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	return l.inst.cause
+}
+
+// Release gives the lease back. It is safe to call more than once.
+func (l *Lease) Release() {
+	l.once.Do(func() {
+		l.s.mu.Lock()
+		defer l.s.mu.Unlock()
+		l.inst.inflight--
+		l.b.lastUsed = l.s.clock.Now()
+		if l.inst.inflight == 0 && l.inst.idle != nil {
+			close(l.inst.idle)
+			l.inst.idle = nil
+		}
+	})
+}
+
+// TryLease leases model's backend if it is ready, and never waits: a
+// backend that is loading, leaving or stopped is not leased. It is the
+// router's one question on the fast path, and the answer cannot go stale:
+// a backend leased here is stopped only once the lease is released (or
+// past the drain timeout).
+func (s *Swapper) TryLease(model string) (*Lease, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.backends[model]
+	if !ok || b.state != Ready || s.closed {
+		return nil, false
+	}
+	return s.leaseLocked(b), true
+}
+
+func (s *Swapper) leaseLocked(b *backend) *Lease {
+	b.cur.inflight++
+	b.lastUsed = s.clock.Now()
+	s.lru.Add(b.model.ID, struct{}{})
+	return &Lease{s: s, b: b, inst: b.cur}
+}
+
+// Acquire returns once model's backend is ready, starting it if need be,
+// and holds it until the lease is released. It may stop busy models to
+// make room (draining them first). ctx bounds only this caller's wait: a
+// start it asked for goes on for the others.
+func (s *Swapper) Acquire(ctx context.Context, model string) (*Lease, error) {
+	for {
+		s.mu.Lock()
+		b, ok := s.backends[model]
+		switch {
+		case !ok:
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: %q", ErrUnknownModel, model)
+		case s.closed:
+			s.mu.Unlock()
+			return nil, ErrClosed
+		case b.state == Ready:
+			l := s.leaseLocked(b)
+			s.mu.Unlock()
+			return l, nil
+		}
+		wait := b.changed
+		if b.state == Stopped {
+			_, err := s.startLocked(b, Policy{EvictBusy: true})
+			switch {
+			case errors.Is(err, ErrMemoryInTransit):
+				wait = s.changed // what is in the way may be anything
+			case err != nil:
+				s.mu.Unlock()
+				return nil, err
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

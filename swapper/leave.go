@@ -1,0 +1,178 @@
+package swapper
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// leaveLocked sends a ready backend on its way out, for reason: from now
+// on it takes no new requests (Draining), and on a goroutine of its own
+// its requests in flight finish, for at most the drain timeout, then its
+// process is stopped. cause, if set, is what requests cut by the stop are
+// told instead of ErrDrainTimeout.
+func (s *Swapper) leaveLocked(b *backend, reason string, cause error) {
+	inst := b.cur
+	b.state = Draining
+	s.changedLocked(b)
+	s.wg.Add(1)
+	go s.drainAndStop(b, inst, reason, cause)
+}
+
+// drainAndStop waits for inst's requests to finish, or for the drain
+// timeout, then stops it.
+func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, cause error) {
+	defer s.wg.Done()
+	log := s.log.With(zap.String("model", b.model.ID), zap.String("reason", reason))
+	timeout := s.clock.NewTimer(s.opts.DrainTimeout)
+	defer timeout.Stop()
+	expired := false
+	s.mu.Lock()
+	for inst.inflight > 0 && b.cur == inst && !expired {
+		if inst.idle == nil {
+			inst.idle = make(chan struct{})
+		}
+		idle := inst.idle
+		log.Info("draining backend", zap.Int("in_flight", inst.inflight))
+		s.mu.Unlock()
+		select {
+		case <-idle:
+		case <-inst.gone:
+		case <-timeout.C():
+			expired = true
+		case <-s.ctx.Done():
+			expired = true
+			cause = ErrClosed
+		}
+		s.mu.Lock()
+	}
+	if b.cur != inst { // it died while draining
+		s.mu.Unlock()
+		return
+	}
+	if inst.inflight > 0 {
+		if cause == nil {
+			cause = &DrainTimeoutError{Model: b.model.ID, Timeout: s.opts.DrainTimeout, Reason: reason}
+		}
+		inst.cause = cause
+		log.Warn("stopping backend under its requests", zap.Int("in_flight", inst.inflight),
+			zap.Duration("drain_timeout", s.opts.DrainTimeout), zap.NamedError("cause", cause))
+	}
+	b.state = Stopping
+	s.changedLocked(b)
+	s.mu.Unlock()
+
+	begin := time.Now()
+	inst.proc.Stop(b.model.StopTimeout)
+	log.Info("backend stopped", zap.Duration("took", time.Since(begin)))
+	s.retire(b, inst)
+}
+
+// retire marks an instance whose process has exited as gone. Memory is
+// looked at first: until then the snapshot counts the process's memory as
+// used, and a decision made on it would refuse what now fits.
+func (s *Swapper) retire(b *backend, inst *instance) {
+	s.refresh()
+	s.mu.Lock()
+	s.retireLocked(b, inst)
+	s.mu.Unlock()
+}
+
+// retireLocked marks inst as gone: b is stopped, its port free, and
+// whoever waits on the instance is told.
+func (s *Swapper) retireLocked(b *backend, inst *instance) {
+	if b.cur == inst {
+		b.state = Stopped
+		b.cur = nil
+		s.lru.Remove(b.model.ID)
+		s.changedLocked(b)
+	}
+	s.ports.release(inst.port)
+	if inst.idle != nil {
+		close(inst.idle)
+		inst.idle = nil
+	}
+	if !isClosed(inst.gone) {
+		close(inst.gone)
+	}
+}
+
+// watch notices a backend that exits on its own. A start in progress sees
+// its own process exit (the readiness wait ends); a stop owns the exit it
+// causes.
+func (s *Swapper) watch(b *backend, inst *instance) {
+	defer s.wg.Done()
+	<-inst.proc.Done()
+	s.mu.Lock()
+	if b.cur != inst || b.state == Stopping || b.state == Starting {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.log.Error("backend exited unexpectedly",
+		zap.String("model", b.model.ID),
+		zap.Int("pid", inst.proc.Pid()),
+		zap.NamedError("exit", inst.proc.ExitErr()),
+		zap.Strings("output", inst.proc.Tail()))
+	s.retire(b, inst)
+}
+
+// janitor unloads models that have been idle for their ttl.
+func (s *Swapper) janitor() {
+	defer s.wg.Done()
+	for {
+		if !sleep(s, s.opts.TTLInterval) {
+			return
+		}
+		now := s.clock.Now()
+		s.mu.Lock()
+		for _, b := range s.backends {
+			ttl := b.model.TTL
+			if ttl > 0 && !b.model.Pinned && b.state == Ready && b.cur.inflight == 0 && now.Sub(b.lastUsed) >= ttl {
+				s.leaveLocked(b, "idle for its ttl ("+ttl.String()+")", nil)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// shutdown stops b as hotswap closes: its requests in flight may finish
+// until ctx ends, then it is stopped under them.
+func (s *Swapper) shutdown(ctx context.Context, b *backend) {
+	s.mu.Lock()
+	inst := b.cur
+	if inst == nil {
+		s.mu.Unlock()
+		return
+	}
+	if b.state == Ready {
+		b.state = Draining
+		s.changedLocked(b)
+	}
+	for inst.inflight > 0 && b.cur == inst && ctx.Err() == nil {
+		if inst.idle == nil {
+			inst.idle = make(chan struct{})
+		}
+		idle := inst.idle
+		s.mu.Unlock()
+		select {
+		case <-idle:
+		case <-inst.gone:
+		case <-ctx.Done():
+		}
+		s.mu.Lock()
+	}
+	if inst.inflight > 0 {
+		inst.cause = ErrClosed
+	}
+	if b.cur == inst && b.state != Stopping {
+		b.state = Stopping
+		s.changedLocked(b)
+	}
+	s.mu.Unlock()
+	inst.proc.Stop(b.model.StopTimeout)
+	s.mu.Lock()
+	s.retireLocked(b, inst)
+	s.mu.Unlock()
+}

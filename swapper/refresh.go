@@ -1,0 +1,146 @@
+package swapper
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hotswap/hotswap/probe"
+)
+
+// refresher looks at memory every RefreshInterval: loading backends grow,
+// ready ones grow with their caches, and other programs come and go.
+// Decisions go by what it last saw; each look tells the watchers, so that a
+// decision waiting for memory is made again.
+func (s *Swapper) refresher() {
+	defer s.wg.Done()
+	if s.opts.Memory == nil {
+		return
+	}
+	for sleep(s, s.opts.RefreshInterval) {
+		s.refresh()
+	}
+}
+
+// refresh measures the backends due (every loading one, and ready ones
+// not measured for MeasureInterval), then the devices, and stores both in
+// the snapshot. Measuring the backends first means one that grows in
+// between is counted twice, never missed; a load that began during the
+// look is measured too, and the devices read again, so that its memory is
+// not counted both by the devices and by its reservation. Only the
+// measuring is I/O, and it is done without the lock.
+func (s *Swapper) refresh() {
+	if s.opts.Memory == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	now := s.clock.Now()
+	s.mu.Lock()
+	// Looks can overlap (a start's and the periodic one): each is
+	// numbered as it begins, and an older one never overwrites a newer.
+	s.looks++
+	look := s.looks
+	todo := s.unmeasuredLocked(look, func(b *backend) bool {
+		return b.state == Ready && now.Sub(b.cur.measuredAt) >= s.opts.MeasureInterval
+	})
+	s.mu.Unlock()
+	mem := s.opts.Memory
+	for tries := 0; ; tries++ {
+		for _, d := range todo {
+			s.measureInstanceAt(ctx, d.b, d.inst, d.learn, look)
+		}
+		s.mu.Lock()
+		spawns := s.spawnGen
+		s.mu.Unlock()
+		devs, err := mem.Devices(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("looking at memory", zap.Error(err))
+			}
+			return
+		}
+		s.mu.Lock()
+		// A process started during the read is in the devices' figures
+		// but not yet an instance: its start's reservation would count it
+		// again. Look again.
+		unsettled := s.spawnGen != spawns || s.spawning > 0
+		if todo = s.unmeasuredLocked(look, nil); (len(todo) > 0 || unsettled) && tries < 3 {
+			s.mu.Unlock()
+			continue
+		}
+		if !unsettled && look > s.snap.look {
+			s.snap = snapshot{devs: devs, unified: mem.UnifiedMemory() || len(devs) < 2, at: s.clock.Now(), look: look}
+			s.changedLocked(nil)
+		}
+		s.mu.Unlock()
+		return
+	}
+}
+
+// unmeasuredLocked lists the loading backends not yet measured in look,
+// and the ready ones that also() says are due.
+func (s *Swapper) unmeasuredLocked(look uint64, also func(*backend) bool) []due {
+	var todo []due
+	for _, b := range s.backends {
+		inst := b.cur
+		switch {
+		case inst == nil || inst.look >= look:
+		case b.state == Starting:
+			todo = append(todo, due{b, inst, false})
+		case also != nil && also(b):
+			todo = append(todo, due{b, inst, true})
+		}
+	}
+	return todo
+}
+
+// due is a backend to measure, and whether its measure teaches its
+// footprint.
+type due struct {
+	b     *backend
+	inst  *instance
+	learn bool
+}
+
+// measureInstance records what inst uses now and, with learn, raises its
+// model's learned footprint if it grew.
+func (s *Swapper) measureInstance(ctx context.Context, b *backend, inst *instance, learn bool) {
+	s.mu.Lock()
+	s.looks++
+	look := s.looks
+	s.mu.Unlock()
+	s.measureInstanceAt(ctx, b, inst, learn, look)
+}
+
+// measureInstanceAt is measureInstance as part of look: a measurement
+// older than the one inst has is dropped.
+func (s *Swapper) measureInstanceAt(ctx context.Context, b *backend, inst *instance, learn bool, look uint64) {
+	u, err := s.opts.Memory.Usage(ctx, inst.proc.Pid())
+	if err != nil {
+		if !errors.Is(err, probe.ErrNoProcess) {
+			s.log.Debug("measuring backend", zap.String("model", b.model.ID), zap.Error(err))
+		}
+		return
+	}
+	s.mu.Lock()
+	if look > inst.look {
+		inst.usage, inst.measured, inst.measuredAt, inst.look = u, true, s.clock.Now(), look
+	}
+	s.mu.Unlock()
+	if !learn {
+		return
+	}
+	if s.opts.Footprints.Observe(b.model.ID, u.RAM, sumVRAM(u)) {
+		fp := s.opts.Footprints.Get(b.model.ID)
+		s.log.Info("learned footprint", zap.String("model", b.model.ID),
+			zap.String("ram", FormatBytes(fp.RAM)), zap.String("vram", FormatBytes(fp.VRAM)),
+			zap.String("declared_ram", FormatBytes(b.model.Memory.RAM)),
+			zap.String("declared_vram", FormatBytes(b.model.Memory.VRAM)))
+		if err := s.opts.Footprints.Save(); err != nil {
+			s.log.Warn("saving footprints", zap.Error(err))
+		}
+	}
+}

@@ -1,0 +1,315 @@
+package swapper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/probe"
+)
+
+// run carries out a decided start of b, in the order it happens: the
+// victims leave (they drain and stop in parallel, see leave.go), the
+// memory is awaited, the process is started and awaited, and the backend
+// is ready. No lock is held across any of these waits. If the world
+// changes on the way, run ends the start and the owner decides again
+// (see fail and retryOOM).
+func (s *Swapper) run(b *backend, dec *decision) {
+	defer s.wg.Done()
+	for _, v := range dec.victims {
+		select {
+		case <-v.gone:
+		case <-s.ctx.Done():
+			s.fail(b, nil, ErrClosed)
+			return
+		}
+	}
+	if err := s.awaitRoom(b, dec); err != nil {
+		s.fail(b, nil, err)
+		return
+	}
+	inst, err := s.spawn(b, dec)
+	if err != nil {
+		s.fail(b, nil, err)
+		return
+	}
+	if err := s.awaitReady(b, inst); err != nil {
+		s.failed(b, dec, inst, err)
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.fail(b, inst, ErrClosed)
+		return
+	}
+	// Ready at once: its requests need not wait for the measuring, and
+	// until it is measured it counts for what it was planned to need.
+	inst.readyAt = s.clock.Now()
+	b.state = Ready
+	b.start = nil
+	b.failures = 0
+	b.lastUsed = inst.readyAt
+	s.lru.Add(b.model.ID, struct{}{})
+	s.changedLocked(b)
+	s.mu.Unlock()
+	s.log.Info("backend ready", zap.String("model", b.model.ID), zap.Int("pid", inst.proc.Pid()),
+		zap.Duration("took", inst.readyAt.Sub(inst.started)))
+	s.measure(b, inst, true)
+}
+
+// awaitRoom waits until the memory b needs is free: the victims' memory
+// can take a moment to show (a GPU driver's above all), and a fixed sleep
+// is either too short or wasted. Memory is read afresh on each look, and
+// the look is judged under the lock with every other decision's
+// reservations, so that two starts never take the same memory. When it
+// fits, the start's reservation becomes the process's (see spawn).
+//
+// Memory that does not come back within cooldown_max ends the start; so
+// does a start with nothing to wait for that does not fit (the snapshot it
+// was decided on was stale): the owner decides again, on the fresh numbers.
+func (s *Swapper) awaitRoom(b *backend, dec *decision) error {
+	if s.opts.Memory == nil {
+		return nil
+	}
+	begin := s.clock.Now()
+	interval := 5 * time.Millisecond
+	for {
+		s.refresh()
+		s.mu.Lock()
+		in, _ := s.planInputLocked(b, Policy{})
+		in.pin, in.loaded = dec.gpu, nil
+		if in.vram == 0 {
+			in.pin = ramDevice
+		}
+		_, err := choosePlan(in)
+		s.mu.Unlock()
+		if err == nil {
+			if len(dec.victims) > 0 {
+				s.log.Info("memory is back", zap.String("model", b.model.ID), zap.Duration("cooldown", s.clock.Now().Sub(begin)))
+			}
+			return nil
+		}
+		waited := s.clock.Now().Sub(begin)
+		if len(dec.victims) == 0 || waited >= s.opts.CooldownMax {
+			if len(dec.victims) > 0 {
+				s.log.Warn("memory did not come back within cooldown_max", zap.String("model", b.model.ID),
+					zap.Duration("cooldown_max", s.opts.CooldownMax), zap.Error(err))
+			}
+			return err
+		}
+		if !sleep(s, min(interval, s.opts.CooldownMax-waited)) {
+			return ErrClosed
+		}
+		interval = min(interval*2, 100*time.Millisecond)
+	}
+}
+
+// sleep waits d on the swapper's clock; false if it closed first.
+func sleep(s *Swapper, d time.Duration) bool {
+	t := s.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// spawn starts b's process on the GPU decided, and makes it b's instance:
+// from here on its reservation is the instance's (its need less what it is
+// measured to use), no longer the decision's.
+func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
+	m := b.model
+	port := 0
+	if m.NeedsPort() {
+		var err error
+		if port, err = s.ports.acquire(); err != nil {
+			return nil, err
+		}
+	}
+	argv, env, upstream := m.Expand(port)
+	if dec.gpu != ramDevice && m.GPU == config.NoGPU && !hasEnv(env, "CUDA_VISIBLE_DEVICES") {
+		env = append(env, "CUDA_VISIBLE_DEVICES="+strconv.Itoa(dec.gpu))
+	}
+	out := s.log.Named("backend").With(zap.String("model", m.ID))
+	s.log.Info("starting backend", zap.String("model", m.ID), zap.Strings("argv", argv),
+		zap.Int("port", port), zap.String("device", deviceName(dec.gpu)))
+	s.mu.Lock()
+	s.spawning++
+	s.spawnGen++
+	s.mu.Unlock()
+	proc, err := s.opts.Starter.Start(ProcessSpec{
+		Argv:   argv,
+		Env:    env,
+		Output: func(line string) { out.Info(line) },
+	})
+	s.mu.Lock()
+	s.spawning--
+	s.spawnGen++
+	if err != nil {
+		s.mu.Unlock()
+		s.ports.release(port)
+		return nil, &StartError{Model: m.ID, Err: err}
+	}
+	inst := &instance{
+		id:       s.nextInstanceIDLocked(),
+		proc:     proc,
+		port:     port,
+		upstream: upstream,
+		started:  s.clock.Now(),
+		gone:     make(chan struct{}),
+		gpu:      dec.gpu,
+		need:     dec.need,
+	}
+	b.cur = inst
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.watch(b, inst)
+	return inst, nil
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// awaitReady waits until inst is healthy: the health path is polled at a
+// steady short interval, and at once whenever the backend writes output.
+// The timeout is a stall timeout: it restarts on output.
+func (s *Swapper) awaitReady(b *backend, inst *instance) error {
+	m := b.model
+	err := s.opts.Readiness.Wait(s.ctx, inst.upstream+m.Health, probe.WaitOptions{
+		Timeout:      m.HealthTimeout,
+		LastActivity: inst.proc.LastOutput,
+		Wake:         inst.proc.Wrote(),
+		Exited:       inst.proc.Done(),
+	})
+	if err != nil && s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return err
+}
+
+// failed ends a start whose process did not become ready. A backend that
+// ran out of memory next to other models is started again once, after
+// every idle model has been stopped: the owner decides that retry (see
+// retryOOM). Any other failure is the backend's own, and backs off.
+func (s *Swapper) failed(b *backend, dec *decision, inst *instance, err error) {
+	se := &StartError{Model: b.model.ID, Err: err}
+	if !errors.Is(err, ErrClosed) {
+		inst.proc.Stop(b.model.StopTimeout)
+		se.Output = inst.proc.Tail()
+		if errors.Is(err, probe.ErrExited) {
+			exit := inst.proc.ExitErr()
+			se.OutOfMemory = outOfMemory(exit, se.Output)
+			why := describeExit(exit)
+			if se.OutOfMemory {
+				why += ", out of memory"
+			}
+			se.Err = fmt.Errorf("%w (%s)", err, why)
+		}
+		s.log.Error("backend failed to start", zap.String("model", b.model.ID), zap.Error(se.Err),
+			zap.Strings("output", se.Output))
+	}
+	if se.OutOfMemory && !dec.retried && s.retryOOM(b, inst, se) {
+		return
+	}
+	if errors.Is(err, ErrClosed) {
+		s.fail(b, inst, ErrClosed)
+		return
+	}
+	s.fail(b, inst, se)
+}
+
+// retryOOM decides, as the owner, the retry of a start that ran out of
+// memory next to other models: every idle model goes. It reports false
+// when there is nothing to retry with (no model was loaded beside it).
+func (s *Swapper) retryOOM(b *backend, inst *instance, se *StartError) bool {
+	s.refresh() // the process is gone: decide on what that freed
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	others := 0
+	for _, o := range s.backends {
+		if o != b && o.cur != nil {
+			others++
+		}
+	}
+	if others == 0 || s.closed {
+		return false
+	}
+	s.log.Warn("backend ran out of memory while loading next to other models; stopping idle models and retrying once",
+		zap.String("model", b.model.ID), zap.Int("resident", others), zap.Error(se))
+	s.retireLocked(b, inst)
+	b.state = Stopped
+	b.start = nil
+	if _, err := s.decideLocked(b, Policy{evictIdle: true, Reason: "retry after running out of memory"}); err != nil {
+		s.failLocked(b, se)
+		return true
+	}
+	return true
+}
+
+// fail ends a start with err: b is stopped, its process (if any) gone.
+// A failure of the backend itself starts a back-off; a lack of memory or a
+// shutdown does not, since nothing is wrong with the backend. Callers
+// waiting on b see it stopped and decide again.
+func (s *Swapper) fail(b *backend, inst *instance, err error) {
+	if inst != nil {
+		inst.proc.Stop(b.model.StopTimeout)
+		s.refresh()
+	}
+	s.mu.Lock()
+	if inst != nil && b.cur == inst {
+		s.retireLocked(b, inst)
+	}
+	s.failLocked(b, err)
+	s.mu.Unlock()
+}
+
+func (s *Swapper) failLocked(b *backend, err error) {
+	b.state = Stopped
+	b.start = nil
+	s.changedLocked(b)
+	var ie *InsufficientMemoryError
+	if errors.As(err, &ie) || errors.Is(err, ErrClosed) || s.ctx.Err() != nil {
+		return
+	}
+	se, ok := err.(*StartError)
+	if !ok {
+		se = &StartError{Model: b.model.ID, Err: err}
+	}
+	b.failures++
+	backoff := s.opts.BackoffBase << (b.failures - 1)
+	if backoff > s.opts.BackoffMax || backoff <= 0 {
+		backoff = s.opts.BackoffMax
+	}
+	b.retryAt = s.clock.Now().Add(backoff)
+	se.RetryAt = b.retryAt
+	b.lastErr = se
+}
+
+// measure records what inst uses now and, with learn, raises its model's
+// learned footprint if it grew. A backend that is still loading has not
+// reached its footprint, so only ready ones teach anything. Memory is
+// looked at again with it, so that the next decision sees both.
+func (s *Swapper) measure(b *backend, inst *instance, learn bool) {
+	if s.opts.Memory == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	s.measureInstance(ctx, b, inst, learn)
+	s.refresh()
+}
