@@ -30,7 +30,8 @@ type Fake struct {
 	// Release: a driver that reports frees late.
 	linger bool
 	seen   map[int]Usage
-	looks  int // calls of Devices
+	looks  int   // calls of Devices
+	peak   int64 // the most RAM in use any call of Devices saw
 }
 
 // NewFake returns a Fake with ram bytes of RAM and one GPU per gpus entry
@@ -54,6 +55,15 @@ func (f *Fake) Looks() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.looks
+}
+
+// PeakRAM is the most RAM in use (processes and Hold) that any call of
+// Devices has seen: a test that calls Devices often sees whether the
+// processes it scripted ever held more than the machine has.
+func (f *Fake) PeakRAM() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.peak
 }
 
 // Release frees the memory of exited processes kept by Linger.
@@ -114,6 +124,7 @@ func (f *Fake) Devices(ctx context.Context) ([]Device, error) {
 			used.VRAM[d] += n
 		}
 	}
+	f.peak = max(f.peak, used.RAM+f.held[DeviceRAM])
 	devs := []Device{{Index: DeviceRAM, Name: "ram", Total: f.ram, Free: max(0, f.ram-used.RAM-f.held[DeviceRAM])}}
 	for i, total := range f.gpus {
 		devs = append(devs, Device{Index: i, Name: "gpu" + strconv.Itoa(i), Model: "fake GPU", Total: total,

@@ -187,8 +187,10 @@ func TestNonReadingClientIsDroppedAtTheStallTimeout(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the client that stopped reading still holds the model's slot")
 	}
-	if st := s.status("firehose"); st.InFlight != 0 {
-		t.Errorf("%d requests still in flight", st.InFlight)
+	// The lease goes back once the server has finished writing the
+	// answer, a moment after the client has read it.
+	if !mocktest.Eventually(5*time.Second, func() bool { return s.status("firehose").InFlight == 0 }) {
+		t.Errorf("%d requests still in flight", s.status("firehose").InFlight)
 	}
 	if !mocktest.Eventually(5*time.Second, func() bool { return s.backendStats("firehose").InFlight == 0 }) {
 		t.Error("the dropped client's backend request was never aborted")
@@ -371,5 +373,35 @@ func TestStreamsCutAtShutdownSaySo(t *testing.T) {
 	last := events[len(events)-1].data
 	if errorCode(last) != "shutting_down" {
 		t.Errorf("the stream ended with %q", last)
+	}
+}
+
+// TestDrainTimeoutCutsCleanly: a request runs on a model that must make
+// room; past drain_timeout it is cut, and its client gets a clean OpenAI
+// error saying so, while the request that needed the room is served.
+func TestDrainTimeoutCutsCleanly(t *testing.T) {
+	s := newStack(t, `
+ports: 20000-20999
+stop_timeout: 2s
+scheduling: {max_wait: 0s, drain_timeout: 300ms}
+models:
+  chat-a:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -latency 1h -progress-interval 0
+    memory: {ram: 6GiB}
+  chat-b:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -progress-interval 0
+    memory: {ram: 6GiB}
+`)
+	cut := make(chan response, 1)
+	go func() { cut <- s.postJSONQuiet("/v1/chat/completions", `{"model":"chat-a","messages":[]}`) }()
+	if !mocktest.Eventually(10*time.Second, func() bool { return s.status("chat-a").InFlight == 1 }) {
+		t.Fatal("the long request never reached chat-a")
+	}
+	if r := s.chat("chat-b", "hi"); r.status != 200 {
+		t.Fatalf("chat-b: %d %s", r.status, r.body)
+	}
+	r := <-cut
+	if msg, _, code := r.apiError(t); r.status != 503 || code != "drain_timeout" || !strings.Contains(msg, "drain timeout") {
+		t.Errorf("the cut request got %d %s", r.status, r.body)
 	}
 }

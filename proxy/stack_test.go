@@ -55,11 +55,12 @@ func newStack(t *testing.T, cfgText string) *stack {
 	mem.Script("chat-a", probe.Usage{RAM: 6 << 30})
 	mem.Script("chat-b", probe.Usage{RAM: 6 << 30})
 	s.sw = swapper.New(swapper.Options{
-		Models:  cfg.Models,
-		Ports:   cfg.Ports,
-		Starter: &s.starts,
-		Log:     log,
-		Memory:  mem,
+		Models:       cfg.Models,
+		Ports:        cfg.Ports,
+		Starter:      &s.starts,
+		Log:          log,
+		Memory:       mem,
+		DrainTimeout: cfg.Scheduling.DrainTimeout,
 	})
 	rt := router.New(s.sw, router.ConfigOptions(cfg, log))
 	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: s.sw.Status, Log: log})

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/probe"
@@ -354,4 +355,53 @@ func TestCloseRefusesQueuedRequests(t *testing.T) {
 	if _, err := g.r.Enqueue(context.Background(), "c"); !errors.Is(err, swapper.ErrClosed) {
 		t.Fatalf("request after close: %v", err)
 	}
+}
+
+// TestARequestForADrainingModelWaitsOnlyInItsQueue: a is leaving (b's
+// start evicted it while it serves a long request). A request for a is
+// not handed a drained backend, nor sent after a restart: it waits in its
+// queue, and its queue timeout, on the router's clock, is kept to the
+// tick, whatever a's drain is doing.
+func TestARequestForADrainingModelWaitsOnlyInItsQueue(t *testing.T) {
+	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	g := newRig(t, func(o *router.Options) {
+		o.Policy, o.QueueTimeout, o.Clock = config.PolicyFIFO, 30*time.Second, fc
+	})
+	long := g.acquire(t, "a") // in flight until the test ends
+	defer long.Release()
+	forB := g.enqueue(t, "b") // fifo: b goes in over a, at once
+	if !mocktest.Eventually(5*time.Second, func() bool { return g.sw.State("a") == swapper.Draining }) {
+		t.Fatalf("a is %v", g.sw.State("a"))
+	}
+	forA := g.enqueue(t, "a")
+	done := make(chan error, 1)
+	go func() {
+		_, err := forA.Next(0)
+		done <- err
+	}()
+	if !fc.BlockUntil(1, 5*time.Second) { // its queue timeout's timer
+		t.Fatal("the request is not waiting")
+	}
+	if q, f := g.r.Stats("a").Queued.Load(), g.r.Stats("a").InFlight.Load(); q != 1 || f != 1 {
+		t.Fatalf("a: %d queued, %d in flight; want the new request queued behind the long one", q, f)
+	}
+	fc.Advance(29 * time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("before its queue timeout: %v", err)
+	default:
+	}
+	fc.Advance(time.Second)
+	select {
+	case err := <-done:
+		if !errors.Is(err, router.ErrQueueTimeout) {
+			t.Fatalf("at its queue timeout: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request for the draining model outlived its queue timeout")
+	}
+	if st := g.sw.State("a"); st != swapper.Draining {
+		t.Errorf("a is %v: the drain should still be going on under its long request", st)
+	}
+	forB.Close()
 }

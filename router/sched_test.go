@@ -310,3 +310,162 @@ func TestSchedRefuseAll(t *testing.T) {
 		t.Fatal("a queued request was not refused at close")
 	}
 }
+
+// oneAtATime is a machine that holds one of its models at a time, for a
+// simulation on the scheduler's own clock: a start evicts whatever model
+// is in, by the swapper's rule (a busy one only with EvictBusy), waits
+// for its requests to finish, and loads in loadTime.
+type oneAtATime struct {
+	states   map[string]swapper.State
+	inflight map[string]int
+	readyAt  time.Time // of the model starting
+	loading  string
+	starts   int
+}
+
+const loadTime = 50 * time.Millisecond
+
+func (m *oneAtATime) TryLease(model string) (*swapper.Lease, bool) {
+	if m.states[model] != swapper.Ready {
+		return nil, false
+	}
+	m.inflight[model]++
+	return new(swapper.Lease), true
+}
+
+func (m *oneAtATime) State(model string) swapper.State { return m.states[model] }
+func (m *oneAtATime) Watch(func(string))               {}
+
+func (m *oneAtATime) Start(model string, p swapper.Policy) (swapper.Decision, error) {
+	if m.loading != "" {
+		return swapper.Decision{}, swapper.ErrMemoryInTransit
+	}
+	var d swapper.Decision
+	for id, st := range m.states {
+		if id != model && st != swapper.Stopped {
+			d.Victims = append(d.Victims, id)
+			if m.inflight[id] > 0 || p.Busy(id) {
+				d.Busy = append(d.Busy, id)
+			}
+		}
+	}
+	if len(d.Busy) > 0 && !p.EvictBusy {
+		return swapper.Decision{}, &swapper.BusyError{Model: model, Victims: d.Victims, Busy: d.Busy}
+	}
+	for _, v := range d.Victims {
+		m.states[v] = swapper.Draining
+	}
+	d.Started = true
+	m.states[model] = swapper.Starting
+	m.loading = model
+	m.starts++
+	return d, nil
+}
+
+// advance settles the machine at now: drained victims stop, and the load
+// ends loadTime after the last of them.
+func (m *oneAtATime) advance(now time.Time) {
+	if m.loading == "" {
+		return
+	}
+	for id, st := range m.states {
+		if st == swapper.Draining && m.inflight[id] == 0 {
+			m.states[id] = swapper.Stopped
+			m.readyAt = now.Add(loadTime)
+		}
+		if st == swapper.Draining {
+			return
+		}
+	}
+	if m.readyAt.IsZero() {
+		m.readyAt = now.Add(loadTime)
+	}
+	if !now.Before(m.readyAt) {
+		m.states[m.loading] = swapper.Ready
+		m.loading, m.readyAt = "", time.Time{}
+	}
+}
+
+// simulateInStep runs 8 clients, 4 on each of two models that do not fit
+// together, each sending its next request a millisecond after its last is
+// answered (each takes 10ms), 30 requests each, and returns the backend
+// starts.
+func simulateInStep(t *testing.T, idleGrace time.Duration) int {
+	m := &oneAtATime{states: map[string]swapper.State{"a": swapper.Stopped, "b": swapper.Stopped},
+		inflight: map[string]int{}}
+	s := newSched(m, Options{Parallel: map[string]int{"a": 4, "b": 4}, Policy: config.PolicyBatch,
+		MaxWait: 3 * time.Second, IdleGrace: idleGrace, QueueSize: 16})
+	type client struct {
+		model string
+		left  int
+		t     *Ticket
+		until time.Time // when its request is answered
+		next  time.Time // when it sends the next (a client takes a moment)
+	}
+	var clients []*client
+	now := t0
+	send := func(c *client) {
+		c.t = &Ticket{model: c.model, enqueued: now, signal: make(chan struct{}, 1)}
+		c.left--
+		s.handle(event{kind: evArrive, t: c.t}, now)
+	}
+	for i := range 8 {
+		c := &client{model: []string{"a", "b"}[i%2], left: 30}
+		clients = append(clients, c)
+		send(c)
+	}
+	const step = time.Millisecond
+	for deadline := now.Add(10 * time.Minute); now.Before(deadline); now = now.Add(step) {
+		m.advance(now)
+		s.handle(event{kind: evChanged}, now)
+		s.schedule(now)
+		busy := false
+		for _, c := range clients {
+			switch {
+			case c.t == nil && c.left > 0:
+				if !now.Before(c.next) {
+					send(c)
+				}
+				busy = true
+			case c.t == nil:
+			case c.until.IsZero():
+				select {
+				case <-c.t.signal:
+					if c.t.granted == nil {
+						t.Fatalf("refused: %v", c.t.err)
+					}
+					c.until = now.Add(10 * time.Millisecond)
+				default:
+				}
+				busy = true
+			case !now.Before(c.until):
+				m.inflight[c.model]--
+				s.handle(event{kind: evDone, t: c.t, held: 10 * time.Millisecond}, now)
+				c.t, c.until, c.next = nil, time.Time{}, now.Add(step)
+				busy = true
+			default:
+				busy = true
+			}
+		}
+		if !busy {
+			return m.starts
+		}
+	}
+	t.Fatal("the simulation did not finish")
+	return 0
+}
+
+// TestSchedInStepClients: clients in step leave their model idle for a
+// moment between rounds; with an idle grace that moment is not taken for
+// idleness, and the two models take few turns; without it, batch flaps.
+func TestSchedInStepClients(t *testing.T) {
+	with := simulateInStep(t, 100*time.Millisecond)
+	without := simulateInStep(t, 0)
+	t.Logf("starts: %d with an idle grace of 100ms, %d without", with, without)
+	if with > 3 {
+		t.Errorf("%d starts with the idle grace, want at most 3", with)
+	}
+	if without <= with {
+		t.Errorf("%d starts without the grace, %d with: the simulation does not show the flapping", without, with)
+	}
+}
