@@ -144,7 +144,7 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 	for _, v := range pl.victims {
 		vb := s.backends[v.model]
 		dec.victims = append(dec.victims, vb.cur)
-		s.leaveLocked(vb, "making room for "+b.model.ID, nil)
+		s.leaveLocked(vb, "making room for "+b.model.ID)
 	}
 	b.state = Starting
 	b.start = dec

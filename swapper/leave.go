@@ -10,54 +10,37 @@ import (
 // leaveLocked sends a ready backend on its way out, for reason: from now
 // on it takes no new requests (Draining), and on a goroutine of its own
 // its requests in flight finish, for at most the drain timeout, then its
-// process is stopped. cause, if set, is what requests cut by the stop are
-// told instead of ErrDrainTimeout.
-func (s *Swapper) leaveLocked(b *backend, reason string, cause error) {
+// process is stopped.
+func (s *Swapper) leaveLocked(b *backend, reason string) {
 	inst := b.cur
 	b.state = Draining
 	s.changedLocked(b)
 	s.wg.Add(1)
-	go s.drainAndStop(b, inst, reason, cause)
+	go s.drainAndStop(b, inst, reason)
 }
 
 // drainAndStop waits for inst's requests to finish, or for the drain
 // timeout, then stops it.
-func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, cause error) {
+func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string) {
 	defer s.wg.Done()
 	log := s.log.With(zap.String("model", b.model.ID), zap.String("reason", reason))
 	timeout := s.clock.NewTimer(s.opts.DrainTimeout)
 	defer timeout.Stop()
-	expired := false
 	s.mu.Lock()
-	for inst.inflight > 0 && b.cur == inst && !expired {
-		if inst.idle == nil {
-			inst.idle = make(chan struct{})
-		}
-		idle := inst.idle
+	if inst.inflight > 0 {
 		log.Info("draining backend", zap.Int("in_flight", inst.inflight))
-		s.mu.Unlock()
-		select {
-		case <-idle:
-		case <-inst.gone:
-		case <-timeout.C():
-			expired = true
-		case <-s.ctx.Done():
-			expired = true
-			cause = ErrClosed
-		}
-		s.mu.Lock()
 	}
-	if b.cur != inst { // it died while draining
+	// Not ended by Close: Close gives these requests its own grace, and
+	// its stop ends this wait (the instance is gone).
+	waitIdleLocked(s, inst, timeout.C())
+	if b.cur != inst { // it died, or was stopped, while draining
 		s.mu.Unlock()
 		return
 	}
 	if inst.inflight > 0 {
-		if cause == nil {
-			cause = &DrainTimeoutError{Model: b.model.ID, Timeout: s.opts.DrainTimeout, Reason: reason}
-		}
-		inst.cause = cause
-		log.Warn("stopping backend under its requests", zap.Int("in_flight", inst.inflight),
-			zap.Duration("drain_timeout", s.opts.DrainTimeout), zap.NamedError("cause", cause))
+		inst.cause = &DrainTimeoutError{Model: b.model.ID, Timeout: s.opts.DrainTimeout, Reason: reason}
+		log.Warn("drain timeout passed; stopping backend under its requests", zap.Int("in_flight", inst.inflight),
+			zap.Duration("drain_timeout", s.opts.DrainTimeout))
 	}
 	b.state = Stopping
 	s.changedLocked(b)
@@ -130,7 +113,7 @@ func (s *Swapper) janitor() {
 		for _, b := range s.backends {
 			ttl := b.model.TTL
 			if ttl > 0 && !b.model.Pinned && b.state == Ready && b.cur.inflight == 0 && now.Sub(b.lastUsed) >= ttl {
-				s.leaveLocked(b, "idle for its ttl ("+ttl.String()+")", nil)
+				s.leaveLocked(b, "idle for its ttl ("+ttl.String()+")")
 			}
 		}
 		s.mu.Unlock()
@@ -150,19 +133,7 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 		b.state = Draining
 		s.changedLocked(b)
 	}
-	for inst.inflight > 0 && b.cur == inst && ctx.Err() == nil {
-		if inst.idle == nil {
-			inst.idle = make(chan struct{})
-		}
-		idle := inst.idle
-		s.mu.Unlock()
-		select {
-		case <-idle:
-		case <-inst.gone:
-		case <-ctx.Done():
-		}
-		s.mu.Lock()
-	}
+	waitIdleLocked(s, inst, ctx.Done())
 	if inst.inflight > 0 {
 		inst.cause = ErrClosed
 	}
@@ -175,4 +146,25 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 	s.mu.Lock()
 	s.retireLocked(b, inst)
 	s.mu.Unlock()
+}
+
+// waitIdleLocked lets go of the lock while inst has requests in flight,
+// until they are done, inst is gone, or stop fires. The lock is held again
+// when it returns.
+func waitIdleLocked[T any](s *Swapper, inst *instance, stop <-chan T) {
+	for inst.inflight > 0 && !isClosed(inst.gone) {
+		if inst.idle == nil {
+			inst.idle = make(chan struct{})
+		}
+		idle := inst.idle
+		s.mu.Unlock()
+		select {
+		case <-idle:
+		case <-inst.gone:
+		case <-stop:
+			s.mu.Lock()
+			return
+		}
+		s.mu.Lock()
+	}
 }
