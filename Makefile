@@ -6,8 +6,12 @@ export CGO_CFLAGS
 
 .PHONY: build run test test-real bench cross lint clean
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -o $(BIN)/hotswap ./cmd/hotswap
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/hotswap ./cmd/hotswap
 	$(GO) build -o $(BIN)/mockbackend ./cmd/mockbackend
 
 # Serves the bundled config.yaml, whose models are mock backends.

@@ -63,8 +63,15 @@ type Config struct {
 	Listen string
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
-	// APIKeys are the accepted Bearer keys; empty means no authentication.
+	// APIKeys are the accepted Bearer keys on /v1 and /upstream; empty
+	// means no authentication.
 	APIKeys []string
+	// AdminKeys are the accepted Bearer keys on /admin, /metrics and
+	// /ui; empty means APIKeys.
+	AdminKeys []string
+	// CORSOrigins are the browser origins allowed to call /v1 (answering
+	// OPTIONS preflights); "*" allows any. Empty means none.
+	CORSOrigins []string
 	// MaxBody is the largest request body accepted, in bytes.
 	MaxBody int64
 	// Ports is the range ${PORT} is drawn from.

@@ -184,6 +184,8 @@ func TestFullConfig(t *testing.T) {
 listen: 0.0.0.0:9090
 log_level: debug
 api_keys: [sk-one, 12345]
+admin_keys: [admin-1]
+cors_origins: ["http://localhost:3000", "*"]
 max_body: 1MiB
 ports: 20000-20009
 health_timeout: 1m
@@ -245,6 +247,9 @@ modes:
 	}
 	if !reflect.DeepEqual(c.APIKeys, []string{"sk-one", "12345"}) {
 		t.Errorf("APIKeys = %q", c.APIKeys)
+	}
+	if !reflect.DeepEqual(c.AdminKeys, []string{"admin-1"}) || !reflect.DeepEqual(c.CORSOrigins, []string{"http://localhost:3000", "*"}) {
+		t.Errorf("AdminKeys %q, CORSOrigins %q", c.AdminKeys, c.CORSOrigins)
 	}
 	wantMem := Memory{ReserveRAM: 2 << 30, ReserveVRAM: 1 << 30, LimitRAM: 32e9, StateFile: "/var/lib/hotswap/state.json"}
 	if c.Memory != wantMem {
@@ -447,6 +452,8 @@ func TestValidationErrors(t *testing.T) {
 		{"log level", minimal + "log_level: verbose\n", `log_level: invalid value "verbose" (use debug, info, warn, error)`},
 		{"api key empty", minimal + "api_keys: [a, '']\n", "api_keys[1]: must not be empty"},
 		{"api keys not list", minimal + "api_keys: abc\n", "api_keys: must be a list"},
+		{"admin key empty", minimal + "admin_keys: ['']\n", "admin_keys[0]: must not be empty"},
+		{"bad origin", minimal + "cors_origins: [localhost:3000]\n", `cors_origins[0]: invalid origin "localhost:3000"`},
 		{"max body", minimal + "max_body: 64XB\n", `max_body: invalid size "64XB" (use B, KiB, MiB, GiB`},
 		{"max body zero", minimal + "max_body: 0\n", "max_body: must be more than 0"},
 		{"ports garbage", minimal + "ports: lots\n", `ports: invalid range "lots"`},

@@ -35,6 +35,8 @@ func (p *parser) config(doc *yaml.Node) *Config {
 		"listen":             p.listen(&c.Listen),
 		"log_level":          p.oneOf(&c.LogLevel, "debug", "info", "warn", "error"),
 		"api_keys":           p.apiKeys(&c.APIKeys),
+		"admin_keys":         p.apiKeys(&c.AdminKeys),
+		"cors_origins":       p.origins(&c.CORSOrigins),
 		"max_body":           p.size(&c.MaxBody, false),
 		"ports":              p.ports(&c.Ports),
 		"health_timeout":     p.duration(&c.HealthTimeout, false),
@@ -126,6 +128,26 @@ func (p *parser) apiKeys(dst *[]string) setter {
 		}
 		if ok {
 			*dst = keys
+		}
+	}
+}
+
+// origins reads browser origins: "*", or scheme://host[:port] each.
+func (p *parser) origins(dst *[]string) setter {
+	return func(v *yaml.Node, path string) {
+		list, ok := p.strList(v, path)
+		for i, o := range list {
+			u, err := url.Parse(o)
+			if o == "*" {
+				continue
+			}
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+				p.addf(index(path, i), "invalid origin %q (want \"*\" or scheme://host[:port], e.g. http://localhost:3000)", o)
+				ok = false
+			}
+		}
+		if ok {
+			*dst = list
 		}
 	}
 }

@@ -11,6 +11,10 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
 
+// NVMLBuilt says whether this build can read NVIDIA GPUs (NVML needs cgo
+// on linux).
+const NVMLBuilt = true
+
 // nvmlGPUs reads GPU memory through NVML. go-nvml links against no library:
 // its Init dlopens libnvidia-ml.so.1 and returns ERROR_LIBRARY_NOT_FOUND
 // when that fails. Every other NVML call jumps through symbols that only

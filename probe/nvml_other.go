@@ -7,6 +7,10 @@ import (
 	"runtime"
 )
 
+// NVMLBuilt says whether this build can read NVIDIA GPUs (NVML needs cgo
+// on linux).
+const NVMLBuilt = false
+
 // openGPUs reports no GPUs: go-nvml needs cgo (every file of it imports
 // "C"), and NVIDIA's library only exists on linux for our purposes. On macOS
 // the GPU shares system RAM, which the RAM device already reports.

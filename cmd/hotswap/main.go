@@ -3,6 +3,7 @@
 //
 //	hotswap -config config.yaml [-listen 127.0.0.1:8080]
 //	hotswap check -config config.yaml
+//	hotswap version
 package main
 
 import (
@@ -33,15 +34,21 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "check" {
-		return check(args[1:], stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "check":
+			return check(args[1:], stderr)
+		case "version", "-version", "--version":
+			fmt.Fprintln(stderr, versionLine())
+			return 0
+		}
 	}
 	fs := flag.NewFlagSet("hotswap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "config.yaml", "configuration file")
 	listen := fs.String("listen", "", "address to listen on (overrides the config's listen)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR]\n       hotswap check [-config FILE]")
+		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR]\n       hotswap check [-config FILE]\n       hotswap version")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,6 +68,7 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer log.Sync() //nolint:errcheck
+	log.Info("hotswap starting", zap.String("version", versionLine()))
 	if err := serve(cfg, log); err != nil {
 		log.Error("hotswap stopped", zap.Error(err))
 		return 1

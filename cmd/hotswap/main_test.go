@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -212,6 +213,13 @@ func TestCheck(t *testing.T) {
 	}
 	if code := run([]string{"-nope"}, io.Discard); code != 2 {
 		t.Errorf("bad flag: exit %d", code)
+	}
+	for _, arg := range []string{"version", "-version"} {
+		var out bytes.Buffer
+		if code := run([]string{arg}, &out); code != 0 || !strings.HasPrefix(out.String(), "hotswap ") ||
+			!strings.Contains(out.String(), "NVML") || !strings.Contains(out.String(), runtime.Version()) {
+			t.Errorf("%s: exit %d, %q", arg, code, out.String())
+		}
 	}
 }
 
