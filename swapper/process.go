@@ -62,10 +62,19 @@ const tailLines = 20
 // process: if the Go runtime retired that thread, the child would be killed
 // although hotswap lives on. So every fork happens on one goroutine locked
 // to its thread for the life of the starter.
+//
+// With Guard set, a guard process (see RunGuard) also takes every
+// backend's whole process group along if hotswap is killed.
 type ExecStarter struct {
+	// Guard is the command that runs RunGuard: hotswap runs itself as
+	// "hotswap guard". Without it, only the process hotswap started dies
+	// with hotswap.
+	Guard []string
+
 	reqs      chan startReq
 	once      sync.Once
 	closeOnce sync.Once
+	guard     *guard
 }
 
 type startReq struct {
@@ -75,6 +84,9 @@ type startReq struct {
 
 func (s *ExecStarter) loop() {
 	s.once.Do(func() {
+		if len(s.Guard) > 0 {
+			s.guard = &guard{argv: s.Guard, groups: make(map[int]bool)}
+		}
 		s.reqs = make(chan startReq)
 		go func() {
 			// Never unlocked: when this goroutine's thread goes away, so does
@@ -91,7 +103,12 @@ func (s *ExecStarter) loop() {
 // signal when it goes, so call Close only once they have all been stopped.
 func (s *ExecStarter) Close() error {
 	s.loop()
-	s.closeOnce.Do(func() { close(s.reqs) })
+	s.closeOnce.Do(func() {
+		close(s.reqs)
+		if s.guard != nil {
+			s.guard.close()
+		}
+	})
 	return nil
 }
 
@@ -124,6 +141,15 @@ func (s *ExecStarter) Start(spec ProcessSpec) (Process, error) {
 	}
 	p := &execProcess{cmd: cmd, done: make(chan struct{}), readDone: make(chan struct{}), wrote: make(chan struct{}, 1),
 		tail: make([]string, 0, tailLines)}
+	if g := s.guard; g != nil {
+		pgid := cmd.Process.Pid // its own group, led by it
+		if err := g.add(pgid); err != nil {
+			// Still run it: without the guard it dies with hotswap all
+			// the same, only its children might not.
+			fmt.Fprintln(os.Stderr, "hotswap:", err)
+		}
+		p.gone = func() { g.remove(pgid) }
+	}
 	p.lastOutput.Store(time.Now().UnixNano())
 	go p.read(r, spec.Output)
 	go p.wait()
@@ -143,6 +169,8 @@ type execProcess struct {
 	next int // ring index once tail is full
 
 	stopOnce sync.Once
+	// gone, if set, is called once the process and its group are gone.
+	gone func()
 }
 
 func (p *execProcess) Pid() int                       { return p.cmd.Process.Pid }
@@ -157,6 +185,9 @@ func (p *execProcess) wait() {
 	// Whatever the leader left behind in its group goes with it: a backend
 	// that crashed must not leave workers holding GPU memory.
 	p.signalGroup(syscall.SIGKILL)
+	if p.gone != nil {
+		p.gone()
+	}
 	close(p.done)
 }
 

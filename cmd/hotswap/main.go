@@ -41,6 +41,8 @@ func run(args []string, stderr io.Writer) int {
 		case "version", "-version", "--version":
 			fmt.Fprintln(stderr, versionLine())
 			return 0
+		case "guard":
+			return swapper.RunGuard(os.Stdin)
 		}
 	}
 	fs := flag.NewFlagSet("hotswap", flag.ContinueOnError)
@@ -118,7 +120,14 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		log.Warn("ignoring learned footprints", zap.Error(err))
 	}
+	starter := &swapper.ExecStarter{}
+	if exe, err := os.Executable(); err == nil {
+		starter.Guard = []string{exe, "guard"}
+	} else {
+		log.Warn("no guard for backends' children: hotswap cannot find its own binary", zap.Error(err))
+	}
 	sw := swapper.New(swapper.Options{
+		Starter:      starter,
 		Models:       cfg.Models,
 		Ports:        cfg.Ports,
 		Log:          log,

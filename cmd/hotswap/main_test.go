@@ -255,3 +255,36 @@ models:
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 }
+
+// TestSIGKILLTakesTheBackendsChildrenAlong: a backend started through a
+// shell that leaves a child of its own holding memory (as vLLM's workers,
+// or any wrapper script's). Killing hotswap with SIGKILL must take the
+// child too, not only the process hotswap started. (The child writes
+// nowhere hotswap reads: one that does dies of SIGPIPE on its own.)
+func TestSIGKILLTakesTheBackendsChildrenAlong(t *testing.T) {
+	b := build(t)
+	marker := filepath.Join(t.TempDir(), "child")
+	cfg := writeConfig(t, b, `
+ports: 22000-22999
+models:
+  family:
+    cmd: [/bin/sh, -c, "MOCK -listen 127.0.0.1:0 -model child -hold 32MiB -progress-interval 0 >/dev/null 2>&1 & echo $! > `+marker+`; exec MOCK -port ${PORT} -model ${MODEL}"]
+`)
+	cmd, url := start(t, b, cfg)
+	leader := chat(t, url, "family")
+	raw, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if !mocktest.Alive(child) || !mocktest.Alive(leader) {
+		t.Fatalf("child %d alive %v, backend %d alive %v", child, mocktest.Alive(child), leader, mocktest.Alive(leader))
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(child) && !mocktest.Alive(leader) }) {
+		childAlive, leaderAlive := mocktest.Alive(child), mocktest.Alive(leader)
+		syscall.Kill(child, syscall.SIGKILL)
+		t.Fatalf("after kill -9 of hotswap: child %d alive %v, backend %d alive %v", child, childAlive, leader, leaderAlive)
+	}
+}
