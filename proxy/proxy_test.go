@@ -142,14 +142,19 @@ func TestModelsListAndAliases(t *testing.T) {
 	if one.status != 200 || one.json(t)["id"] != "chat-a" || one.json(t)["state"] != "ready" {
 		t.Errorf("GET /v1/models/gpt-test: %d %s", one.status, one.body)
 	}
-	// What hotswap knows of it: the scripted 6GiB in use, on RAM.
+	// What hotswap knows of it: the scripted 6GiB in use, on RAM, once
+	// it has been measured (just after it was ready).
 	var detail struct {
 		Pid    int
 		Device string
 		Need   struct{ RAM int64 }
 		Usage  struct{ RAM int64 }
 	}
-	json.Unmarshal(one.body, &detail)
+	mocktest.Eventually(5*time.Second, func() bool {
+		one = s.do("GET", "/v1/models/gpt-test", "", nil)
+		json.Unmarshal(one.body, &detail)
+		return detail.Usage.RAM != 0
+	})
 	if detail.Pid == 0 || detail.Device != "ram" || detail.Need.RAM != 6<<30 || detail.Usage.RAM != 6<<30 {
 		t.Errorf("model detail %s", one.body)
 	}

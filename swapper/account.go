@@ -30,25 +30,30 @@ func (s *Swapper) need(b *backend) config.Need {
 // every decision committed already keeps what it was given:
 //
 //   - free is what the probe saw, less the reserves, less, for each
-//     backend whose process runs, what it is planned to need but has not
-//     been measured to use yet (a loading backend, a memory-mapped model
-//     still growing), and less, for each start decided but not spawned,
+//     backend whose process runs, what it is planned to need but was not
+//     yet using when the probe looked (a loading backend, a memory-mapped
+//     model still growing; see refresh), and less, for each start decided but not spawned,
 //     what it needs beyond what its victims hold (they are still running
 //     and counted as used; their memory is the start's);
 //   - with a RAM limit, free RAM is at most the limit less what the
 //     backends use or are planned to need, whichever is more;
-//   - a GPU has at most its total less what our backends are measured to
-//     use on it (drivers report frees late).
+//   - a GPU has at most its total less what our backends use or are
+//     planned to need on it, whichever is more (drivers report frees late).
 //
 // The candidates are the ready models that may be stopped (not pinned, not
 // leaving, not b); busy ones by p. transit is the memory held by loads,
 // stops and starts in progress: once they settle, it is free or held by a
 // model that may be stopped, so a model that fits only with it waits
 // rather than being refused.
+//
+// With b nil, it is what any new start would see (for reports).
 func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int64) {
-	need := s.need(b)
+	in := planInput{pin: ramDevice, free: map[int]int64{}}
+	if b != nil {
+		need := s.need(b)
+		in.model, in.ram, in.vram, in.pin = b.model.ID, need.RAM, need.VRAM, b.model.GPU
+	}
 	unified := s.snap.unified
-	in := planInput{model: b.model.ID, ram: need.RAM, vram: need.VRAM, pin: b.model.GPU, free: map[int]int64{}}
 	if unified {
 		in.ram += in.vram
 		in.vram = 0
@@ -66,14 +71,14 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 		order[id] = i
 	}
 	var (
-		held     = map[int]int64{} // what our running backends take, by device
+		held     = map[int]int64{} // what our backends take of each GPU: measured or planned, whichever is more
 		limitUse int64
 		reserved = map[int]int64{}
 		transit  = map[int]int64{}
 	)
 	// uses is what an instance counts for on each device: measured, or
 	// planned, whichever is more.
-	uses := func(inst *instance) (ram, vram int64, measuredVRAM int64) {
+	uses := func(inst *instance) (ram, vram int64) {
 		var mram, mvram int64
 		if inst.measured {
 			mram, mvram = inst.usage.RAM, inst.usage.VRAM[inst.gpu]
@@ -88,17 +93,17 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 		if inst.gpu != ramDevice && !unified {
 			reserved[inst.gpu] += max(0, nvram-mvram)
 		}
-		return max(mram, nram), max(mvram, nvram), mvram
+		return max(mram, nram), max(mvram, nvram)
 	}
 	for _, o := range s.backends {
 		if o == b {
 			continue
 		}
 		if inst := o.cur; inst != nil {
-			ram, vram, mvram := uses(inst)
+			ram, vram := uses(inst)
 			limitUse += ram
 			if inst.gpu != ramDevice {
-				held[inst.gpu] += mvram
+				held[inst.gpu] += vram
 			}
 			switch {
 			case o.state == Ready && !o.model.Pinned:
@@ -122,6 +127,8 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 				transit[d] += n
 				if d == ramDevice {
 					limitUse += n
+				} else {
+					held[d] += n
 				}
 			}
 		}
@@ -131,8 +138,10 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 		case d.Index == ramDevice:
 			in.free[ramDevice] = d.Free - s.opts.ReserveRAM - reserved[ramDevice]
 		case !unified:
-			free := min(d.Free, d.Total-held[d.Index])
-			in.free[d.Index] = free - s.opts.ReserveVRAM - reserved[d.Index]
+			// The driver's figure less what it cannot have seen yet, or
+			// the total less all we hold, whichever is less.
+			free := min(d.Free-reserved[d.Index], d.Total-held[d.Index])
+			in.free[d.Index] = free - s.opts.ReserveVRAM
 		}
 	}
 	if s.opts.LimitRAM > 0 {

@@ -1,6 +1,7 @@
 package swapper
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/events"
 )
 
 // Policy is what the caller of Start knows and decides: which models have
@@ -107,6 +109,9 @@ type decision struct {
 	victims []*instance
 	// retried says this start follows one that ran out of memory.
 	retried bool
+	// ctx ends when the start is called off (an unload) or hotswap closes.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // decideLocked is the one place where a start is decided: the plan is
@@ -124,6 +129,7 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 			return Decision{}, ErrMemoryInTransit
 		}
 		s.log.Warn("refusing model: not enough memory", zap.String("model", b.model.ID), zap.Error(err))
+		s.opts.Events.Publish(events.Event{Type: events.Refuse, Model: b.model.ID, Message: err.Error()})
 		return Decision{}, err
 	}
 	pl.victims = append(forced, pl.victims...)
@@ -141,9 +147,12 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 	// Commit: from here on the victims take no new requests, and the
 	// memory is counted as this start's.
 	dec := &decision{gpu: pl.gpu, need: s.need(b), retried: p.evictIdle}
+	dec.ctx, dec.cancel = context.WithCancel(s.ctx)
 	for _, v := range pl.victims {
 		vb := s.backends[v.model]
 		dec.victims = append(dec.victims, vb.cur)
+		s.opts.Events.Publish(events.Event{Type: events.Evict, Model: v.model,
+			Data: map[string]any{"reason": "making room", "for": b.model.ID, "busy": v.busy}})
 		s.leaveLocked(vb, "making room for "+b.model.ID)
 	}
 	b.state = Starting
@@ -158,6 +167,8 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 		fields = append(fields, zap.String("reason", p.Reason))
 	}
 	s.log.Info("starting", fields...)
+	s.opts.Events.Publish(events.Event{Type: events.Start, Model: b.model.ID, Message: p.Reason,
+		Data: map[string]any{"device": d.Device, "evicting": d.Victims, "busy": d.Busy}})
 	s.wg.Add(1)
 	go s.run(b, dec)
 	return d, nil

@@ -13,6 +13,10 @@ var ErrUnknownModel = errors.New("unknown model")
 // ErrClosed is returned once the swapper is shutting down.
 var ErrClosed = errors.New("hotswap is shutting down")
 
+// ErrUnloaded is what a start called off, or requests cut, by an
+// operator's unload are told.
+var ErrUnloaded = errors.New("the model was unloaded by an operator")
+
 // StartError says why a backend could not be started, with the last lines
 // it wrote, which usually hold the real reason (a missing file, out of
 // memory).

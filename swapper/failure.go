@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+
+	"github.com/hotswap/hotswap/probe"
 )
 
 // Why a backend exited while it was starting decides what comes next. Lack
@@ -52,6 +54,23 @@ func outOfMemory(exit error, output []string) bool {
 		}
 	}
 	return false
+}
+
+// failCause names why a start failed, in a word, for metrics and events.
+func failCause(err error) string {
+	var se *StartError
+	var ie *InsufficientMemoryError
+	switch {
+	case errors.As(err, &ie):
+		return "memory_not_back"
+	case errors.As(err, &se) && se.OutOfMemory:
+		return "out_of_memory"
+	case errors.Is(err, probe.ErrExited):
+		return "exited"
+	case errors.Is(err, probe.ErrNotReady):
+		return "not_healthy"
+	}
+	return "not_started"
 }
 
 // describeExit says how a process ended, for people: "exit status 1",

@@ -20,17 +20,30 @@ type Footprint struct {
 // file. A missing file is an empty memory; a corrupt or unreadable one is
 // reported and ignored, never fatal. Writes are atomic (a temporary file
 // renamed over the old one), so a crash never leaves half a file.
+//
+// The same file keeps what a mode switch remembered (see ModeMemory), so
+// that a restart can still restore it.
 type Footprints struct {
 	path string
 
-	mu    sync.Mutex
-	byID  map[string]Footprint
-	dirty bool
+	saving sync.Mutex // one write at a time, the newest last
+	mu     sync.Mutex
+	byID   map[string]Footprint
+	mode   ModeMemory
+	dirty  bool
+}
+
+// ModeMemory is what a mode switch remembered: the mode now active, and
+// the models that were loaded before the switch.
+type ModeMemory struct {
+	Active     string   `json:"active,omitempty"`
+	Remembered []string `json:"remembered,omitempty"`
 }
 
 type footprintFile struct {
 	Version int                  `json:"version"`
 	Models  map[string]Footprint `json:"models"`
+	Mode    *ModeMemory          `json:"mode,omitempty"`
 }
 
 // LoadFootprints reads path ("" keeps footprints in memory only). The
@@ -60,7 +73,26 @@ func LoadFootprints(path string) (*Footprints, error) {
 			f.byID[id] = fp
 		}
 	}
+	if ff.Mode != nil {
+		f.mode = *ff.Mode
+	}
 	return f, nil
+}
+
+// Mode is what the last mode switch remembered.
+func (f *Footprints) Mode() ModeMemory {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return ModeMemory{Active: f.mode.Active, Remembered: append([]string(nil), f.mode.Remembered...)}
+}
+
+// SetMode keeps m, and saves it at once.
+func (f *Footprints) SetMode(m ModeMemory) error {
+	f.mu.Lock()
+	f.mode = m
+	f.dirty = true
+	f.mu.Unlock()
+	return f.Save()
 }
 
 // Get returns model's learned footprint.
@@ -91,6 +123,8 @@ func (f *Footprints) Observe(model string, ram, vram int64) bool {
 
 // Save writes the footprints if they changed since the last Save.
 func (f *Footprints) Save() error {
+	f.saving.Lock()
+	defer f.saving.Unlock()
 	f.mu.Lock()
 	if !f.dirty || f.path == "" {
 		f.mu.Unlock()
@@ -99,6 +133,10 @@ func (f *Footprints) Save() error {
 	ff := footprintFile{Version: 1, Models: make(map[string]Footprint, len(f.byID))}
 	for id, fp := range f.byID {
 		ff.Models[id] = fp
+	}
+	if f.mode.Active != "" || len(f.mode.Remembered) > 0 {
+		m := f.mode
+		ff.Mode = &m
 	}
 	f.dirty = false
 	f.mu.Unlock()

@@ -79,6 +79,10 @@ func (s *Swapper) leaseLocked(b *backend) *Lease {
 // make room (draining them first). ctx bounds only this caller's wait: a
 // start it asked for goes on for the others.
 func (s *Swapper) Acquire(ctx context.Context, model string) (*Lease, error) {
+	return s.acquire(ctx, model, Policy{EvictBusy: true})
+}
+
+func (s *Swapper) acquire(ctx context.Context, model string, p Policy) (*Lease, error) {
 	for {
 		s.mu.Lock()
 		b, ok := s.backends[model]
@@ -96,7 +100,7 @@ func (s *Swapper) Acquire(ctx context.Context, model string) (*Lease, error) {
 		}
 		wait := b.changed
 		if b.state == Stopped {
-			_, err := s.startLocked(b, Policy{EvictBusy: true})
+			_, err := s.startLocked(b, p)
 			switch {
 			case errors.Is(err, ErrMemoryInTransit):
 				wait = s.changed // what is in the way may be anything

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/hotswap/hotswap/events"
 )
 
 // leaveLocked sends a ready backend on its way out, for reason: from now
@@ -32,15 +34,20 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string) {
 	}
 	// Not ended by Close: Close gives these requests its own grace, and
 	// its stop ends this wait (the instance is gone).
-	waitIdleLocked(s, inst, timeout.C())
+	waitIdleLocked(s, inst, timeout.C(), inst.cut)
 	if b.cur != inst { // it died, or was stopped, while draining
 		s.mu.Unlock()
 		return
 	}
 	if inst.inflight > 0 {
-		inst.cause = &DrainTimeoutError{Model: b.model.ID, Timeout: s.opts.DrainTimeout, Reason: reason}
-		log.Warn("drain timeout passed; stopping backend under its requests", zap.Int("in_flight", inst.inflight),
-			zap.Duration("drain_timeout", s.opts.DrainTimeout))
+		if isClosed(inst.cut) {
+			inst.cause = ErrUnloaded
+			log.Warn("unloaded by force under its requests", zap.Int("in_flight", inst.inflight))
+		} else {
+			inst.cause = &DrainTimeoutError{Model: b.model.ID, Timeout: s.opts.DrainTimeout, Reason: reason}
+			log.Warn("drain timeout passed; stopping backend under its requests", zap.Int("in_flight", inst.inflight),
+				zap.Duration("drain_timeout", s.opts.DrainTimeout))
+		}
 	}
 	b.state = Stopping
 	s.changedLocked(b)
@@ -49,6 +56,8 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string) {
 	begin := time.Now()
 	inst.proc.Stop(b.model.StopTimeout)
 	log.Info("backend stopped", zap.Duration("took", time.Since(begin)))
+	s.opts.Events.Publish(events.Event{Type: events.Stop, Model: b.model.ID, Message: reason,
+		Data: map[string]any{"seconds": time.Since(begin).Seconds()}})
 	s.retire(b, inst)
 }
 
@@ -98,6 +107,8 @@ func (s *Swapper) watch(b *backend, inst *instance) {
 		zap.Int("pid", inst.proc.Pid()),
 		zap.NamedError("exit", inst.proc.ExitErr()),
 		zap.Strings("output", inst.proc.Tail()))
+	s.opts.Events.Publish(events.Event{Type: events.Crash, Model: b.model.ID,
+		Data: map[string]any{"exit": describeExit(inst.proc.ExitErr())}})
 	s.retire(b, inst)
 }
 
@@ -113,6 +124,8 @@ func (s *Swapper) janitor() {
 		for _, b := range s.backends {
 			ttl := b.model.TTL
 			if ttl > 0 && !b.model.Pinned && b.state == Ready && b.cur.inflight == 0 && now.Sub(b.lastUsed) >= ttl {
+				s.opts.Events.Publish(events.Event{Type: events.Evict, Model: b.model.ID,
+					Data: map[string]any{"reason": "ttl"}})
 				s.leaveLocked(b, "idle for its ttl ("+ttl.String()+")")
 			}
 		}
@@ -133,7 +146,7 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 		b.state = Draining
 		s.changedLocked(b)
 	}
-	waitIdleLocked(s, inst, ctx.Done())
+	waitIdleLocked[struct{}](s, inst, nil, ctx.Done())
 	if inst.inflight > 0 {
 		inst.cause = ErrClosed
 	}
@@ -149,9 +162,9 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 }
 
 // waitIdleLocked lets go of the lock while inst has requests in flight,
-// until they are done, inst is gone, or stop fires. The lock is held again
-// when it returns.
-func waitIdleLocked[T any](s *Swapper, inst *instance, stop <-chan T) {
+// until they are done, inst is gone, or timeout or cut fires. The lock is
+// held again when it returns.
+func waitIdleLocked[T any](s *Swapper, inst *instance, timeout <-chan T, cut <-chan struct{}) {
 	for inst.inflight > 0 && !isClosed(inst.gone) {
 		if inst.idle == nil {
 			inst.idle = make(chan struct{})
@@ -161,7 +174,10 @@ func waitIdleLocked[T any](s *Swapper, inst *instance, stop <-chan T) {
 		select {
 		case <-idle:
 		case <-inst.gone:
-		case <-stop:
+		case <-timeout:
+			s.mu.Lock()
+			return
+		case <-cut:
 			s.mu.Lock()
 			return
 		}

@@ -209,6 +209,15 @@ models:
   b: {cmd: "MOCK -port ${PORT} -model b", memory: {ram: 6GiB}}
 `
 
+// lookAt makes the fake see the processes running now, so that a lingering
+// one's memory is kept: the fake lingers only what some look has seen.
+func lookAt(t *testing.T, fake *probe.Fake) {
+	t.Helper()
+	if _, err := fake.Devices(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCooldownEndsWhenMemoryShows(t *testing.T) {
 	fake := fakeFor(t, 10*gib)
 	sw, st := memSwapper(t, oneOfTwo, fake, nil)
@@ -217,6 +226,7 @@ func TestCooldownEndsWhenMemoryShows(t *testing.T) {
 	use(t, sw, "a")
 	pidA := pid(sw, "a")
 	fake.Linger(true) // a's memory stays "in use" after it exits
+	lookAt(t, fake)
 	got := make(chan error, 1)
 	go func() {
 		l, err := sw.Acquire(context.Background(), "b")
@@ -257,6 +267,7 @@ func TestCooldownIsBounded(t *testing.T) {
 	fake.Script("a", probe.Usage{RAM: 6 * gib})
 	use(t, sw, "a")
 	fake.Linger(true)
+	lookAt(t, fake)
 	_, err := sw.Acquire(context.Background(), "b")
 	var ie *swapper.InsufficientMemoryError
 	if !errors.As(err, &ie) || st.Starts() != 1 {

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/probe"
 )
 
@@ -24,14 +25,17 @@ func (s *Swapper) refresher() {
 	}
 }
 
-// refresh measures the backends due (every loading one, and ready ones
-// not measured for MeasureInterval), then the devices, and stores both in
-// the snapshot. Measuring the backends first means one that grows in
-// between is counted twice, never missed; a load that began during the
-// look is measured too, and the devices read again, so that its memory is
-// not counted both by the devices and by its reservation. Only the
-// measuring is I/O, and it is done without the lock.
-func (s *Swapper) refresh() {
+// refresh measures the backends due (every loading one, ready ones not
+// measured for MeasureInterval, and also), then the devices, and stores
+// both in the snapshot at once. Measuring the backends first means one
+// that grows in between is counted twice, never missed; storing them
+// together means no decision sees a measurement newer than the devices'
+// figures (which would count its memory as free: its reservation gone,
+// its use not yet seen). A load that began during the look is measured
+// too, and the devices read again, so that its memory is not counted both
+// by the devices and by its reservation. Only the measuring is I/O, and it
+// is done without the lock.
+func (s *Swapper) refresh(also ...due) {
 	if s.opts.Memory == nil {
 		return
 	}
@@ -43,14 +47,17 @@ func (s *Swapper) refresh() {
 	// numbered as it begins, and an older one never overwrites a newer.
 	s.looks++
 	look := s.looks
-	todo := s.unmeasuredLocked(look, func(b *backend) bool {
+	took := map[*instance]probe.Usage{}
+	todo := append(also, s.unmeasuredLocked(took, func(b *backend) bool {
 		return b.state == Ready && now.Sub(b.cur.measuredAt) >= s.opts.MeasureInterval
-	})
+	})...)
 	s.mu.Unlock()
 	mem := s.opts.Memory
 	for tries := 0; ; tries++ {
 		for _, d := range todo {
-			s.measureInstanceAt(ctx, d.b, d.inst, d.learn, look)
+			if u, ok := s.measureInstance(ctx, d); ok {
+				took[d.inst] = u
+			}
 		}
 		s.mu.Lock()
 		spawns := s.spawnGen
@@ -67,12 +74,17 @@ func (s *Swapper) refresh() {
 		// but not yet an instance: its start's reservation would count it
 		// again. Look again.
 		unsettled := s.spawnGen != spawns || s.spawning > 0
-		if todo = s.unmeasuredLocked(look, nil); (len(todo) > 0 || unsettled) && tries < 3 {
+		if todo = s.unmeasuredLocked(took, nil); (len(todo) > 0 || unsettled) && tries < 3 {
 			s.mu.Unlock()
 			continue
 		}
 		if !unsettled && look > s.snap.look {
 			s.snap = snapshot{devs: devs, unified: mem.UnifiedMemory() || len(devs) < 2, at: s.clock.Now(), look: look}
+			for inst, u := range took {
+				if look > inst.look {
+					inst.usage, inst.measured, inst.measuredAt, inst.look = u, true, s.snap.at, look
+				}
+			}
 			s.changedLocked(nil)
 		}
 		s.mu.Unlock()
@@ -80,14 +92,19 @@ func (s *Swapper) refresh() {
 	}
 }
 
-// unmeasuredLocked lists the loading backends not yet measured in look,
-// and the ready ones that also() says are due.
-func (s *Swapper) unmeasuredLocked(look uint64, also func(*backend) bool) []due {
+// unmeasuredLocked lists the loading backends not measured in this look
+// (took), and the ready ones that also() says are due.
+func (s *Swapper) unmeasuredLocked(took map[*instance]probe.Usage, also func(*backend) bool) []due {
 	var todo []due
 	for _, b := range s.backends {
 		inst := b.cur
+		if inst == nil {
+			continue
+		}
+		if _, done := took[inst]; done {
+			continue
+		}
 		switch {
-		case inst == nil || inst.look >= look:
 		case b.state == Starting:
 			todo = append(todo, due{b, inst, false})
 		case also != nil && also(b):
@@ -105,36 +122,25 @@ type due struct {
 	learn bool
 }
 
-// measureInstance records what inst uses now and, with learn, raises its
-// model's learned footprint if it grew.
-func (s *Swapper) measureInstance(ctx context.Context, b *backend, inst *instance, learn bool) {
-	s.mu.Lock()
-	s.looks++
-	look := s.looks
-	s.mu.Unlock()
-	s.measureInstanceAt(ctx, b, inst, learn, look)
-}
-
-// measureInstanceAt is measureInstance as part of look: a measurement
-// older than the one inst has is dropped.
-func (s *Swapper) measureInstanceAt(ctx context.Context, b *backend, inst *instance, learn bool, look uint64) {
-	u, err := s.opts.Memory.Usage(ctx, inst.proc.Pid())
+// measureInstance measures d's backend and, with d.learn, raises its
+// model's learned footprint if it grew. The caller stores the usage with
+// the devices' figures.
+func (s *Swapper) measureInstance(ctx context.Context, d due) (probe.Usage, bool) {
+	b := d.b
+	u, err := s.opts.Memory.Usage(ctx, d.inst.proc.Pid())
 	if err != nil {
 		if !errors.Is(err, probe.ErrNoProcess) {
 			s.log.Debug("measuring backend", zap.String("model", b.model.ID), zap.Error(err))
 		}
-		return
+		return u, false
 	}
-	s.mu.Lock()
-	if look > inst.look {
-		inst.usage, inst.measured, inst.measuredAt, inst.look = u, true, s.clock.Now(), look
-	}
-	s.mu.Unlock()
-	if !learn {
-		return
+	if !d.learn {
+		return u, true
 	}
 	if s.opts.Footprints.Observe(b.model.ID, u.RAM, sumVRAM(u)) {
 		fp := s.opts.Footprints.Get(b.model.ID)
+		s.opts.Events.Publish(events.Event{Type: events.Footprint, Model: b.model.ID,
+			Data: map[string]any{"ram": fp.RAM, "vram": fp.VRAM}})
 		s.log.Info("learned footprint", zap.String("model", b.model.ID),
 			zap.String("ram", FormatBytes(fp.RAM)), zap.String("vram", FormatBytes(fp.VRAM)),
 			zap.String("declared_ram", FormatBytes(b.model.Memory.RAM)),
@@ -143,4 +149,5 @@ func (s *Swapper) measureInstanceAt(ctx context.Context, b *backend, inst *insta
 			s.log.Warn("saving footprints", zap.Error(err))
 		}
 	}
+	return u, true
 }

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/probe"
 )
 
@@ -22,11 +23,12 @@ import (
 // (see fail and retryOOM).
 func (s *Swapper) run(b *backend, dec *decision) {
 	defer s.wg.Done()
+	defer dec.cancel()
 	for _, v := range dec.victims {
 		select {
 		case <-v.gone:
-		case <-s.ctx.Done():
-			s.fail(b, nil, ErrClosed)
+		case <-dec.ctx.Done():
+			s.fail(b, nil, s.calledOff())
 			return
 		}
 	}
@@ -39,7 +41,7 @@ func (s *Swapper) run(b *backend, dec *decision) {
 		s.fail(b, nil, err)
 		return
 	}
-	if err := s.awaitReady(b, inst); err != nil {
+	if err := s.awaitReady(b, inst, dec.ctx); err != nil {
 		s.failed(b, dec, inst, err)
 		return
 	}
@@ -61,6 +63,8 @@ func (s *Swapper) run(b *backend, dec *decision) {
 	s.mu.Unlock()
 	s.log.Info("backend ready", zap.String("model", b.model.ID), zap.Int("pid", inst.proc.Pid()),
 		zap.Duration("took", inst.readyAt.Sub(inst.started)))
+	s.opts.Events.Publish(events.Event{Type: events.Ready, Model: b.model.ID,
+		Data: map[string]any{"pid": inst.proc.Pid(), "seconds": inst.readyAt.Sub(inst.started).Seconds()}})
 	s.measure(b, inst, true)
 }
 
@@ -92,7 +96,10 @@ func (s *Swapper) awaitRoom(b *backend, dec *decision) error {
 		s.mu.Unlock()
 		if err == nil {
 			if len(dec.victims) > 0 {
-				s.log.Info("memory is back", zap.String("model", b.model.ID), zap.Duration("cooldown", s.clock.Now().Sub(begin)))
+				took := s.clock.Now().Sub(begin)
+				s.log.Info("memory is back", zap.String("model", b.model.ID), zap.Duration("cooldown", took))
+				s.opts.Events.Publish(events.Event{Type: events.Cooldown, Model: b.model.ID,
+					Data: map[string]any{"seconds": took.Seconds()}})
 			}
 			return nil
 		}
@@ -104,23 +111,35 @@ func (s *Swapper) awaitRoom(b *backend, dec *decision) error {
 			}
 			return err
 		}
-		if !sleep(s, min(interval, s.opts.CooldownMax-waited)) {
-			return ErrClosed
+		if !sleepCtx(s, dec.ctx, min(interval, s.opts.CooldownMax-waited)) {
+			return s.calledOff()
 		}
 		interval = min(interval*2, 100*time.Millisecond)
 	}
 }
 
 // sleep waits d on the swapper's clock; false if it closed first.
-func sleep(s *Swapper, d time.Duration) bool {
+func sleep(s *Swapper, d time.Duration) bool { return sleepCtx(s, s.ctx, d) }
+
+// sleepCtx waits d on the swapper's clock; false if ctx ended first.
+func sleepCtx(s *Swapper, ctx context.Context, d time.Duration) bool {
 	t := s.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C():
 		return true
-	case <-s.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
+}
+
+// calledOff is why a start's wait ended early: hotswap closing, or an
+// operator unloading the model.
+func (s *Swapper) calledOff() error {
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return ErrUnloaded
 }
 
 // spawn starts b's process on the GPU decided, and makes it b's instance:
@@ -166,6 +185,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 		upstream: upstream,
 		started:  s.clock.Now(),
 		gone:     make(chan struct{}),
+		cut:      make(chan struct{}),
 		gpu:      dec.gpu,
 		need:     dec.need,
 	}
@@ -188,16 +208,16 @@ func hasEnv(env []string, key string) bool {
 // awaitReady waits until inst is healthy: the health path is polled at a
 // steady short interval, and at once whenever the backend writes output.
 // The timeout is a stall timeout: it restarts on output.
-func (s *Swapper) awaitReady(b *backend, inst *instance) error {
+func (s *Swapper) awaitReady(b *backend, inst *instance, ctx context.Context) error {
 	m := b.model
-	err := s.opts.Readiness.Wait(s.ctx, inst.upstream+m.Health, probe.WaitOptions{
+	err := s.opts.Readiness.Wait(ctx, inst.upstream+m.Health, probe.WaitOptions{
 		Timeout:      m.HealthTimeout,
 		LastActivity: inst.proc.LastOutput,
 		Wake:         inst.proc.Wrote(),
 		Exited:       inst.proc.Done(),
 	})
-	if err != nil && s.ctx.Err() != nil {
-		return ErrClosed
+	if err != nil && ctx.Err() != nil {
+		return s.calledOff()
 	}
 	return err
 }
@@ -208,7 +228,7 @@ func (s *Swapper) awaitReady(b *backend, inst *instance) error {
 // retryOOM). Any other failure is the backend's own, and backs off.
 func (s *Swapper) failed(b *backend, dec *decision, inst *instance, err error) {
 	se := &StartError{Model: b.model.ID, Err: err}
-	if !errors.Is(err, ErrClosed) {
+	if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrUnloaded) {
 		inst.proc.Stop(b.model.StopTimeout)
 		se.Output = inst.proc.Tail()
 		if errors.Is(err, probe.ErrExited) {
@@ -226,8 +246,8 @@ func (s *Swapper) failed(b *backend, dec *decision, inst *instance, err error) {
 	if se.OutOfMemory && !dec.retried && s.retryOOM(b, inst, se) {
 		return
 	}
-	if errors.Is(err, ErrClosed) {
-		s.fail(b, inst, ErrClosed)
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrUnloaded) {
+		s.fail(b, inst, err)
 		return
 	}
 	s.fail(b, inst, se)
@@ -282,8 +302,13 @@ func (s *Swapper) failLocked(b *backend, err error) {
 	b.state = Stopped
 	b.start = nil
 	s.changedLocked(b)
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrUnloaded) || s.ctx.Err() != nil {
+		return
+	}
+	s.opts.Events.Publish(events.Event{Type: events.Fail, Model: b.model.ID, Message: err.Error(),
+		Data: map[string]any{"cause": failCause(err)}})
 	var ie *InsufficientMemoryError
-	if errors.As(err, &ie) || errors.Is(err, ErrClosed) || s.ctx.Err() != nil {
+	if errors.As(err, &ie) {
 		return
 	}
 	se, ok := err.(*StartError)
@@ -300,16 +325,9 @@ func (s *Swapper) failLocked(b *backend, err error) {
 	b.lastErr = se
 }
 
-// measure records what inst uses now and, with learn, raises its model's
-// learned footprint if it grew. A backend that is still loading has not
-// reached its footprint, so only ready ones teach anything. Memory is
-// looked at again with it, so that the next decision sees both.
+// measure records what inst uses now, with the devices, and, with learn,
+// raises its model's learned footprint if it grew. A backend that is still
+// loading has not reached its footprint, so only ready ones teach anything.
 func (s *Swapper) measure(b *backend, inst *instance, learn bool) {
-	if s.opts.Memory == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-	defer cancel()
-	s.measureInstance(ctx, b, inst, learn)
-	s.refresh()
+	s.refresh(due{b, inst, learn})
 }

@@ -37,6 +37,7 @@ import (
 
 	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/probe"
 )
 
@@ -100,6 +101,9 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Footprints remembers measured footprints; nil keeps them in memory.
 	Footprints *Footprints
+	// Events, if set, is told what the swapper does: starts decided,
+	// evictions and why, backends ready, stopped, crashed, refusals.
+	Events *events.Hub
 	// RefreshInterval is how often memory is looked at again (default 1s;
 	// also at every start, ready backend and exit), MeasureInterval how
 	// often a ready backend is measured (default 5s; a loading one, at
@@ -180,6 +184,8 @@ type instance struct {
 	// cause says why it was stopped on purpose under requests (the drain
 	// timeout, shutdown), for the requests that were cut.
 	cause error
+	// cut, once closed, ends its drain at once (a forced unload).
+	cut chan struct{}
 
 	gpu  int         // the GPU it was placed on, or ramDevice
 	need config.Need // what planning counts for it
@@ -317,6 +323,10 @@ type Status struct {
 	// Started is when its process started, ReadyAt when it was seen
 	// ready (zero until then).
 	Started, ReadyAt time.Time
+	// Port is the port it was given (0 if none); LastUsed when a request
+	// last took or gave back its backend.
+	Port     int
+	LastUsed time.Time
 }
 
 // Status reports model's state now.
@@ -327,14 +337,14 @@ func (s *Swapper) Status(model string) (Status, bool) {
 	if !ok {
 		return Status{}, false
 	}
-	st := Status{Model: model, State: b.state, Need: s.need(b)}
+	st := Status{Model: model, State: b.state, Need: s.need(b), LastUsed: b.lastUsed}
 	if b.cur != nil {
 		st.Pid = b.cur.proc.Pid()
 		st.Upstream = b.cur.upstream
 		st.InFlight = b.cur.inflight
 		st.Device = deviceName(b.cur.gpu)
 		st.Usage = b.cur.usage
-		st.Started, st.ReadyAt = b.cur.started, b.cur.readyAt
+		st.Started, st.ReadyAt, st.Port = b.cur.started, b.cur.readyAt, b.cur.port
 	}
 	return st, true
 }

@@ -1,0 +1,146 @@
+package swapper
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hotswap/hotswap/events"
+)
+
+// What operators ask of the lifecycle's owner: they go through the same
+// decisions and the same lock as requests, so they never race a swap.
+
+// Statuses reports every model, in no particular order.
+func (s *Swapper) Statuses() []Status {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.backends))
+	for id := range s.backends {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	out := make([]Status, 0, len(ids))
+	for _, id := range ids {
+		if st, ok := s.Status(id); ok {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// Load is Acquire with the caller's policy: a start that would stop busy
+// models is refused (*BusyError) rather than waited for, unless the policy
+// allows it.
+func (s *Swapper) Load(ctx context.Context, model string, p Policy) (*Lease, error) {
+	return s.acquire(ctx, model, p)
+}
+
+// Unload stops model's backend: it takes no new requests, those in flight
+// finish (or, with force, are cut and told ErrUnloaded), then it stops. A
+// start in progress is called off. It returns once the model is stopped,
+// or when ctx ends.
+func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
+	s.mu.Lock()
+	b, ok := s.backends[model]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrUnknownModel, model)
+	}
+	switch b.state {
+	case Ready:
+		s.opts.Events.Publish(events.Event{Type: events.Unload, Model: model, Data: map[string]any{"force": force}})
+		s.leaveLocked(b, "unloaded")
+	case Starting:
+		s.opts.Events.Publish(events.Event{Type: events.Unload, Model: model, Data: map[string]any{"force": force}})
+		b.start.cancel()
+	}
+	if force && b.cur != nil && !isClosed(b.cur.cut) {
+		close(b.cur.cut)
+	}
+	for b.state != Stopped {
+		wait := b.changed
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// DeviceReport is one device's memory as the lifecycle's owner sees it.
+type DeviceReport struct {
+	Device string // "ram", "gpu0", ...
+	Name   string // the GPU's name; "" for RAM
+	Total  int64
+	// Free is what the probe saw at its last look.
+	Free int64
+	// Reserve is what is always left free (reserve_ram, reserve_vram).
+	Reserve int64
+	// Used is what each running backend is measured to use here.
+	Used map[string]int64
+	// Reserved is what starts in progress have yet to take here.
+	Reserved int64
+	// Available is what planning counts as free for a new start: free,
+	// less the reserve and reservations (and, for RAM, within limit_ram).
+	Available int64
+	// Measured is when memory was last looked at.
+	Measured time.Time
+}
+
+// Memory looks at memory afresh and reports every device, RAM first.
+func (s *Swapper) Memory() []DeviceReport {
+	s.refresh()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opts.Memory == nil {
+		return nil
+	}
+	in, _ := s.planInputLocked(nil, Policy{})
+	var out []DeviceReport
+	for _, d := range s.snap.devs {
+		if d.Index != ramDevice && s.snap.unified {
+			continue
+		}
+		r := DeviceReport{Device: deviceName(d.Index), Total: d.Total, Free: d.Free, Used: map[string]int64{},
+			Available: in.free[d.Index], Measured: s.snap.at}
+		if d.Index == ramDevice {
+			r.Reserve = s.opts.ReserveRAM
+		} else {
+			r.Name, r.Reserve = d.Model, s.opts.ReserveVRAM
+		}
+		for id, b := range s.backends {
+			inst := b.cur
+			if inst == nil {
+				continue
+			}
+			var used, need int64
+			switch {
+			case d.Index == ramDevice:
+				used, need = inst.usage.RAM, inst.need.RAM
+				if s.snap.unified || inst.gpu == ramDevice {
+					used += sumVRAM(inst.usage)
+					need += inst.need.VRAM
+				}
+			case inst.gpu == d.Index:
+				used, need = inst.usage.VRAM[d.Index], inst.need.VRAM
+			default:
+				continue
+			}
+			if used > 0 {
+				r.Used[id] = used
+			}
+			r.Reserved += max(0, need-used)
+		}
+		out = append(out, r)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Device == "ram" && out[j].Device != "ram" })
+	return out
+}
+
+// Footprint is model's learned footprint.
+func (s *Swapper) Footprint(model string) Footprint { return s.opts.Footprints.Get(model) }
