@@ -93,11 +93,15 @@ type Router struct {
 	clock clock.Clock
 
 	// mu serialises every decision: only its holder touches s.
-	mu     sync.Mutex
-	s      *sched
-	closed bool
-	timer  clock.Timer
-	armed  time.Time // when timer fires; zero if not armed
+	mu sync.Mutex
+	s  *sched
+	// stats are the models' counters, by id, readable without mu.
+	stats atomic.Pointer[map[string]*Stats]
+	// queueTimeout is opts.QueueTimeout, readable without mu.
+	queueTimeout atomic.Int64
+	closed       bool
+	timer        clock.Timer
+	armed        time.Time // when timer fires; zero if not armed
 }
 
 // Stats are a model's live counters.
@@ -119,6 +123,8 @@ func New(backends Backends, opts Options) *Router {
 	}
 	r := &Router{opts: opts, clock: clock.Or(opts.Clock), s: newSched(backends, opts)}
 	r.s.log = opts.Log
+	r.publishStatsLocked()
+	r.queueTimeout.Store(int64(opts.QueueTimeout))
 	r.timer = r.clock.AfterFunc(time.Hour, r.wake)
 	r.timer.Stop()
 	backends.Watch(func(string) { r.send(event{kind: evChanged}) })
@@ -130,11 +136,12 @@ func New(backends Backends, opts Options) *Router {
 // come and the backend is ready. ctx bounds the wait: when it ends, the
 // request leaves the queue. The caller must Close the ticket.
 func (r *Router) Enqueue(ctx context.Context, model string) (*Ticket, error) {
-	// sched's model map is never written after New: reading it needs no lock.
-	if _, ok := r.s.models[model]; !ok {
+	// A model removed between this look and the queue is refused there.
+	if _, ok := (*r.stats.Load())[model]; !ok {
 		return nil, fmt.Errorf("%w: %q", swapper.ErrUnknownModel, model)
 	}
-	t := &Ticket{r: r, model: model, ctx: ctx, enqueued: r.clock.Now(), signal: make(chan struct{}, 1)}
+	t := &Ticket{r: r, model: model, ctx: ctx, enqueued: r.clock.Now(), signal: make(chan struct{}, 1),
+		queueTimeout: time.Duration(r.queueTimeout.Load())}
 	if !r.send(event{kind: evArrive, t: t}) {
 		return nil, swapper.ErrClosed
 	}
@@ -156,10 +163,78 @@ func (r *Router) Acquire(ctx context.Context, model string) (*Lease, error) {
 
 // Stats returns model's counters, or nil for a model it does not know.
 func (r *Router) Stats(model string) *Stats {
-	if m, ok := r.s.models[model]; ok {
-		return m.stats
+	return (*r.stats.Load())[model]
+}
+
+// publishStatsLocked makes the models' counters readable without the lock
+// (a reload changes which models there are).
+func (r *Router) publishStatsLocked() {
+	m := make(map[string]*Stats, len(r.s.models))
+	for id, ms := range r.s.models {
+		if ms.emptied == nil {
+			m[id] = ms.stats
+		}
 	}
-	return nil
+	r.stats.Store(&m)
+}
+
+// Reconfigure applies a reloaded configuration: the policy, waits and
+// queue bounds apply to every decision from now on, and each model's
+// parallel cap at once. A model in opts.Parallel that was not known
+// before is known from now on. A known model missing from it is removed:
+// new requests for it are refused as for an unknown model, and those
+// queued are served; the channel returned for it is closed once its queue
+// is empty (see Remove).
+func (r *Router) Reconfigure(opts Options) map[string]<-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	opts.Log, opts.Clock = r.opts.Log, r.opts.Clock
+	if opts.Policy == "" {
+		opts.Policy = config.PolicyBatch
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = config.DefaultQueueSize
+	}
+	r.opts, r.s.opts = opts, opts
+	r.queueTimeout.Store(int64(opts.QueueTimeout))
+	removed := map[string]<-chan struct{}{}
+	for id, m := range r.s.models {
+		n, ok := opts.Parallel[id]
+		switch {
+		case ok:
+			m.parallel, m.emptied = max(1, n), nil
+		case m.emptied == nil:
+			m.emptied = make(chan struct{})
+			removed[id] = m.emptied
+			m.publish()
+		}
+	}
+	for id, n := range opts.Parallel {
+		if _, ok := r.s.models[id]; !ok {
+			r.s.models[id] = &mstate{id: id, parallel: max(1, n), stats: &Stats{}}
+		}
+	}
+	r.publishStatsLocked()
+	if !r.closed {
+		r.scheduleLocked() // a larger cap may serve more at once
+	}
+	return removed
+}
+
+// Remove forgets a model a reload removed. Requests still queued for it
+// (its queue did not empty in time) are refused as for an unknown model.
+func (r *Router) Remove(model string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.s.models[model]
+	if !ok || m.emptied == nil {
+		return
+	}
+	r.s.refuse(m, fmt.Errorf("%w: %q was removed by a reload", swapper.ErrUnknownModel, model))
+	if m.inflight == 0 {
+		delete(r.s.models, model)
+	}
+	r.publishStatsLocked()
 }
 
 // Close refuses every queued request with swapper.ErrClosed. Requests

@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,10 @@ type mstate struct {
 	// hold is a moving average of how long a request holds the backend.
 	hold  time.Duration
 	stats *Stats
+	// emptied, once a reload has removed the model, is closed when its
+	// queue is empty: it takes no new requests, but those queued are
+	// served.
+	emptied chan struct{}
 }
 
 func newSched(b Backends, opts Options) *sched {
@@ -78,6 +83,10 @@ func (s *sched) handle(ev event, now time.Time) {
 	m := s.models[t.model]
 	switch ev.kind {
 	case evArrive:
+		if m == nil || m.emptied != nil {
+			s.decide(t, nil, fmt.Errorf("%w: %q was removed by a reload", swapper.ErrUnknownModel, t.model))
+			return
+		}
 		if len(m.queue) >= s.opts.QueueSize {
 			s.decide(t, nil, &QueueFullError{Model: m.id, Size: len(m.queue), RetryAfter: m.retryAfter(len(m.queue))})
 			return
@@ -110,6 +119,13 @@ func (s *sched) decide(t *Ticket, l *swapper.Lease, err error) {
 func (m *mstate) publish() {
 	m.stats.Queued.Store(int64(len(m.queue)))
 	m.stats.InFlight.Store(int64(m.inflight))
+	if m.emptied != nil && len(m.queue) == 0 {
+		select {
+		case <-m.emptied:
+		default:
+			close(m.emptied)
+		}
+	}
 }
 
 // retryAfter guesses when a queue of n will have room: n requests' holds

@@ -33,6 +33,8 @@ type Ticket struct {
 	model    string
 	ctx      context.Context
 	enqueued time.Time
+	// queueTimeout is the router's when the request arrived.
+	queueTimeout time.Duration
 
 	// signal receives one value when sched has decided: a lease, or
 	// refused with err. The fields below it are written by sched before
@@ -122,7 +124,7 @@ func (t *Ticket) finish(l *Lease, err error) error {
 
 // timeout fires when the request has waited QueueTimeout.
 func (t *Ticket) timeout() <-chan time.Time {
-	qt := t.r.opts.QueueTimeout
+	qt := t.queueTimeout
 	if qt <= 0 {
 		return nil
 	}
@@ -133,7 +135,7 @@ func (t *Ticket) timeout() <-chan time.Time {
 }
 
 func (t *Ticket) timeoutErr() error {
-	return fmt.Errorf("%w %q after %s", ErrQueueTimeout, t.model, t.r.opts.QueueTimeout)
+	return fmt.Errorf("%w %q after %s", ErrQueueTimeout, t.model, t.queueTimeout)
 }
 
 // Close gives up the request if it has no lease yet: it leaves its queue,
