@@ -106,7 +106,7 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 				held[inst.gpu] += vram
 			}
 			switch {
-			case o.state == Ready && !o.model.Pinned:
+			case o.state == Ready && !o.pinned:
 				busy := inst.inflight > 0 || (p.Busy != nil && p.Busy(o.model.ID))
 				in.loaded = append(in.loaded, candidate{model: o.model.ID, ram: ram, vram: vram, gpu: inst.gpu,
 					busy: busy, used: order[o.model.ID]})

@@ -92,9 +92,12 @@ type DeviceReport struct {
 	Measured time.Time
 }
 
-// Memory looks at memory afresh and reports every device, RAM first.
-func (s *Swapper) Memory() []DeviceReport {
-	s.refresh()
+// Memory reports every device, RAM first; with fresh, it looks at memory
+// again first (as GET /admin/memory does; metrics go by the last look).
+func (s *Swapper) Memory(fresh bool) []DeviceReport {
+	if fresh {
+		s.refresh()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opts.Memory == nil {

@@ -49,6 +49,9 @@ func (l *Lease) Release() {
 			close(l.inst.idle)
 			l.inst.idle = nil
 		}
+		if l.b.cur == l.inst {
+			l.s.restartIfIdleLocked(l.b)
+		}
 	})
 }
 

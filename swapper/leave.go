@@ -16,17 +16,18 @@ import (
 func (s *Swapper) leaveLocked(b *backend, reason string) {
 	inst := b.cur
 	b.state = Draining
+	b.restart = reason == reconfigured
 	s.changedLocked(b)
 	s.wg.Add(1)
-	go s.drainAndStop(b, inst, reason)
+	go s.drainAndStop(b, inst, reason, s.opts.DrainTimeout)
 }
 
 // drainAndStop waits for inst's requests to finish, or for the drain
 // timeout, then stops it.
-func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string) {
+func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain time.Duration) {
 	defer s.wg.Done()
 	log := s.log.With(zap.String("model", b.model.ID), zap.String("reason", reason))
-	timeout := s.clock.NewTimer(s.opts.DrainTimeout)
+	timeout := s.clock.NewTimer(drain)
 	defer timeout.Stop()
 	s.mu.Lock()
 	if inst.inflight > 0 {
@@ -44,9 +45,9 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string) {
 			inst.cause = ErrUnloaded
 			log.Warn("unloaded by force under its requests", zap.Int("in_flight", inst.inflight))
 		} else {
-			inst.cause = &DrainTimeoutError{Model: b.model.ID, Timeout: s.opts.DrainTimeout, Reason: reason}
+			inst.cause = &DrainTimeoutError{Model: b.model.ID, Timeout: drain, Reason: reason}
 			log.Warn("drain timeout passed; stopping backend under its requests", zap.Int("in_flight", inst.inflight),
-				zap.Duration("drain_timeout", s.opts.DrainTimeout))
+				zap.Duration("drain_timeout", drain))
 		}
 	}
 	b.state = Stopping
@@ -68,6 +69,7 @@ func (s *Swapper) retire(b *backend, inst *instance) {
 	s.refresh()
 	s.mu.Lock()
 	s.retireLocked(b, inst)
+	s.settledLocked(b)
 	s.mu.Unlock()
 }
 
@@ -122,8 +124,12 @@ func (s *Swapper) janitor() {
 		now := s.clock.Now()
 		s.mu.Lock()
 		for _, b := range s.backends {
-			ttl := b.model.TTL
-			if ttl > 0 && !b.model.Pinned && b.state == Ready && b.cur.inflight == 0 && now.Sub(b.lastUsed) >= ttl {
+			if b.state == Ready && b.stale {
+				s.restartIfIdleLocked(b)
+				continue
+			}
+			ttl := b.ttl
+			if ttl > 0 && !b.pinned && b.state == Ready && b.cur.inflight == 0 && now.Sub(b.lastUsed) >= ttl {
 				s.opts.Events.Publish(events.Event{Type: events.Evict, Model: b.model.ID,
 					Data: map[string]any{"reason": "ttl"}})
 				s.leaveLocked(b, "idle for its ttl ("+ttl.String()+")")
@@ -158,6 +164,7 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 	inst.proc.Stop(b.model.StopTimeout)
 	s.mu.Lock()
 	s.retireLocked(b, inst)
+	s.settledLocked(b)
 	s.mu.Unlock()
 }
 

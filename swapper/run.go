@@ -93,6 +93,7 @@ func (s *Swapper) awaitRoom(b *backend, dec *decision) error {
 			in.pin = ramDevice
 		}
 		_, err := choosePlan(in)
+		cooldownMax := s.opts.CooldownMax // a reload may change it
 		s.mu.Unlock()
 		if err == nil {
 			if len(dec.victims) > 0 {
@@ -104,14 +105,14 @@ func (s *Swapper) awaitRoom(b *backend, dec *decision) error {
 			return nil
 		}
 		waited := s.clock.Now().Sub(begin)
-		if len(dec.victims) == 0 || waited >= s.opts.CooldownMax {
+		if len(dec.victims) == 0 || waited >= cooldownMax {
 			if len(dec.victims) > 0 {
 				s.log.Warn("memory did not come back within cooldown_max", zap.String("model", b.model.ID),
-					zap.Duration("cooldown_max", s.opts.CooldownMax), zap.Error(err))
+					zap.Duration("cooldown_max", cooldownMax), zap.Error(err))
 			}
 			return err
 		}
-		if !sleepCtx(s, dec.ctx, min(interval, s.opts.CooldownMax-waited)) {
+		if !sleepCtx(s, dec.ctx, min(interval, cooldownMax-waited)) {
 			return s.calledOff()
 		}
 		interval = min(interval*2, 100*time.Millisecond)
@@ -276,6 +277,7 @@ func (s *Swapper) retryOOM(b *backend, inst *instance, se *StartError) bool {
 	b.start = nil
 	if _, err := s.decideLocked(b, Policy{evictIdle: true, Reason: "retry after running out of memory"}); err != nil {
 		s.failLocked(b, se)
+		s.settledLocked(b)
 		return true
 	}
 	return true
@@ -295,6 +297,7 @@ func (s *Swapper) fail(b *backend, inst *instance, err error) {
 		s.retireLocked(b, inst)
 	}
 	s.failLocked(b, err)
+	s.settledLocked(b)
 	s.mu.Unlock()
 }
 

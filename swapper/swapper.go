@@ -166,6 +166,18 @@ type backend struct {
 	failures int
 	retryAt  time.Time
 	lastErr  *StartError
+
+	// ttl and pinned are the model's, changed at once by a reload; the
+	// rest of model is fixed for the backend's life (see Reconfigure).
+	ttl    time.Duration
+	pinned bool
+	// next, when set, is the model's new configuration: it takes effect
+	// once the backend has stopped. stale says the backend runs with a
+	// configuration that needs a restart: it leaves once idle, and
+	// restart (set when it leaves for that) starts it again then.
+	next    *config.Model
+	stale   bool
+	restart bool
 }
 
 // instance is one run of a backend process.
@@ -244,7 +256,7 @@ func New(opts Options) *Swapper {
 		noted:    make(chan struct{}, 1),
 	}
 	for id, m := range opts.Models {
-		s.backends[id] = &backend{model: m, changed: make(chan struct{})}
+		s.backends[id] = newBackend(m)
 	}
 	s.refresh()
 	s.wg.Add(3)
