@@ -1,0 +1,459 @@
+// Package metrics exposes hotswap's Prometheus metrics: what requests and
+// their waits cost, what the lifecycle did (starts, failures, evictions,
+// crashes, refusals), and, read at scrape time, the queues, memory, learned
+// footprints and the state of every model.
+//
+// Every label is bounded, so that a client cannot grow the series without
+// end: a model label is a configured model or "other", and each free-form
+// label (endpoint, failure cause) keeps the first values it sees and calls
+// the rest "other".
+package metrics
+
+import (
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/hotswap/hotswap/events"
+	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/swapper"
+)
+
+// Source is what the metrics read at scrape time.
+type Source interface {
+	Statuses() []swapper.Status
+	Memory(fresh bool) []swapper.DeviceReport // called with false: the last look, no I/O
+	Footprint(model string) swapper.Footprint
+}
+
+// Queues is what the metrics read of the router at scrape time.
+type Queues interface {
+	Stats(model string) *router.Stats
+}
+
+// other stands for every value a bounded label does not keep.
+const other = "other"
+
+// Limits on the distinct values of the free-form labels.
+const (
+	maxEndpoints = 32
+	maxCauses    = 16
+)
+
+// Metrics records hotswap's metrics in a registry of its own. It is safe
+// for concurrent use.
+type Metrics struct {
+	src Source
+	q   Queues
+	reg *prometheus.Registry
+
+	// mu guards models. Observations hold it for reading while they pick a
+	// model label and record it, so that SetModels, which deletes the
+	// series of models that left, cannot race one back into existence.
+	mu     sync.RWMutex
+	models map[string]bool
+	ids    []string // models, in configuration order, for the scrape
+
+	endpoints *labelSet
+	causes    *labelSet
+
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	wait         *prometheus.HistogramVec
+	starts       *prometheus.CounterVec
+	startSeconds *prometheus.HistogramVec
+	failures     *prometheus.CounterVec
+	evictions    *prometheus.CounterVec
+	cooldown     prometheus.Histogram
+	refusals     *prometheus.CounterVec
+	crashes      *prometheus.CounterVec
+}
+
+// Eviction reasons: what the swapper says, folded into label values.
+var evictReasons = []string{"making_room", "ttl", "unload", other}
+
+// New returns the metrics of a proxy serving models (the configured model
+// ids), reading src and q at scrape time; either may be nil, and its
+// metrics are then left out.
+func New(models []string, src Source, q Queues) *Metrics {
+	// Requests and waits run from milliseconds (a ready model) to minutes
+	// (a long generation, or a load behind a swap).
+	slow := prometheus.ExponentialBucketsRange(0.005, 600, 16)
+	m := &Metrics{
+		src:       src,
+		q:         q,
+		reg:       prometheus.NewRegistry(),
+		endpoints: newLabelSet(maxEndpoints),
+		causes:    newLabelSet(maxCauses),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_requests_total",
+			Help: "Requests answered, by model, endpoint and HTTP status.",
+		}, []string{"model", "endpoint", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hotswap_request_duration_seconds",
+			Help:    "Time from a request's arrival to the end of its answer, waits included.",
+			Buckets: slow,
+		}, []string{"model", "endpoint"}),
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hotswap_wait_seconds",
+			Help:    "Time requests waited before reaching a backend, by cause (queued or loading).",
+			Buckets: slow,
+		}, []string{"model", "cause"}),
+		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_backend_starts_total",
+			Help: "Backend starts decided.",
+		}, []string{"model"}),
+		startSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hotswap_backend_start_seconds",
+			Help: "Time from a backend's process start to its being ready.",
+			// A backend is never ready in under a tenth of a second, and a
+			// large model from a slow disk can take minutes.
+			Buckets: prometheus.ExponentialBucketsRange(0.1, 600, 14),
+		}, []string{"model"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_backend_start_failures_total",
+			Help: "Backend starts that failed, by cause.",
+		}, []string{"model", "cause"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_evictions_total",
+			Help: "Models that left memory, by reason (making_room, ttl, unload, other).",
+		}, []string{"model", "reason"}),
+		cooldown: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hotswap_cooldown_seconds",
+			Help:    "Time evicted backends' memory took to show as free again.",
+			Buckets: prometheus.ExponentialBucketsRange(0.01, 300, 14),
+		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_insufficient_memory_total",
+			Help: "Starts refused because the model cannot fit in memory.",
+		}, []string{"model"}),
+		crashes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_backend_crashes_total",
+			Help: "Backends that exited on their own.",
+		}, []string{"model"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.wait, m.starts, m.startSeconds,
+		m.failures, m.evictions, m.cooldown, m.refusals, m.crashes, newLive(m))
+	m.SetModels(models)
+	return m
+}
+
+// SetModels replaces the configured models, after a reload. The series of
+// models that left are deleted, rather than left at their last values for
+// ever; those of models that stay keep counting.
+func (m *Metrics) SetModels(models []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := make(map[string]bool, len(models))
+	ids := make([]string, 0, len(models))
+	for _, id := range models {
+		// A model literally named "other" would be counted with the
+		// models that are not configured; keep it one series, theirs.
+		if id == "" || id == other || next[id] {
+			continue
+		}
+		next[id] = true
+		ids = append(ids, id)
+	}
+	for id := range m.models {
+		if !next[id] {
+			m.deleteModel(id)
+		}
+	}
+	// Zeros, so that a dashboard shows a model that never started, crashed
+	// or was refused, and rate() sees the first one.
+	for _, id := range ids {
+		m.starts.WithLabelValues(id)
+		m.crashes.WithLabelValues(id)
+		m.refusals.WithLabelValues(id)
+		for _, r := range evictReasons {
+			m.evictions.WithLabelValues(id, r)
+		}
+	}
+	m.models, m.ids = next, ids
+}
+
+func (m *Metrics) deleteModel(id string) {
+	l := prometheus.Labels{"model": id}
+	m.requests.DeletePartialMatch(l)
+	m.duration.DeletePartialMatch(l)
+	m.wait.DeletePartialMatch(l)
+	m.starts.DeletePartialMatch(l)
+	m.startSeconds.DeletePartialMatch(l)
+	m.failures.DeletePartialMatch(l)
+	m.evictions.DeletePartialMatch(l)
+	m.refusals.DeletePartialMatch(l)
+	m.crashes.DeletePartialMatch(l)
+}
+
+// modelLocked is model's label value. The caller holds mu.
+func (m *Metrics) modelLocked(model string) string {
+	if m.models[model] {
+		return model
+	}
+	return other
+}
+
+// Request records a request answered with status after took.
+func (m *Metrics) Request(model, endpoint string, status int, took time.Duration) {
+	endpoint = m.endpoints.get(endpoint)
+	code := other
+	// Anything outside the HTTP range is a bug somewhere, and must not
+	// make series of its own.
+	if status >= 100 && status <= 599 {
+		code = strconv.Itoa(status)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	model = m.modelLocked(model)
+	m.requests.WithLabelValues(model, endpoint, code).Inc()
+	m.duration.WithLabelValues(model, endpoint).Observe(took.Seconds())
+}
+
+// Waited records a request's wait before it reached a backend; cause is
+// "queued" (behind other requests) or "loading" (for its model to start).
+func (m *Metrics) Waited(model, cause string, took time.Duration) {
+	if cause != "queued" && cause != "loading" {
+		cause = other
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	m.wait.WithLabelValues(m.modelLocked(model), cause).Observe(took.Seconds())
+}
+
+// Listen counts what h publishes; a nil h publishes nothing.
+func (m *Metrics) Listen(h *events.Hub) {
+	if h == nil {
+		return
+	}
+	h.Listen(m.event)
+}
+
+// event counts e. It runs under the hub's lock, on the publisher's
+// goroutine (often under the swapper's lock too): it only counts.
+func (m *Metrics) event(e events.Event) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	model := m.modelLocked(e.Model)
+	switch e.Type {
+	case events.Start:
+		m.starts.WithLabelValues(model).Inc()
+	case events.Ready:
+		if s, ok := seconds(e.Data["seconds"]); ok {
+			m.startSeconds.WithLabelValues(model).Observe(s)
+		}
+	case events.Fail:
+		cause, _ := e.Data["cause"].(string)
+		if cause == "" {
+			cause = other
+		}
+		m.failures.WithLabelValues(model, m.causes.get(cause)).Inc()
+	case events.Evict:
+		reason, _ := e.Data["reason"].(string)
+		m.evictions.WithLabelValues(model, evictReason(reason)).Inc()
+	case events.Unload:
+		m.evictions.WithLabelValues(model, "unload").Inc()
+	case events.Cooldown:
+		if s, ok := seconds(e.Data["seconds"]); ok {
+			m.cooldown.Observe(s)
+		}
+	case events.Refuse:
+		m.refusals.WithLabelValues(model).Inc()
+	case events.Crash:
+		m.crashes.WithLabelValues(model).Inc()
+	}
+}
+
+// evictReason folds the swapper's words for why a model left into a label
+// value.
+func evictReason(reason string) string {
+	switch reason {
+	case "making room", "making_room":
+		return "making_room"
+	case "ttl":
+		return "ttl"
+	case "unload", "unloaded":
+		return "unload"
+	}
+	return other
+}
+
+// seconds reads a duration from an event's data. The data are set in Go,
+// not decoded from JSON, so the number may be of any type a publisher
+// found natural; plain integers are taken as seconds.
+func seconds(v any) (float64, bool) {
+	var s float64
+	switch v := v.(type) {
+	case time.Duration:
+		s = v.Seconds()
+	case float64:
+		s = v
+	case float32:
+		s = float64(v)
+	case int:
+		s = float64(v)
+	case int64:
+		s = float64(v)
+	case int32:
+		s = float64(v)
+	case uint:
+		s = float64(v)
+	case uint64:
+		s = float64(v)
+	case uint32:
+		s = float64(v)
+	default:
+		return 0, false
+	}
+	if math.IsNaN(s) || math.IsInf(s, 0) || s < 0 {
+		return 0, false
+	}
+	return s, true
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() fasthttp.RequestHandler {
+	return fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+}
+
+// Registry is where the metrics are registered.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// labelSet bounds a free-form label: it keeps the first max values it is
+// given, and calls the rest "other".
+type labelSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	max  int
+}
+
+func newLabelSet(max int) *labelSet {
+	return &labelSet{seen: make(map[string]bool), max: max}
+}
+
+func (l *labelSet) get(v string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen[v] {
+		return v
+	}
+	if len(l.seen) >= l.max {
+		return other
+	}
+	l.seen[v] = true
+	return v
+}
+
+// live reads the metrics that are a look at the present, rather than a
+// count of the past, at scrape time: the values are the source's own, with
+// nothing to keep in step.
+type live struct {
+	m *Metrics
+
+	queued, inFlight            *prometheus.Desc
+	memTotal, memFree, memAvail *prometheus.Desc
+	memUsed, footprint          *prometheus.Desc
+	loaded, state               *prometheus.Desc
+}
+
+func newLive(m *Metrics) *live {
+	d := prometheus.NewDesc
+	return &live{
+		m:         m,
+		queued:    d("hotswap_queue_depth", "Requests waiting in the model's queue.", []string{"model"}, nil),
+		inFlight:  d("hotswap_in_flight", "Requests sent to the model's backend and not yet done, loading included.", []string{"model"}, nil),
+		memTotal:  d("hotswap_memory_total_bytes", "The device's memory.", []string{"device"}, nil),
+		memFree:   d("hotswap_memory_free_bytes", "The device's free memory, at the last look.", []string{"device"}, nil),
+		memAvail:  d("hotswap_memory_available_bytes", "What a new start may take on the device: free, less the reserve and starts in progress.", []string{"device"}, nil),
+		memUsed:   d("hotswap_memory_used_bytes", "What the model's backend was last measured to use on the device.", []string{"device", "model"}, nil),
+		footprint: d("hotswap_footprint_bytes", "The most the model's backend has been measured to use (device ram or vram).", []string{"model", "device"}, nil),
+		loaded:    d("hotswap_models_loaded", "Models ready to serve.", nil, nil),
+		state:     d("hotswap_model_state", "1 for the model's current state.", []string{"model", "state"}, nil),
+	}
+}
+
+func (l *live) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{l.queued, l.inFlight, l.memTotal, l.memFree,
+		l.memAvail, l.memUsed, l.footprint, l.loaded, l.state} {
+		ch <- d
+	}
+}
+
+func (l *live) Collect(ch chan<- prometheus.Metric) {
+	// No lock of ours is held while the source takes its own: SetModels
+	// replaces ids and models rather than changing them, so these stay
+	// as they were.
+	l.m.mu.RLock()
+	ids := l.m.ids
+	known := l.m.models
+	l.m.mu.RUnlock()
+
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+
+	if q := l.m.q; q != nil {
+		for _, id := range ids {
+			s := q.Stats(id)
+			if s == nil {
+				continue
+			}
+			gauge(l.queued, float64(s.Queued.Load()), id)
+			gauge(l.inFlight, float64(s.InFlight.Load()), id)
+		}
+	}
+
+	src := l.m.src
+	if src == nil {
+		return
+	}
+
+	states := make(map[string]swapper.State, len(ids))
+	loaded := 0
+	for _, st := range src.Statuses() {
+		states[st.Model] = st.State
+		if st.State == swapper.Ready {
+			loaded++
+		}
+	}
+	gauge(l.loaded, float64(loaded))
+	// A configured model the swapper does not know yet (a reload half
+	// way) is not running: stopped, rather than a gap in the series.
+	for _, id := range ids {
+		gauge(l.state, 1, id, states[id].String())
+	}
+
+	for _, d := range src.Memory(false) {
+		gauge(l.memTotal, float64(d.Total), d.Device)
+		gauge(l.memFree, float64(d.Free), d.Device)
+		gauge(l.memAvail, float64(d.Available), d.Device)
+		// Models that are not configured share one series, so their
+		// usage is added up rather than reported twice under one label.
+		used := make(map[string]int64, len(d.Used))
+		for id, b := range d.Used {
+			if !known[id] {
+				id = other
+			}
+			used[id] += b
+		}
+		for id, b := range used {
+			gauge(l.memUsed, float64(b), d.Device, id)
+		}
+	}
+
+	for _, id := range ids {
+		fp := src.Footprint(id)
+		if fp.RAM > 0 {
+			gauge(l.footprint, float64(fp.RAM), id, "ram")
+		}
+		if fp.VRAM > 0 {
+			gauge(l.footprint, float64(fp.VRAM), id, "vram")
+		}
+	}
+}
