@@ -6,6 +6,7 @@ package events
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,6 +46,7 @@ type Hub struct {
 	listeners []func(Event)
 	subs      map[*Subscription]struct{}
 	now       func() time.Time
+	logSubs   atomic.Int32 // subscribers that want log lines
 }
 
 // NewHub returns a hub; now is its clock (nil: time.Now).
@@ -114,6 +116,9 @@ func (h *Hub) Subscribe(n int, logs bool) *Subscription {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.subs[s] = struct{}{}
+	if logs {
+		h.logSubs.Add(1)
+	}
 	return s
 }
 
@@ -124,5 +129,8 @@ func (s *Subscription) C() <-chan Event { return s.c }
 func (s *Subscription) Close() {
 	s.h.mu.Lock()
 	defer s.h.mu.Unlock()
+	if _, ok := s.h.subs[s]; ok && s.logs {
+		s.h.logSubs.Add(-1)
+	}
 	delete(s.h.subs, s)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/hotswap/hotswap/control"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
 )
@@ -64,6 +65,18 @@ func toAPIError(err error) *apiError {
 			RetryAfter: qf.RetryAfter}
 	case errors.Is(err, router.ErrQueueTimeout):
 		return &apiError{Status: 503, Type: "server_error", Code: "queue_timeout", Message: err.Error()}
+	case errors.Is(err, control.ErrInvalidConfig):
+		return &apiError{Status: 400, Type: "invalid_request_error", Code: "invalid_config", Message: err.Error()}
+	case errors.Is(err, control.ErrNoConfigFile):
+		return &apiError{Status: 409, Type: "invalid_request_error", Code: "no_config_file", Message: err.Error()}
+	case errors.Is(err, control.ErrUnknownMode):
+		return &apiError{Status: 404, Type: "invalid_request_error", Code: "mode_not_found", Message: err.Error()}
+	case errors.Is(err, control.ErrUnknownDevice):
+		return &apiError{Status: 404, Type: "invalid_request_error", Code: "device_not_found", Message: err.Error()}
+	case errors.Is(err, control.ErrNothingToRestore):
+		return &apiError{Status: 409, Type: "invalid_request_error", Code: "nothing_to_restore", Message: err.Error()}
+	case errors.Is(err, swapper.ErrUnloaded):
+		return &apiError{Status: 503, Type: "server_error", Code: "model_unloaded", Message: err.Error()}
 	case errors.Is(err, swapper.ErrDrainTimeout):
 		return &apiError{Status: 503, Type: "server_error", Code: "drain_timeout", Message: err.Error()}
 	case errors.Is(err, swapper.ErrClosed):

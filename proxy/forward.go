@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -32,29 +33,58 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, "", err)
 		return
 	}
-	m, ok := s.cfg.Resolve(name)
+	m, ok := s.config().Resolve(name)
 	if !ok {
 		s.fail(ctx, name, s.unknownModel(name))
 		return
 	}
+	s.dispatch(ctx, m.ID, stream)
+}
+
+// handleUpstream serves /upstream/{model}/{path...}: any method and path,
+// sent to that model's backend as /{path...} (its web UI, llama.cpp's
+// /slots and /metrics), through the same queue and memory rules as any
+// request.
+func (s *Server) handleUpstream(ctx *fasthttp.RequestCtx, rest string) {
+	name, path, _ := strings.Cut(rest, "/")
+	m, ok := s.config().Resolve(name)
+	switch {
+	case name == "":
+		s.fail(ctx, "", badRequest("missing_model", "name the model: /upstream/{model}/{path}"))
+		return
+	case !ok:
+		s.fail(ctx, name, s.unknownModel(name))
+		return
+	}
+	ctx.SetUserValue(upstreamPathKey, []byte("/"+path))
+	s.dispatch(ctx, m.ID, false)
+}
+
+// upstreamPathKey holds, on a request for /upstream/{model}/..., the path
+// its backend is sent.
+const upstreamPathKey = "hotswap.upstream_path"
+
+// dispatch waits for the request's turn at model's backend, then forwards
+// it. A streaming request that waits long is sent keep-alive comments.
+func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool) {
 	// Not the RequestCtx: its Done fires at shutdown, and a request waiting
 	// then is told it was refused (by the router or swapper closing), not
 	// that its client left.
 	wait, hangup := context.WithCancel(context.Background())
-	t, err := s.router.Enqueue(wait, m.ID)
+	t, err := s.router.Enqueue(wait, model)
 	if err != nil {
 		hangup()
-		s.fail(ctx, m.ID, err)
+		s.fail(ctx, model, err)
 		return
 	}
 	lease, err := t.Next(fastPathWait)
 	if lease == nil && err == nil {
 		stopWatch := watchHangup(ctx.Conn(), hangup)
-		every := s.cfg.Scheduling.StreamKeepalive
+		every := s.config().Scheduling.StreamKeepalive
 		if stream && every > 0 {
 			if lease, err = t.Next(every - fastPathWait); lease == nil && err == nil {
 				// The wait goes on as the answer is written: the body owns it.
-				s.streamWaiting(ctx, m.ID, t, every, func() { stopWatch(); hangup() })
+				s.streamWaiting(ctx, model, t, every, func() { stopWatch(); hangup() })
 				return
 			}
 		} else {
@@ -65,10 +95,11 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 	hangup()
 	if err != nil {
 		t.Close()
-		s.fail(ctx, m.ID, err)
+		s.fail(ctx, model, err)
 		return
 	}
-	s.forward(ctx, m.ID, lease)
+	s.waited(model, t)
+	s.forward(ctx, model, lease)
 }
 
 // forward sends the request to the lease's backend and streams the answer

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
 )
@@ -40,17 +41,33 @@ type Options struct {
 	Router Router
 	Status StatusFunc // optional
 	Log    *zap.Logger
+	// Admin serves /admin/*; nil leaves it out.
+	Admin Admin
+	// Events feeds /admin/events; nil leaves it out.
+	Events *events.Hub
+	// Metrics counts requests and serves /metrics; nil leaves it out.
+	Metrics Metrics
 }
 
 // Server is the proxy. Serve it with Serve; stop it with Shutdown.
 type Server struct {
-	cfg     *config.Config
+	// conf is the configuration now: a reload replaces it. What fasthttp
+	// and the listener were built with (the server section, max_body)
+	// keeps its first value.
+	conf    atomic.Pointer[config.Config]
 	router  Router
 	status  StatusFunc
 	log     *zap.Logger
 	created int64
 	srv     *fasthttp.Server
 	closing atomic.Bool // Shutdown was called
+	// done is closed by Shutdown: long-lived answers (event streams) end.
+	done       chan struct{}
+	closeDone  sync.Once
+	admin      Admin
+	events     *events.Hub
+	metrics    Metrics
+	background sync.WaitGroup // loads not waited for
 
 	mu      sync.Mutex
 	clients map[string]*upstreamClient // by model id
@@ -64,13 +81,17 @@ func New(opts Options) *Server {
 		log = zap.NewNop()
 	}
 	s := &Server{
-		cfg:     opts.Config,
 		router:  opts.Router,
 		status:  opts.Status,
 		log:     log,
 		created: time.Now().Unix(),
 		clients: make(map[string]*upstreamClient),
+		done:    make(chan struct{}),
+		admin:   opts.Admin,
+		events:  opts.Events,
+		metrics: opts.Metrics,
 	}
+	s.conf.Store(opts.Config)
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handle,
 		ErrorHandler:       s.handleParseError,
@@ -95,13 +116,31 @@ func New(opts Options) *Server {
 	return s
 }
 
+func (s *Server) config() *config.Config { return s.conf.Load() }
+
+// Reconfigure serves with cfg from now on: keys, aliases, models and
+// scheduling settings apply to the next request. A model whose upstream
+// keep-alive changed gets new connections.
+func (s *Server) Reconfigure(cfg *config.Config) {
+	old := s.conf.Swap(cfg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, c := range s.clients {
+		m, o := cfg.Models[id], old.Models[id]
+		if m == nil || o == nil || m.UpstreamKeepalive != o.UpstreamKeepalive {
+			c.hc.CloseIdleConnections()
+			delete(s.clients, id)
+		}
+	}
+}
+
 // maxHeaderBytes bounds a request's line and headers.
 const maxHeaderBytes = 16 << 10
 
 // Serve accepts connections on ln until Shutdown, within the limits of the
 // configuration's server section.
 func (s *Server) Serve(ln net.Listener) error {
-	sc := s.cfg.Server
+	sc := s.config().Server
 	conns, perIP, files := connLimits(sc.MaxConns, sc.MaxConnsPerIP)
 	s.log.Info("client connections limited", zap.Int("max_conns", conns), zap.Int("max_conns_per_ip", perIP),
 		zap.Uint64("open_file_limit", files))
@@ -120,7 +159,9 @@ func (s *Server) Serve(ln net.Listener) error {
 // Answers cut short from now on say that hotswap is shutting down.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
+	s.closeDone.Do(func() { close(s.done) })
 	err := s.srv.ShutdownWithContext(ctx)
+	s.background.Wait()
 	s.mu.Lock()
 	l := s.ln
 	s.mu.Unlock()
@@ -134,10 +175,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // may take: HeaderTimeout, and its size at BodyMinRate. A body of unknown
 // size (chunked) is allowed as long as one of max_body would be.
 func (s *Server) bodyDeadline(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	sc := s.cfg.Server
+	sc := s.config().Server
 	size := int64(h.ContentLength())
 	if size < 0 {
-		size = s.cfg.MaxBody
+		size = s.config().MaxBody
 	}
 	d := sc.HeaderTimeout
 	if sc.BodyMinRate > 0 {
@@ -149,7 +190,7 @@ func (s *Server) bodyDeadline(h *fasthttp.RequestHeader) fasthttp.RequestConfig 
 // expect answers "Expect: 100-continue": a body declared larger than
 // max_body is refused before the client sends it.
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	if n := ctx.Request.Header.ContentLength(); n > int(s.cfg.MaxBody) {
+	if n := ctx.Request.Header.ContentLength(); n > int(s.config().MaxBody) {
 		ae := s.tooLarge()
 		s.failUnread(ctx, ae, true)
 		return ae.Status
@@ -159,7 +200,7 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 
 func (s *Server) tooLarge() *apiError {
 	return &apiError{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
-		Message: "request body is larger than max_body (" + swapper.FormatBytes(s.cfg.MaxBody) + ")"}
+		Message: "request body is larger than max_body (" + swapper.FormatBytes(s.config().MaxBody) + ")"}
 }
 
 // Handle serves one request.
@@ -168,14 +209,38 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	switch {
 	case path == "/health":
 		s.handleHealth(ctx)
-		return
+	case strings.HasPrefix(path, "/admin/"):
+		if s.authorized(ctx, s.adminKeys()) {
+			s.handleAdmin(ctx, path)
+		} else {
+			s.fail(ctx, "", errUnauthorized)
+		}
+	case path == "/metrics" && s.metrics != nil:
+		if s.authorized(ctx, s.adminKeys()) {
+			s.handleMetrics(ctx)
+		} else {
+			s.fail(ctx, "", errUnauthorized)
+		}
+	case strings.HasPrefix(path, "/upstream/"):
+		if s.authorized(ctx, s.config().APIKeys) {
+			s.handleUpstream(ctx, strings.TrimPrefix(path, "/upstream/"))
+		} else {
+			s.fail(ctx, "", errUnauthorized)
+		}
 	case !forwardable(path):
 		s.fail(ctx, "", unknownPath(path))
-		return
+	case isPreflight(ctx):
+		s.handlePreflight(ctx)
+	default:
+		s.handleAPI(ctx, path)
+		s.corsHeaders(ctx)
 	}
-	if !s.authorized(ctx) {
-		s.fail(ctx, "", &apiError{Status: 401, Type: "invalid_request_error", Code: "invalid_api_key",
-			Message: "missing or invalid API key: send Authorization: Bearer <key>"})
+}
+
+// handleAPI serves /v1 and the backends' native paths.
+func (s *Server) handleAPI(ctx *fasthttp.RequestCtx, path string) {
+	if !s.authorized(ctx, s.config().APIKeys) {
+		s.fail(ctx, "", errUnauthorized)
 		return
 	}
 	switch {
@@ -188,8 +253,24 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
-	if len(s.cfg.APIKeys) == 0 {
+var errUnauthorized = &apiError{Status: 401, Type: "invalid_request_error", Code: "invalid_api_key",
+	Message: "missing or invalid API key: send Authorization: Bearer <key>"}
+
+// adminKeys are the keys of /admin and /metrics: admin_keys, or api_keys
+// when there are none.
+func (s *Server) adminKeys() []string {
+	cfg := s.config()
+	if len(cfg.AdminKeys) > 0 {
+		return cfg.AdminKeys
+	}
+	return cfg.APIKeys
+}
+
+// authorized reports whether the request carries one of keys (any
+// request does, when there are none). Keys are compared in constant time
+// and never logged.
+func (s *Server) authorized(ctx *fasthttp.RequestCtx, keys []string) bool {
+	if len(keys) == 0 {
 		return true
 	}
 	auth := ctx.Request.Header.Peek("Authorization")
@@ -197,7 +278,7 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 	if !ok {
 		return false
 	}
-	for _, k := range s.cfg.APIKeys {
+	for _, k := range keys {
 		if subtle.ConstantTimeCompare(key, []byte(k)) == 1 {
 			return true
 		}
@@ -282,12 +363,13 @@ func (s *Server) handleModels(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, "", methodNotAllowed("GET"))
 		return
 	}
+	cfg := s.config()
 	list := struct {
 		Object string        `json:"object"`
 		Data   []modelObject `json:"data"`
-	}{Object: "list", Data: make([]modelObject, 0, len(s.cfg.ModelIDs))}
-	for _, id := range s.cfg.ModelIDs {
-		list.Data = append(list.Data, s.modelObject(s.cfg.Models[id]))
+	}{Object: "list", Data: make([]modelObject, 0, len(cfg.ModelIDs))}
+	for _, id := range cfg.ModelIDs {
+		list.Data = append(list.Data, s.modelObject(cfg.Models[id]))
 	}
 	s.writeJSON(ctx, list)
 }
@@ -297,7 +379,7 @@ func (s *Server) handleModel(ctx *fasthttp.RequestCtx, name string) {
 		s.fail(ctx, "", methodNotAllowed("GET"))
 		return
 	}
-	m, ok := s.cfg.Resolve(name)
+	m, ok := s.config().Resolve(name)
 	if !ok {
 		s.fail(ctx, name, s.unknownModel(name))
 		return
@@ -322,7 +404,7 @@ func methodNotAllowed(allow string) *apiError {
 
 func (s *Server) unknownModel(name string) error {
 	return &apiError{Status: 404, Type: "invalid_request_error", Code: "model_not_found",
-		Message: "the model `" + clip(name) + "` does not exist; known models: " + strings.Join(s.cfg.ModelIDs, ", ")}
+		Message: "the model `" + clip(name) + "` does not exist; known models: " + strings.Join(s.config().ModelIDs, ", ")}
 }
 
 // fail answers with err and logs the request.
@@ -336,6 +418,9 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, model string, err error) {
 // method and path only if its headers were read.
 func (s *Server) failUnread(ctx *fasthttp.RequestCtx, ae *apiError, headersRead bool) {
 	writeError(ctx, ae)
+	if s.metrics != nil {
+		s.metrics.Request("", "other", ae.Status, 0)
+	}
 	fields := []zap.Field{zap.String("from", ctx.RemoteAddr().String()), zap.Int("status", ae.Status), zap.Error(ae)}
 	// fasthttp resets a request whose body it could not read (a chunked
 	// body that grew too large): then its headers are gone too.
@@ -349,6 +434,10 @@ func (s *Server) failUnread(ctx *fasthttp.RequestCtx, ae *apiError, headersRead 
 // logRequest writes the one line each request gets. Failures of hotswap or
 // a backend are warnings; a client's own mistakes are not.
 func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, bytes int, err error) {
+	took := time.Since(ctx.Time())
+	if s.metrics != nil {
+		s.metrics.Request(model, endpointLabel(ctx.Path()), status, took)
+	}
 	// ByteString keeps fasthttp's buffers: the line is encoded before the
 	// call returns, while they are still the request's.
 	fields := [7]zap.Field{
@@ -357,7 +446,7 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, byte
 		zap.String("model", clip(model)),
 		zap.Int("status", status),
 		zap.Int("bytes", bytes),
-		zap.Duration("took", time.Since(ctx.Time())),
+		zap.Duration("took", took),
 	}
 	n := 6
 	if err != nil {

@@ -206,7 +206,7 @@ func (s *Server) client(model string, l *router.Lease) (*upstreamClient, error) 
 		c.hc.CloseIdleConnections()
 	}
 	keepalive := time.Duration(0)
-	if m, ok := s.cfg.Models[model]; ok {
+	if m, ok := s.config().Models[model]; ok {
 		keepalive = m.UpstreamKeepalive
 	}
 	c, err := newUpstreamClient(l.Upstream(), l.Instance(), keepalive)
@@ -238,7 +238,11 @@ func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router
 	// by its cleaned path must not reach another path upstream.
 	var buf [256]byte
 	uri := append(buf[:0], c.prefix...)
-	uri = appendEscapedPath(uri, ctx.Path())
+	path := ctx.Path()
+	if p, ok := ctx.UserValue(upstreamPathKey).([]byte); ok {
+		path = p
+	}
+	uri = appendEscapedPath(uri, path)
 	if q := ctx.URI().QueryString(); len(q) > 0 {
 		uri = append(append(uri, '?'), q...)
 	}

@@ -81,6 +81,7 @@ func (b *waitingBody) next() {
 		b.fail(err, nil)
 		return
 	}
+	b.s.waited(b.model, b.t)
 	resp, err := b.s.roundTrip(b.ctx, b.model, lease)
 	if err != nil {
 		b.fail(err, nil)

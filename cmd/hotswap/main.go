@@ -23,6 +23,9 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/control"
+	"github.com/hotswap/hotswap/events"
+	"github.com/hotswap/hotswap/metrics"
 	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/proxy"
 	"github.com/hotswap/hotswap/router"
@@ -64,14 +67,16 @@ func run(args []string, stderr io.Writer) int {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
-	log, err := newLogger(cfg.LogLevel, stderr)
+	level, err := zap.ParseAtomicLevel(cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	hub := events.NewHub(nil)
+	log := newLogger(level, stderr, hub)
 	defer log.Sync() //nolint:errcheck
 	log.Info("hotswap starting", zap.String("version", versionLine()))
-	if err := serve(cfg, log); err != nil {
+	if err := serve(*path, cfg, log, level, hub); err != nil {
 		log.Error("hotswap stopped", zap.Error(err))
 		return 1
 	}
@@ -95,19 +100,18 @@ func check(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(level string, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, err
-	}
+// newLogger writes to w at level, and hands every line to hub too, for
+// GET /admin/events?logs=true.
+func newLogger(level zap.AtomicLevel, w io.Writer, hub *events.Hub) *zap.Logger {
 	enc := zap.NewDevelopmentEncoderConfig()
 	enc.EncodeTime = zapcore.TimeEncoderOfLayout("2006-01-02T15:04:05.000Z07:00")
-	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core), nil
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(zapcore.NewTee(core, events.LogCore(hub, level)))
 }
 
 // serve runs hotswap until SIGINT or SIGTERM, then stops every backend.
-func serve(cfg *config.Config, log *zap.Logger) error {
+// SIGHUP reloads the configuration from path.
+func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel, hub *events.Hub) error {
 	mem := probe.NewMemory(log)
 	if c, ok := mem.(io.Closer); ok {
 		defer c.Close()
@@ -138,9 +142,27 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 		CooldownMax:  cfg.Memory.CooldownMax,
 		DrainTimeout: cfg.Scheduling.DrainTimeout,
 		Footprints:   footprints,
+		Events:       hub,
 	})
 	rt := router.New(sw, router.ConfigOptions(cfg, log.Named("router")))
-	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: log})
+	mx := metrics.New(cfg.ModelIDs, sw, rt)
+	mx.Listen(hub)
+	var px *proxy.Server
+	ctl := control.New(control.Options{
+		Config: cfg, Lifecycle: sw, Queues: rt, Modes: footprints, Events: hub, Log: log.Named("control"),
+		Path: path,
+		OnReload: []func(*config.Config){
+			func(c *config.Config) { px.Reconfigure(c) },
+			func(c *config.Config) { mx.SetModels(c.ModelIDs) },
+			func(c *config.Config) {
+				if l, err := zapcore.ParseLevel(c.LogLevel); err == nil {
+					level.SetLevel(l)
+				}
+			},
+		},
+	})
+	px = proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: log,
+		Admin: ctl, Events: hub, Metrics: mx})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -157,12 +179,24 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 		}
 	}
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	served := make(chan error, 1)
 	go func() { served <- px.Serve(ln) }()
-	select {
-	case err = <-served:
-	case <-ctx.Done():
-		log.Info("shutting down")
+wait:
+	for {
+		select {
+		case err = <-served:
+			break wait
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break wait
+		case <-hup:
+			// The outcome is logged by the reload itself.
+			ctl.Reload(ctx) //nolint:errcheck
+		}
 	}
 	// Queued requests are told at once; in-flight answers get a grace
 	// period; then backends are stopped under whatever is left.
@@ -172,6 +206,7 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	if serr := px.Shutdown(grace); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
 		log.Warn("proxy shutdown", zap.Error(serr))
 	}
+	ctl.Close()
 	sw.Close(grace)
 	log.Info("all backends stopped")
 	return err

@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/hotswap/hotswap/control"
+	"github.com/hotswap/hotswap/events"
+	"github.com/hotswap/hotswap/swapper"
+)
+
+// The control plane over HTTP: /admin/* (and /metrics), behind admin_keys
+// (api_keys when there are none). The work is control's; this maps it to
+// routes, JSON and errors.
+
+// Admin is what the admin API asks of the control plane.
+type Admin interface {
+	Running() []control.Running
+	Memory(device string) ([]swapper.DeviceReport, error)
+	Load(ctx context.Context, model string) error
+	Unload(ctx context.Context, model string, force bool) error
+	UnloadAll(ctx context.Context, force bool) ([]string, error)
+	Modes() control.ModesInfo
+	SwitchMode(ctx context.Context, name string) (control.ModeResult, error)
+	Restore(ctx context.Context) (control.ModeResult, error)
+	Reload(ctx context.Context) (control.ReloadResult, error)
+}
+
+// heartbeat is how often an idle event stream gets a comment line, so
+// that proxies in between do not drop it.
+const heartbeat = 15 * time.Second
+
+func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path string) {
+	if s.admin == nil {
+		s.fail(ctx, "", unknownPath(path))
+		return
+	}
+	post, get := ctx.IsPost(), ctx.IsGet() || ctx.IsHead()
+	switch rest := strings.TrimPrefix(path, "/admin/"); {
+	case rest == "running" && get:
+		s.adminAnswer(ctx, s.admin.Running(), nil)
+	case rest == "memory" && get:
+		s.adminMemory(ctx)
+	case rest == "events" && get:
+		s.adminEvents(ctx)
+	case rest == "modes" && get:
+		s.adminAnswer(ctx, s.admin.Modes(), nil)
+	case rest == "modes/restore" && post:
+		res, err := s.admin.Restore(ctx)
+		s.adminAnswer(ctx, res, err)
+	case strings.HasPrefix(rest, "modes/") && post:
+		res, err := s.admin.SwitchMode(ctx, strings.TrimPrefix(rest, "modes/"))
+		s.adminAnswer(ctx, res, err)
+	case rest == "reload" && post:
+		res, err := s.admin.Reload(ctx)
+		s.adminAnswer(ctx, res, err)
+	case rest == "unload" && post:
+		unloaded, err := s.admin.UnloadAll(ctx, ctx.QueryArgs().GetBool("force"))
+		if unloaded == nil {
+			unloaded = []string{}
+		}
+		s.adminAnswer(ctx, map[string]any{"unloaded": unloaded}, err)
+	case strings.HasPrefix(rest, "models/") && post:
+		s.adminModel(ctx, strings.TrimPrefix(rest, "models/"))
+	case rest == "running", rest == "memory", rest == "events", rest == "modes":
+		s.fail(ctx, "", methodNotAllowed("GET"))
+	case rest == "unload", rest == "reload", strings.HasPrefix(rest, "modes/"), strings.HasPrefix(rest, "models/"):
+		s.fail(ctx, "", methodNotAllowed("POST"))
+	default:
+		s.fail(ctx, "", unknownPath(path))
+	}
+}
+
+// adminAnswer writes v, or err in OpenAI's error format.
+func (s *Server) adminAnswer(ctx *fasthttp.RequestCtx, v any, err error) {
+	if err != nil {
+		s.fail(ctx, "", err)
+		return
+	}
+	s.writeJSON(ctx, v)
+	s.logRequest(ctx, "", fasthttp.StatusOK, len(ctx.Response.Body()), nil)
+}
+
+// adminModel serves /admin/models/{model}/load and .../unload.
+func (s *Server) adminModel(ctx *fasthttp.RequestCtx, rest string) {
+	name, verb, ok := strings.Cut(rest, "/")
+	if !ok || name == "" {
+		s.fail(ctx, "", unknownPath("/admin/models/"+rest))
+		return
+	}
+	switch verb {
+	case "load":
+		if wait := ctx.QueryArgs().Peek("wait"); len(wait) > 0 && !ctx.QueryArgs().GetBool("wait") {
+			s.loadInBackground(name)
+			ctx.SetStatusCode(fasthttp.StatusAccepted)
+			s.writeJSON(ctx, map[string]string{"model": name, "state": "loading"})
+			s.logRequest(ctx, name, fasthttp.StatusAccepted, 0, nil)
+			return
+		}
+		err := s.admin.Load(ctx, name)
+		s.adminAnswer(ctx, map[string]string{"model": name, "state": "ready"}, err)
+	case "unload":
+		err := s.admin.Unload(ctx, name, ctx.QueryArgs().GetBool("force"))
+		s.adminAnswer(ctx, map[string]string{"model": name, "state": "stopped"}, err)
+	default:
+		s.fail(ctx, "", unknownPath("/admin/models/"+rest))
+	}
+}
+
+// loadInBackground loads name for a caller that does not wait. Its
+// outcome is in the log and the event stream; queue_timeout bounds it,
+// and closing the router ends it.
+func (s *Server) loadInBackground(name string) {
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		if err := s.admin.Load(context.Background(), name); err != nil {
+			s.log.Warn("load failed", zap.String("model", clip(name)), zap.Error(err))
+		}
+	}()
+}
+
+// memoryReport is one device in GET /admin/memory.
+type memoryReport struct {
+	Device    string           `json:"device"`
+	Name      string           `json:"name,omitempty"`
+	Total     int64            `json:"total"`
+	Free      int64            `json:"free"`
+	Reserve   int64            `json:"reserve"`
+	UsedBy    map[string]int64 `json:"used_by"`
+	Used      int64            `json:"used"`
+	Reserved  int64            `json:"reserved"`
+	Available int64            `json:"available"`
+	Measured  time.Time        `json:"measured_at"`
+}
+
+func (s *Server) adminMemory(ctx *fasthttp.RequestCtx) {
+	devs, err := s.admin.Memory(string(ctx.QueryArgs().Peek("device")))
+	if err != nil {
+		s.fail(ctx, "", err)
+		return
+	}
+	out := make([]memoryReport, 0, len(devs))
+	for _, d := range devs {
+		r := memoryReport{Device: d.Device, Name: d.Name, Total: d.Total, Free: d.Free, Reserve: d.Reserve,
+			UsedBy: d.Used, Reserved: d.Reserved, Available: d.Available, Measured: d.Measured}
+		for _, n := range d.Used {
+			r.Used += n
+		}
+		out = append(out, r)
+	}
+	s.adminAnswer(ctx, out, nil)
+}
+
+// adminEvents streams events as server-sent events until the client
+// leaves or hotswap shuts down. ?logs=true adds the log lines.
+func (s *Server) adminEvents(ctx *fasthttp.RequestCtx) {
+	if s.events == nil {
+		s.fail(ctx, "", unknownPath("/admin/events"))
+		return
+	}
+	sub := s.events.Subscribe(256, ctx.QueryArgs().GetBool("logs"))
+	ctx.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.ImmediateHeaderFlush = true
+	done := s.done
+	s.logRequest(ctx, "", fasthttp.StatusOK, 0, nil)
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer sub.Close()
+		tick := time.NewTicker(heartbeat)
+		defer tick.Stop()
+		// A first line, so that the client sees the stream open at once.
+		if _, err := w.WriteString(": hotswap events\n\n"); err != nil || w.Flush() != nil {
+			return
+		}
+		for {
+			var err error
+			select {
+			case e := <-sub.C():
+				err = writeEvent(w, e)
+			case <-tick.C:
+				_, err = w.WriteString(": heartbeat\n\n")
+			case <-done:
+				return
+			}
+			if err != nil || w.Flush() != nil {
+				return // the client has gone
+			}
+		}
+	})
+}
+
+func writeEvent(w *bufio.Writer, e events.Event) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = w.WriteString("event: " + e.Type + "\ndata: ")
+	if err == nil {
+		_, err = w.Write(b)
+	}
+	if err == nil {
+		_, err = w.WriteString("\n\n")
+	}
+	return err
+}

@@ -1,0 +1,64 @@
+package proxy
+
+import (
+	"bytes"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/hotswap/hotswap/router"
+)
+
+// Metrics is told of every request the proxy answers, and serves /metrics.
+type Metrics interface {
+	Request(model, endpoint string, status int, took time.Duration)
+	// Waited is how long a request waited for its backend: cause is
+	// "queued" (its turn) or "loading" (its model's start).
+	Waited(model, cause string, took time.Duration)
+	Handler() fasthttp.RequestHandler
+}
+
+func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		s.fail(ctx, "", methodNotAllowed("GET"))
+		return
+	}
+	s.metrics.Handler()(ctx)
+}
+
+// waited records a granted request's wait.
+func (s *Server) waited(model string, t *router.Ticket) {
+	if s.metrics != nil {
+		s.metrics.Waited(model, t.Phase().String(), t.Waited())
+	}
+}
+
+// endpointNames are the metrics' names of the endpoints hotswap knows.
+var endpointNames = func() map[string]string {
+	m := map[string]string{"/v1/models": "models", "/metrics": "metrics", "/health": "health"}
+	for p := range postEndpoints {
+		m[p] = strings.TrimPrefix(p, "/v1/")
+	}
+	for p := range nativePaths {
+		m[p] = strings.TrimPrefix(p, "/")
+	}
+	return m
+}()
+
+// endpointLabel names path for metrics, from a fixed set, so that no
+// client can make up new series.
+func endpointLabel(path []byte) string {
+	if name, ok := endpointNames[string(path)]; ok {
+		return name
+	}
+	switch {
+	case bytes.HasPrefix(path, []byte("/v1/models/")):
+		return "models"
+	case bytes.HasPrefix(path, []byte("/upstream/")):
+		return "upstream"
+	case bytes.HasPrefix(path, []byte("/admin/")):
+		return "admin"
+	}
+	return "other"
+}
