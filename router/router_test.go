@@ -405,3 +405,65 @@ func TestARequestForADrainingModelWaitsOnlyInItsQueue(t *testing.T) {
 	}
 	forB.Close()
 }
+
+// TestReconfigureParallelAppliesAtOnce: a queued request goes as soon as
+// a reload raises its model's cap, without waiting for a release.
+func TestReconfigureParallelAppliesAtOnce(t *testing.T) {
+	var opts router.Options
+	g := newRig(t, func(o *router.Options) { opts = *o })
+	held := g.acquire(t, "c")
+	defer held.Release()
+	queued := g.enqueue(t, "c")
+	if l, err := queued.Next(50 * time.Millisecond); l != nil || err != nil {
+		t.Fatalf("c's second request went past parallel 1: %v %v", l, err)
+	}
+	opts.Parallel = map[string]int{"a": 2, "b": 2, "c": 2}
+	g.r.Reconfigure(opts)
+	l, err := queued.Next(5 * time.Second)
+	if l == nil || err != nil {
+		t.Fatalf("after raising c's parallel to 2: %v %v", l, err)
+	}
+	l.Release()
+}
+
+// TestReconfigureRemovesAModelAfterItsQueue: a removed model takes no new
+// requests, serves those queued, then is forgotten.
+func TestReconfigureRemovesAModelAfterItsQueue(t *testing.T) {
+	var opts router.Options
+	g := newRig(t, func(o *router.Options) { opts = *o })
+	held := g.acquire(t, "c")
+	queued := g.enqueue(t, "c")
+	opts.Parallel = map[string]int{"a": 2, "b": 2}
+	emptied := g.r.Reconfigure(opts)
+	done, ok := emptied["c"]
+	if !ok || len(emptied) != 1 {
+		t.Fatalf("removed: %v", emptied)
+	}
+	if _, err := g.r.Enqueue(context.Background(), "c"); !errors.Is(err, swapper.ErrUnknownModel) {
+		t.Errorf("a new request for a removed model: %v", err)
+	}
+	select {
+	case <-done:
+		t.Fatal("c's queue reported empty with a request in it")
+	default:
+	}
+	held.Release()
+	l, err := queued.Next(5 * time.Second)
+	if l == nil || err != nil {
+		t.Fatalf("the request queued for a removed model was not served: %v %v", l, err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("c's queue emptied without saying so")
+	}
+	l.Release()
+	g.r.Remove("c")
+	if g.r.Stats("c") != nil {
+		t.Error("c is still known after Remove")
+	}
+	// Brought back by a later reload, it is served again.
+	opts.Parallel = map[string]int{"a": 2, "b": 2, "c": 1}
+	g.r.Reconfigure(opts)
+	g.acquire(t, "c").Release()
+}

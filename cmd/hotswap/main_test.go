@@ -27,7 +27,7 @@ type bins struct{ hotswap, mock string }
 func build(t *testing.T) bins {
 	t.Helper()
 	dir := t.TempDir()
-	hs, err := mocktest.Build(dir, "./cmd/hotswap")
+	hs, err := mocktest.Build(dir, "./cmd/hotswap", mocktest.RaceFlags()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +84,17 @@ func (l *logBuffer) String() string {
 // is run by that command (wrap's arguments, then hotswap's).
 func startLogged(t *testing.T, b bins, config string, wrap ...string) (*exec.Cmd, string, *logBuffer) {
 	t.Helper()
+	// Learned footprints go to a state file; keep it out of the user's.
+	return launch(t, b, config, t.TempDir(), wrap...)
+}
+
+// launch is startLogged with the state directory given: hotswap keeps
+// footprints and the remembered mode there, across restarts.
+func launch(t *testing.T, b bins, config, stateHome string, wrap ...string) (*exec.Cmd, string, *logBuffer) {
+	t.Helper()
 	argv := append(wrap, b.hotswap, "-config", config, "-listen", "127.0.0.1:0")
 	cmd := exec.Command(argv[0], argv[1:]...)
-	// Learned footprints go to a state file; keep it out of the user's.
-	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir())
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+stateHome)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -95,13 +102,23 @@ func startLogged(t *testing.T, b bins, config string, wrap ...string) (*exec.Cmd
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	logs := &logBuffer{}
+	scanned := make(chan struct{})
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+		select {
+		case <-scanned:
+		case <-time.After(5 * time.Second):
+		}
+		// Under go test -race, hotswap has the race detector too.
+		if strings.Contains(logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("hotswap had a data race:\n%s", logs.String())
+		}
 	})
 	addr := make(chan string, 1)
-	logs := &logBuffer{}
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {

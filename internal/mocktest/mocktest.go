@@ -18,20 +18,31 @@ import (
 )
 
 // Build compiles the main package pkg (a path relative to the module root,
-// such as "./cmd/mockbackend") into dir and returns the binary's path.
-func Build(dir, pkg string) (string, error) {
+// such as "./cmd/mockbackend") into dir, with the go build flags given,
+// and returns the binary's path.
+func Build(dir, pkg string, flags ...string) (string, error) {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
 	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, flags...), pkg)...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
 	return out, nil
+}
+
+// RaceFlags are the build flags that give a binary the race detector
+// when the tests have it (go test -race): a binary the tests run is then
+// checked too.
+func RaceFlags() []string {
+	if raceEnabled {
+		return []string{"-race"}
+	}
+	return nil
 }
 
 // Pids lists the live processes running the binary at exe.

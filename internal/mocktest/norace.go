@@ -1,0 +1,5 @@
+//go:build !race
+
+package mocktest
+
+const raceEnabled = false
