@@ -21,7 +21,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/internal/mocktest"
+	"github.com/hotswap/hotswap/metrics"
 	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/proxy"
 	"github.com/hotswap/hotswap/router"
@@ -91,6 +93,13 @@ func start(b *testing.B) *hotswap {
 // flow mapping, without braces).
 func startSched(b *testing.B, sched string) *hotswap {
 	b.Helper()
+	return startWith(b, sched, false)
+}
+
+// startWith is startSched, with the metrics and the event hub wired in as
+// main does when withMetrics is set.
+func startWith(b *testing.B, sched string, withMetrics bool) *hotswap {
+	b.Helper()
 	text := strings.ReplaceAll(benchConfig, "MOCK", mockExe) + "scheduling: {" + sched + "}\n"
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
@@ -103,9 +112,20 @@ func startSched(b *testing.B, sched string) *hotswap {
 		mem.Script(m, probe.Usage{RAM: 6 << 30})
 	}
 	starts := &mocktest.Starter{}
-	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop(), Memory: mem, Starter: starts})
+	var hub *events.Hub
+	if withMetrics {
+		hub = events.NewHub(nil)
+	}
+	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop(), Memory: mem, Starter: starts,
+		Events: hub})
 	rt := router.New(sw, router.ConfigOptions(cfg, zap.NewNop()))
-	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: zap.NewNop()})
+	opts := proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: zap.NewNop()}
+	if withMetrics {
+		mx := metrics.New(cfg.ModelIDs, sw, rt)
+		mx.Listen(hub)
+		opts.Metrics, opts.Events = mx, hub
+	}
+	px := proxy.New(opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -147,6 +167,14 @@ func BenchmarkWarmDirect(b *testing.B) {
 // BenchmarkWarmProxied is the same traffic through hotswap.
 func BenchmarkWarmProxied(b *testing.B) {
 	hs := start(b)
+	chat(b, hs.url, "a")
+	benchParallel(b, hs.url, "a")
+}
+
+// BenchmarkWarmProxiedMetrics is BenchmarkWarmProxied with the metrics on,
+// as hotswap runs: what counting each request costs.
+func BenchmarkWarmProxiedMetrics(b *testing.B) {
+	hs := startWith(b, "policy: batch, max_wait: 2s, idle_grace: 0s", true)
 	chat(b, hs.url, "a")
 	benchParallel(b, hs.url, "a")
 }
