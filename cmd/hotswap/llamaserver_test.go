@@ -126,6 +126,12 @@ models:
 	if props := c.get("/props?model=small"); props["model_alias"] != "small" {
 		t.Errorf("/props: %v", props["model_alias"])
 	}
+	// llama-server's own /slots, through the passthrough.
+	resp, body := c.do("GET", "/upstream/small/slots", "")
+	var slots []map[string]any
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &slots) != nil || len(slots) == 0 {
+		t.Errorf("/upstream/small/slots: %d %s", resp.StatusCode, body)
+	}
 	smallPid := c.model("small").Pid
 
 	// big does not fit beside small: small is stopped.
@@ -146,7 +152,7 @@ models:
 
 	// A bad flag is the backend's own failure: the error says so, and big
 	// is not stopped for it.
-	resp, body := c.do("POST", "/v1/chat/completions", `{"model":"broken","messages":[{"role":"user","content":"hi"}]}`)
+	resp, body = c.do("POST", "/v1/chat/completions", `{"model":"broken","messages":[{"role":"user","content":"hi"}]}`)
 	if resp.StatusCode != 503 || !strings.Contains(body, "no-such-flag") || !strings.Contains(body, "backend_start_failed") {
 		t.Errorf("broken: %d %s", resp.StatusCode, body)
 	}

@@ -170,6 +170,10 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 		return err
 	}
 	log.Info("hotswap listening", zap.String("addr", ln.Addr().String()), zap.Strings("models", cfg.ModelIDs))
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && len(cfg.AdminKeys)+len(cfg.APIKeys) == 0 {
+		log.Warn("anyone who can reach this address can unload models and reload the configuration: " +
+			"set admin_keys (or api_keys)")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
