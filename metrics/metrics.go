@@ -284,9 +284,8 @@ func evictReason(reason string) string {
 	return other
 }
 
-// seconds reads a duration from an event's data. The data are set in Go,
-// not decoded from JSON, so the number may be of any type a publisher
-// found natural; plain integers are taken as seconds.
+// seconds reads a duration from an event's data: float64 seconds, as the
+// swapper publishes them, or a time.Duration.
 func seconds(v any) (float64, bool) {
 	var s float64
 	switch v := v.(type) {
@@ -294,20 +293,6 @@ func seconds(v any) (float64, bool) {
 		s = v.Seconds()
 	case float64:
 		s = v
-	case float32:
-		s = float64(v)
-	case int:
-		s = float64(v)
-	case int64:
-		s = float64(v)
-	case int32:
-		s = float64(v)
-	case uint:
-		s = float64(v)
-	case uint64:
-		s = float64(v)
-	case uint32:
-		s = float64(v)
 	default:
 		return 0, false
 	}
