@@ -571,9 +571,11 @@ func TestMetricsMove(t *testing.T) {
 	b := build(t)
 	_, url := start(t, b, writeConfig(t, b, `
 ports: 22000-22999
+memory: {limit_ram: 50MiB}   # any two of a, b and crashy do not fit together
 models:
-  a: {cmd: "MOCK -port ${PORT} -model ${MODEL}", memory: {ram: 10MiB}}
-  crashy: {cmd: "MOCK -port ${PORT} -model ${MODEL} -crash-after 1", memory: {ram: 10MiB}}
+  a: {cmd: "MOCK -port ${PORT} -model ${MODEL}", memory: {ram: 30MiB}}
+  b: {cmd: "MOCK -port ${PORT} -model ${MODEL}", memory: {ram: 30MiB}}
+  crashy: {cmd: "MOCK -port ${PORT} -model ${MODEL} -crash-after 1", memory: {ram: 30MiB}}
   huge: {cmd: "MOCK -port ${PORT} -model ${MODEL}", memory: {ram: 64TiB}}
 `))
 	c := client{t, url, ""}
@@ -600,6 +602,20 @@ models:
 		metric(`hotswap_wait_seconds_count{cause="loading",model="a"}`) < 1 {
 		t.Error("a's start is not counted")
 	}
+	c.json("POST", "/admin/models/a/unload", "", 200, nil)
+	if got := metric(`hotswap_evictions_total{model="a",reason="unload"}`); got != 1 {
+		t.Errorf("evictions by unload: %v", got)
+	}
+	// A swap: b does not fit beside a.
+	c.json("POST", "/v1/chat/completions", `{"model":"a","messages":[]}`, 200, nil)
+	c.json("POST", "/v1/chat/completions", `{"model":"b","messages":[]}`, 200, nil)
+	if got := metric(`hotswap_evictions_total{model="a",reason="making_room"}`); got != 1 {
+		t.Errorf("evictions to make room: %v", got)
+	}
+	if metric(`hotswap_cooldown_seconds_count`) < 1 || metric(`hotswap_backend_starts_total{model="a"}`) != 2 ||
+		metric(`hotswap_model_state{model="a",state="stopped"}`) != 1 {
+		t.Error("the swap is not counted")
+	}
 	c.json("POST", "/v1/chat/completions", `{"model":"huge","messages":[]}`, 503, nil)
 	if got := metric(`hotswap_insufficient_memory_total{model="huge"}`); got != 1 {
 		t.Errorf("refusals: %v", got)
@@ -608,9 +624,8 @@ models:
 	if !mocktest.Eventually(5*time.Second, func() bool { return metric(`hotswap_backend_crashes_total{model="crashy"}`) == 1 }) {
 		t.Errorf("crashes: %v", metric(`hotswap_backend_crashes_total{model="crashy"}`))
 	}
-	c.json("POST", "/admin/models/a/unload", "", 200, nil)
-	if got := metric(`hotswap_evictions_total{model="a",reason="unload"}`); got != 1 {
-		t.Errorf("evictions by unload: %v", got)
+	if got := metric(`hotswap_requests_total{endpoint="chat/completions",model="crashy",status="502"}`); got != 1 {
+		t.Errorf("the crashed request: %v", got)
 	}
 	if metric(`hotswap_memory_total_bytes{device="ram"}`) <= 0 {
 		t.Error("no memory total")
