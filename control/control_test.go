@@ -1,0 +1,136 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/swapper"
+)
+
+// fakeLifecycle answers from fixed statuses and records reconfigures.
+type fakeLifecycle struct {
+	statuses     []swapper.Status
+	devices      []swapper.DeviceReport
+	reconfigured int
+}
+
+func (f *fakeLifecycle) Load(context.Context, string, swapper.Policy) (*swapper.Lease, error) {
+	return nil, errors.New("not in this test")
+}
+func (f *fakeLifecycle) Unload(context.Context, string, bool) error             { return nil }
+func (f *fakeLifecycle) Statuses() []swapper.Status                             { return f.statuses }
+func (f *fakeLifecycle) Memory(bool) []swapper.DeviceReport                     { return f.devices }
+func (f *fakeLifecycle) Remove(context.Context, string) error                   { return nil }
+func (f *fakeLifecycle) Reconfigure(map[string]*config.Model, swapper.Settings) { f.reconfigured++ }
+
+type fakeQueues struct{ stats map[string]*router.Stats }
+
+func (f *fakeQueues) Acquire(context.Context, string) (*router.Lease, error) { return nil, nil }
+func (f *fakeQueues) Stats(m string) *router.Stats                           { return f.stats[m] }
+func (f *fakeQueues) Reconfigure(router.Options) map[string]<-chan struct{}  { return nil }
+func (f *fakeQueues) Remove(string)                                          {}
+
+type fakeModes struct{ m swapper.ModeMemory }
+
+func (f *fakeModes) Mode() swapper.ModeMemory           { return f.m }
+func (f *fakeModes) SetMode(m swapper.ModeMemory) error { f.m = m; return nil }
+
+const twoModels = `
+models:
+  a: {cmd: "srv --port ${PORT}", ttl: 10m}
+  b: {cmd: "srv --port ${PORT}"}
+`
+
+func newController(t *testing.T, text string, lc *fakeLifecycle) (*Controller, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &fakeQueues{stats: map[string]*router.Stats{"a": {}, "b": {}}}
+	q.stats["a"].Queued.Store(3)
+	c := New(Options{Config: cfg, Lifecycle: lc, Queues: q, Modes: &fakeModes{}, Path: path})
+	t.Cleanup(c.Close)
+	return c, path
+}
+
+func TestRunning(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	lc := &fakeLifecycle{statuses: []swapper.Status{
+		{Model: "b", State: swapper.Stopped},
+		{Model: "a", State: swapper.Ready, Pid: 42, Port: 10001, Device: "ram",
+			Started: now.Add(-time.Hour), LastUsed: now.Add(-4 * time.Minute)},
+	}}
+	c, _ := newController(t, twoModels, lc)
+	c.now = func() time.Time { return now }
+	got := c.Running()
+	if len(got) != 1 {
+		t.Fatalf("running %+v: a stopped model is not running", got)
+	}
+	r := got[0]
+	if r.Model != "a" || r.Pid != 42 || r.Queued != 3 || r.UptimeSeconds != 3600 ||
+		r.TTLLeftSeconds == nil || *r.TTLLeftSeconds != 360 {
+		t.Errorf("running a: %+v", r)
+	}
+}
+
+func TestMemoryNamesTheDevices(t *testing.T) {
+	lc := &fakeLifecycle{devices: []swapper.DeviceReport{{Device: "ram"}, {Device: "gpu0"}}}
+	c, _ := newController(t, twoModels, lc)
+	if d, err := c.Memory("gpu0"); err != nil || len(d) != 1 || d[0].Device != "gpu0" {
+		t.Errorf("gpu0: %v %v", d, err)
+	}
+	_, err := c.Memory("gpu3")
+	if !errors.Is(err, ErrUnknownDevice) || !strings.Contains(err.Error(), "gpu0") {
+		t.Errorf("gpu3: %v", err)
+	}
+}
+
+func TestReloadRefusesABadFileAndKeepsTheOld(t *testing.T) {
+	lc := &fakeLifecycle{}
+	c, path := newController(t, twoModels, lc)
+	os.WriteFile(path, []byte("models:\n  a: {cmd: \"srv\", ttl: later}\n  b: {memory: {ram: 3XB}}\n"), 0o644)
+	_, err := c.Reload(context.Background())
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "models.a.ttl") ||
+		!strings.Contains(err.Error(), "models.b") {
+		t.Errorf("bad reload: %v", err)
+	}
+	if lc.reconfigured != 0 || len(c.config().Models) != 2 || c.config().Models["a"].TTL != 10*time.Minute {
+		t.Error("a refused reload changed something")
+	}
+	os.Remove(path)
+	if _, err := c.Reload(context.Background()); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("reload of a missing file: %v", err)
+	}
+	c.opts.Path = ""
+	if _, err := c.Reload(context.Background()); !errors.Is(err, ErrNoConfigFile) {
+		t.Errorf("reload without a file: %v", err)
+	}
+}
+
+func TestReloadKeepsWhatNeedsARestart(t *testing.T) {
+	lc := &fakeLifecycle{}
+	c, path := newController(t, "listen: 127.0.0.1:9000\n"+twoModels, lc)
+	os.WriteFile(path, []byte("listen: 127.0.0.1:9001\nlog_level: debug\n"+twoModels), 0o644)
+	res, err := c.Reload(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.NeedsRestart) != 1 || res.NeedsRestart[0] != "listen" || lc.reconfigured != 1 {
+		t.Errorf("reload: %+v", res)
+	}
+	if cfg := c.config(); cfg.Listen != "127.0.0.1:9000" || cfg.LogLevel != "debug" {
+		t.Errorf("after reload: listen %s, log_level %s", cfg.Listen, cfg.LogLevel)
+	}
+}
