@@ -69,7 +69,10 @@ func (r *Readiness) Check(ctx context.Context, url string) error {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 		if timeout <= 0 {
-			return ctx.Err()
+			// Not ctx.Err(): it is nil until the context's own timer has
+			// run, which on a busy machine can be after its deadline, and
+			// nil here would say the backend is ready.
+			return fmt.Errorf("GET %s: %w", url, context.DeadlineExceeded)
 		}
 	}
 	client := r.client()

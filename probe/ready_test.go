@@ -111,3 +111,18 @@ func TestWaitHonoursContext(t *testing.T) {
 		t.Errorf("err %v", err)
 	}
 }
+
+// lateCtx is a context whose deadline has passed while its timer has not
+// yet run (as on a busy machine): Err is still nil.
+type lateCtx struct{ context.Context }
+
+func (lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// TestCheckPastItsDeadlineIsNotReady: a check whose deadline has passed
+// fails, even before the context says so.
+func TestCheckPastItsDeadlineIsNotReady(t *testing.T) {
+	err := (&Readiness{}).Check(lateCtx{context.Background()}, "http://127.0.0.1:1/health")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err %v, want a deadline error", err)
+	}
+}
