@@ -29,9 +29,12 @@ const (
 	// connection is read from before it is let go (see linger).
 	lingerTimeout = 2 * time.Second
 	lingerMax     = 1 << 20
-	// maxRefusing is how many refusals may be being written at once; past
-	// it, connections over a cap are closed without a word.
+	// maxRefusing is how many refused connections may linger at once;
+	// past it, they are closed right after their answer.
 	maxRefusing = 64
+	// refuseWriteTimeout bounds the write of a refusal: a new connection's
+	// send buffer takes it at once, so this is only for the pathological.
+	refuseWriteTimeout = 50 * time.Millisecond
 	// fdReserve is the open files kept for what is not a client's
 	// connection: backends' pipes and upstream connections, the state file.
 	fdReserve = 64
@@ -182,9 +185,20 @@ func (l *listener) release(ip netip.Addr) {
 }
 
 // refuse answers c with why it is refused, and closes it. The answer is
-// written on a goroutine of its own, so that a client slow to take it
-// cannot hold up accepting the others.
+// written here, in the accept loop: a new connection's send buffer takes
+// an answer this small at once, whatever the client does, so no client
+// can hold the loop up, and no flood can starve the answer of a goroutine
+// to write it (which closed connections without a word).
 func (l *listener) refuse(c net.Conn, why *apiError) {
+	body := why.body()
+	_ = c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+	_, err := fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
+		"Retry-After: %d\r\nConnection: close\r\n\r\n%s", why.Status, statusText(why.Status), len(body),
+		int(why.RetryAfter/time.Second), body)
+	if err != nil {
+		c.Close()
+		return
+	}
 	l.mu.Lock()
 	busy := l.refusing >= maxRefusing
 	if !busy {
@@ -192,23 +206,19 @@ func (l *listener) refuse(c net.Conn, why *apiError) {
 	}
 	l.mu.Unlock()
 	if busy {
+		// Enough refusals linger already. A client that has sent nothing
+		// (a flood of idle connections) still reads the answer, then the
+		// end; one that has sent a request may see a reset instead.
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
 		c.Close()
 		return
 	}
-	l.goLinger(func() {
-		body := why.body()
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_, err := fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
-			"Retry-After: %d\r\nConnection: close\r\n\r\n%s", why.Status, statusText(why.Status), len(body),
-			int(why.RetryAfter/time.Second), body)
+	l.lingerThen(c, func() {
 		l.mu.Lock()
 		l.refusing--
 		l.mu.Unlock()
-		if err != nil {
-			c.Close()
-			return
-		}
-		l.linger(c)
 	})
 }
 
@@ -229,16 +239,25 @@ func statusText(status int) string {
 // writing side is closed first (the client reads the answer, then the
 // end), and what the client still sends is read and dropped, for a moment
 // and up to a bound, before the socket is closed.
-func (l *listener) linger(c net.Conn) {
+func (l *listener) linger(c net.Conn) { l.lingerThen(c, nil) }
+
+// lingerThen is linger, calling done (if not nil) once c is closed.
+func (l *listener) lingerThen(c net.Conn, done func()) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok || tc.CloseWrite() != nil {
 		c.Close()
+		if done != nil {
+			done()
+		}
 		return
 	}
 	_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
 	l.goLinger(func() {
 		_, _ = io.CopyN(io.Discard, tc, lingerMax)
 		tc.Close()
+		if done != nil {
+			done()
+		}
 	})
 }
 
