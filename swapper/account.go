@@ -183,7 +183,7 @@ func (s *Swapper) claimLocked(dec *decision, unified bool) map[int]int64 {
 	return c
 }
 
-func isClosed(c chan struct{}) bool {
+func isClosed(c <-chan struct{}) bool {
 	select {
 	case <-c:
 		return true

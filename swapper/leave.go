@@ -82,12 +82,14 @@ func (s *Swapper) retireLocked(b *backend, inst *instance) {
 		s.lru.Remove(b.model.ID)
 		s.changedLocked(b)
 	}
-	s.ports.release(inst.port)
 	if inst.idle != nil {
 		close(inst.idle)
 		inst.idle = nil
 	}
+	// A crash and a stop may both retire an instance: its port is given
+	// back once, not again after a new instance has taken it.
 	if !isClosed(inst.gone) {
+		s.ports.release(inst.port)
 		close(inst.gone)
 	}
 }

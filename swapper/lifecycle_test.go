@@ -184,6 +184,11 @@ func TestDrainTimeout(t *testing.T) {
 	if !mocktest.Eventually(5*time.Second, func() bool { return state(sw, "A") == swapper.Draining }) {
 		t.Fatalf("A is %v", state(sw, "A"))
 	}
+	// The drain's timer is armed by its own goroutine: beside the
+	// refresher's and the janitor's, it makes three.
+	if !fc.BlockUntil(3, 5*time.Second) {
+		t.Fatalf("the drain timer was never armed (%d timers)", fc.Timers())
+	}
 	fc.Advance(59 * time.Second)
 	select {
 	case err := <-got:

@@ -48,13 +48,18 @@ func (s *Swapper) refresh(also ...due) {
 	s.looks++
 	look := s.looks
 	took := map[*instance]probe.Usage{}
-	todo := append(also, s.unmeasuredLocked(took, func(b *backend) bool {
+	listed := map[*instance]bool{} // measured in this look, or about to be
+	for _, d := range also {
+		listed[d.inst] = true
+	}
+	todo := append(also, s.unmeasuredLocked(listed, func(b *backend) bool {
 		return b.state == Ready && now.Sub(b.cur.measuredAt) >= s.opts.MeasureInterval
 	})...)
 	s.mu.Unlock()
 	mem := s.opts.Memory
 	for tries := 0; ; tries++ {
 		for _, d := range todo {
+			listed[d.inst] = true
 			if u, ok := s.measureInstance(ctx, d); ok {
 				took[d.inst] = u
 			}
@@ -74,7 +79,7 @@ func (s *Swapper) refresh(also ...due) {
 		// but not yet an instance: its start's reservation would count it
 		// again. Look again.
 		unsettled := s.spawnGen != spawns || s.spawning > 0
-		if todo = s.unmeasuredLocked(took, nil); (len(todo) > 0 || unsettled) && tries < 3 {
+		if todo = s.unmeasuredLocked(listed, nil); (len(todo) > 0 || unsettled) && tries < 3 {
 			s.mu.Unlock()
 			continue
 		}
@@ -92,21 +97,21 @@ func (s *Swapper) refresh(also ...due) {
 	}
 }
 
-// unmeasuredLocked lists the loading backends not measured in this look
-// (took), and the ready ones that also() says are due.
-func (s *Swapper) unmeasuredLocked(took map[*instance]probe.Usage, also func(*backend) bool) []due {
+// unmeasuredLocked lists the running backends not listed in this look
+// that are loading or were never measured (a measurement can be dropped
+// with its look, and a backend leaving is not measured on its own; unless
+// measured it counts for its need on top of what the devices show), and
+// the ready ones that also() says are due. Only ready ones teach.
+func (s *Swapper) unmeasuredLocked(listed map[*instance]bool, also func(*backend) bool) []due {
 	var todo []due
 	for _, b := range s.backends {
 		inst := b.cur
-		if inst == nil {
-			continue
-		}
-		if _, done := took[inst]; done {
+		if inst == nil || listed[inst] {
 			continue
 		}
 		switch {
-		case b.state == Starting:
-			todo = append(todo, due{b, inst, false})
+		case b.state == Starting || !inst.measured:
+			todo = append(todo, due{b, inst, b.state == Ready})
 		case also != nil && also(b):
 			todo = append(todo, due{b, inst, true})
 		}

@@ -51,6 +51,13 @@ func (s *Swapper) run(b *backend, dec *decision) {
 		s.fail(b, inst, ErrClosed)
 		return
 	}
+	if isClosed(inst.proc.Done()) {
+		// It died just after it answered: watch leaves a starting backend
+		// to its start, so it is this start's failure.
+		s.mu.Unlock()
+		s.failed(b, dec, inst, probe.ErrExited)
+		return
+	}
 	// Ready at once: its requests need not wait for the measuring, and
 	// until it is measured it counts for what it was planned to need.
 	inst.readyAt = s.clock.Now()
