@@ -10,9 +10,11 @@
 package metrics
 
 import (
+	"maps"
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -207,7 +209,7 @@ func (m *Metrics) Request(model, endpoint string, status int, took time.Duration
 	// Anything outside the HTTP range is a bug somewhere, and must not
 	// make series of its own.
 	if status >= 100 && status <= 599 {
-		code = strconv.Itoa(status)
+		code = statusLabels[status-100]
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -310,28 +312,48 @@ func (m *Metrics) Handler() fasthttp.RequestHandler {
 // Registry is where the metrics are registered.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
+// statusLabels are the status codes' label values, made once: Request
+// runs for every request, and would otherwise format one each time.
+var statusLabels = func() (l [500]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(100 + i)
+	}
+	return l
+}()
+
 // labelSet bounds a free-form label: it keeps the first max values it is
-// given, and calls the rest "other".
+// given, and calls the rest "other". A value seen before is looked up
+// without a lock (every request asks); the set is copied when it grows,
+// which it does at most max times.
 type labelSet struct {
-	mu   sync.Mutex
-	seen map[string]bool
+	seen atomic.Pointer[map[string]bool]
+	mu   sync.Mutex // one writer at a time
 	max  int
 }
 
 func newLabelSet(max int) *labelSet {
-	return &labelSet{seen: make(map[string]bool), max: max}
+	l := &labelSet{max: max}
+	l.seen.Store(&map[string]bool{})
+	return l
 }
 
 func (l *labelSet) get(v string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.seen[v] {
+	if (*l.seen.Load())[v] {
 		return v
 	}
-	if len(l.seen) >= l.max {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen := *l.seen.Load()
+	switch {
+	case seen[v]:
+		return v
+	case len(seen) >= l.max:
 		return other
 	}
-	l.seen[v] = true
+	grown := make(map[string]bool, len(seen)+1)
+	maps.Copy(grown, seen)
+	grown[v] = true
+	l.seen.Store(&grown)
 	return v
 }
 

@@ -58,23 +58,34 @@ func (s *Server) handlePreflight(ctx *fasthttp.RequestCtx) {
 	}
 	h.Set("Access-Control-Max-Age", corsPreflightMaxAge)
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
-	s.corsHeaders(ctx)
+	setCORS(h, allow)
 	s.logRequest(ctx, "", fasthttp.StatusNoContent, 0, nil)
 }
 
-// corsHeaders sets, on an API answer, hotswap's CORS headers in place of
+// corsAnswerHeaders are the CORS headers of an answer: on the API, a
+// backend's are replaced by hotswap's (see corsHeaders).
+var corsAnswerHeaders = []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
+	"Access-Control-Expose-Headers"}
+
+// corsHeaders puts hotswap's CORS headers on an API answer in place of
 // any the backend sent. It runs once the handler has returned: a streamed
-// answer's headers are not written before then.
+// answer's headers are not written before then. Only a browser's request
+// (it has an Origin) needs them: others are left as they are, at the cost
+// of one look at the request's headers.
 func (s *Server) corsHeaders(ctx *fasthttp.RequestCtx) {
-	h := &ctx.Response.Header
-	h.Del("Access-Control-Allow-Origin")
-	h.Del("Access-Control-Allow-Credentials")
-	h.Del("Access-Control-Expose-Headers")
 	origin := ctx.Request.Header.Peek("Origin")
-	allow := s.corsAllowed(origin)
-	if allow == nil {
+	if len(origin) == 0 {
 		return
 	}
+	for _, h := range corsAnswerHeaders {
+		ctx.Response.Header.Del(h)
+	}
+	if allow := s.corsAllowed(origin); allow != nil {
+		setCORS(&ctx.Response.Header, allow)
+	}
+}
+
+func setCORS(h *fasthttp.ResponseHeader, allow []byte) {
 	h.SetBytesV("Access-Control-Allow-Origin", allow)
 	if !bytes.Equal(allow, []byte("*")) {
 		h.Add("Vary", "Origin")

@@ -108,6 +108,10 @@ func (e *apiError) body() []byte {
 	return out
 }
 
+// retryAfterSeconds is RetryAfter as Retry-After says it: whole seconds,
+// rounded up, so that a client never comes back too early.
+func (e *apiError) retryAfterSeconds() int { return int(math.Ceil(e.RetryAfter.Seconds())) }
+
 // writeError answers ctx with err in OpenAI's error format.
 func writeError(ctx *fasthttp.RequestCtx, err error) *apiError {
 	ae := toAPIError(err)
@@ -115,8 +119,7 @@ func writeError(ctx *fasthttp.RequestCtx, err error) *apiError {
 	ctx.SetStatusCode(ae.Status)
 	ctx.SetContentType("application/json")
 	if ae.RetryAfter > 0 {
-		secs := int(math.Ceil(ae.RetryAfter.Seconds()))
-		ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(ae.retryAfterSeconds()))
 	}
 	ctx.SetBody(ae.body())
 	return ae

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -38,35 +37,35 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, name, s.unknownModel(name))
 		return
 	}
-	s.dispatch(ctx, m.ID, stream)
+	s.dispatch(ctx, m.ID, stream, ctx.Path())
 }
 
 // handleUpstream serves /upstream/{model}/{path...}: any method and path,
 // sent to that model's backend as /{path...} (its web UI, llama.cpp's
 // /slots and /metrics), through the same queue and memory rules as any
 // request.
-func (s *Server) handleUpstream(ctx *fasthttp.RequestCtx, rest string) {
-	name, path, _ := strings.Cut(rest, "/")
-	m, ok := s.config().Resolve(name)
-	switch {
-	case name == "":
+func (s *Server) handleUpstream(ctx *fasthttp.RequestCtx) {
+	rest := ctx.Path()[len("/upstream/"):]
+	name, path := rest, []byte("/")
+	if i := bytes.IndexByte(rest, '/'); i >= 0 {
+		name, path = rest[:i], rest[i:]
+	}
+	if len(name) == 0 {
 		s.fail(ctx, "", badRequest("missing_model", "name the model: /upstream/{model}/{path}"))
 		return
-	case !ok:
-		s.fail(ctx, name, s.unknownModel(name))
+	}
+	m, ok := s.config().Resolve(string(name))
+	if !ok {
+		s.fail(ctx, string(name), s.unknownModel(string(name)))
 		return
 	}
-	ctx.SetUserValue(upstreamPathKey, []byte("/"+path))
-	s.dispatch(ctx, m.ID, false)
+	s.dispatch(ctx, m.ID, false, path)
 }
 
-// upstreamPathKey holds, on a request for /upstream/{model}/..., the path
-// its backend is sent.
-const upstreamPathKey = "hotswap.upstream_path"
-
 // dispatch waits for the request's turn at model's backend, then forwards
-// it. A streaming request that waits long is sent keep-alive comments.
-func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool) {
+// it there on path. A streaming request that waits long is sent keep-alive
+// comments.
+func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool, path []byte) {
 	// Not the RequestCtx: its Done fires at shutdown, and a request waiting
 	// then is told it was refused (by the router or swapper closing), not
 	// that its client left.
@@ -84,7 +83,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool) {
 		if stream && every > 0 {
 			if lease, err = t.Next(every - fastPathWait); lease == nil && err == nil {
 				// The wait goes on as the answer is written: the body owns it.
-				s.streamWaiting(ctx, model, t, every, func() { stopWatch(); hangup() })
+				s.streamWaiting(ctx, model, path, t, every, func() { stopWatch(); hangup() })
 				return
 			}
 		} else {
@@ -99,13 +98,13 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool) {
 		return
 	}
 	s.waited(model, t)
-	s.forward(ctx, model, lease)
+	s.forward(ctx, model, lease, path)
 }
 
 // forward sends the request to the lease's backend and streams the answer
 // back. The lease is released when the answer has been sent, or has failed.
-func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.Lease) {
-	resp, err := s.roundTrip(ctx, model, lease)
+func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.Lease, path []byte) {
+	resp, err := s.roundTrip(ctx, model, lease, path)
 	if err != nil {
 		s.fail(ctx, model, err)
 		return

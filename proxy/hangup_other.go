@@ -8,7 +8,7 @@ import "net"
 // request leaves its queue only when its wait times out.
 func watchHangup(net.Conn, func()) (stop func()) { return func() {} }
 
-// connAlive cannot look at a connection on this platform: a request on a
+// aliveCheck cannot look at a connection on this platform: a request on a
 // connection the backend closed fails, and is sent again (see
 // upstreamClient.do).
-func connAlive(net.Conn) bool { return true }
+func aliveCheck(net.Conn) func() bool { return nil }

@@ -35,12 +35,7 @@ func watchHangup(conn net.Conn, hangup func()) (stop func()) {
 		defer close(done)
 		var b [1]byte
 		_ = rc.Read(func(fd uintptr) bool {
-			// EINTR is retried here, not by returning false: the poller is
-			// edge-triggered, and a hang-up already seen would not wake it.
 			n, err := peek(fd, b[:])
-			for err == syscall.EINTR {
-				n, err = peek(fd, b[:])
-			}
 			switch {
 			case err == syscall.EAGAIN:
 				return false // nothing yet: wait until readable
@@ -62,33 +57,45 @@ func watchHangup(conn net.Conn, hangup func()) (stop func()) {
 	}
 }
 
+// peek looks at what there is to read on fd without taking it, and
+// without waiting. EINTR is retried here, not by returning false to the
+// poller: it is edge-triggered, and a hang-up already seen would not wake
+// it again.
 func peek(fd uintptr, b []byte) (int, error) {
-	n, _, err := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	return n, err
+	for {
+		n, _, err := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
 }
 
-// connAlive reports whether an idle connection is still open for another
-// request: nothing to read yet. A peer that closed it has left an EOF (or
-// a reset) to read, and one that sent something unasked has not kept to
-// HTTP; either way the connection is not fit to be used.
-func connAlive(conn net.Conn) bool {
+// aliveCheck returns a function that reports whether an idle connection
+// is still open for another request: nothing to read yet. A peer that
+// closed it has left an EOF (or a reset) to read, and one that sent
+// something unasked has not kept to HTTP; either way the connection is not
+// fit to be used. It is made once per connection, so that each look is one
+// system call and no allocation; nil if conn cannot be looked at.
+func aliveCheck(conn net.Conn) func() bool {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return true
+		return nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return true
+		return nil
 	}
-	alive := true
-	_ = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
+	var (
+		alive bool
+		b     [1]byte
+	)
+	look := func(fd uintptr) bool {
 		_, err := peek(fd, b[:])
-		for err == syscall.EINTR {
-			_, err = peek(fd, b[:])
-		}
 		alive = err == syscall.EAGAIN
 		return true // look once, never wait
-	})
-	return alive
+	}
+	return func() bool {
+		_ = rc.Read(look)
+		return alive
+	}
 }

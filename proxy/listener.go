@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 )
 
@@ -193,8 +194,8 @@ func (l *listener) refuse(c net.Conn, why *apiError) {
 	body := why.body()
 	_ = c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
 	_, err := fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
-		"Retry-After: %d\r\nConnection: close\r\n\r\n%s", why.Status, statusText(why.Status), len(body),
-		int(why.RetryAfter/time.Second), body)
+		"Retry-After: %d\r\nConnection: close\r\n\r\n%s", why.Status, fasthttp.StatusMessage(why.Status), len(body),
+		why.retryAfterSeconds(), body)
 	if err != nil {
 		c.Close()
 		return
@@ -220,16 +221,6 @@ func (l *listener) refuse(c net.Conn, why *apiError) {
 		l.refusing--
 		l.mu.Unlock()
 	})
-}
-
-func statusText(status int) string {
-	switch status {
-	case 429:
-		return "Too Many Requests"
-	case 503:
-		return "Service Unavailable"
-	}
-	return "Error"
 }
 
 // linger closes c without losing what the client has not read yet. A

@@ -261,9 +261,9 @@ func TestErrorsInOpenAIFormat(t *testing.T) {
 	}
 
 	// A body over max_body, from a client that waits for "100 Continue"
-	// before sending it, as curl does for large uploads: the 413 comes
-	// instead. (TestBodyTooLargeIsRefusedBeforeItIsSent sends them at once,
-	// and chunked.)
+	// before sending it, as curl does for large uploads: what such a client
+	// reads is the 413, naming the limit. (That no 100 Continue goes out
+	// first is TestBodyTooLargeIsRefusedBeforeItIsSent's, on a raw socket.)
 	req, err := http.NewRequest("POST", s.url+"/v1/chat/completions",
 		bytes.NewReader([]byte(`{"model":"chat-a","x":"`+string(big)+`"}`)))
 	if err != nil {

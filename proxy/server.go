@@ -60,8 +60,8 @@ type Server struct {
 	log     *zap.Logger
 	created int64
 	srv     *fasthttp.Server
-	closing atomic.Bool // Shutdown was called
-	// done is closed by Shutdown: long-lived answers (event streams) end.
+	// done is closed by Shutdown: long-lived answers (event streams) end,
+	// and answers cut short from then on say hotswap is shutting down.
 	done       chan struct{}
 	closeDone  sync.Once
 	admin      Admin
@@ -158,7 +158,6 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for handlers to return.
 // Answers cut short from now on say that hotswap is shutting down.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
 	s.closeDone.Do(func() { close(s.done) })
 	err := s.srv.ShutdownWithContext(ctx)
 	s.background.Wait()
@@ -223,7 +222,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		}
 	case strings.HasPrefix(path, "/upstream/"):
 		if s.authorized(ctx, s.config().APIKeys) {
-			s.handleUpstream(ctx, strings.TrimPrefix(path, "/upstream/"))
+			s.handleUpstream(ctx)
 		} else {
 			s.fail(ctx, "", errUnauthorized)
 		}

@@ -129,7 +129,7 @@ func dialUpstream(addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &upConn{Conn: conn}
+	c := &upConn{Conn: conn, alive: aliveCheck(conn)}
 	c.local = &connAddr{Addr: conn.LocalAddr(), conn: c}
 	return c, nil
 }
@@ -144,8 +144,9 @@ func dialUpstream(addr string) (net.Conn, error) {
 type upConn struct {
 	net.Conn
 	local    *connAddr
-	requests int  // requests begun on it
-	answered bool // the current request has had a byte of answer
+	alive    func() bool // see aliveCheck; nil where it cannot look
+	requests int         // requests begun on it
+	answered bool        // the current request has had a byte of answer
 }
 
 // connAddr is an upConn's local address. fasthttp keeps the address of
@@ -164,7 +165,7 @@ func (c *upConn) Write(p []byte) (int, error) {
 		// that closed it (after a stream, or when idle) has left an EOF
 		// to read, which writing would find only after the request had
 		// gone.
-		if c.requests > 0 && !connAlive(c.Conn) {
+		if c.requests > 0 && c.alive != nil && !c.alive() {
 			return 0, errStaleConn
 		}
 		c.requests++
@@ -219,7 +220,7 @@ func (s *Server) client(model string, l *router.Lease) (*upstreamClient, error) 
 
 // roundTrip sends the request to the lease's backend and returns its
 // answer, the body still to be read. On error the lease is released.
-func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router.Lease) (*fasthttp.Response, error) {
+func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router.Lease, path []byte) (*fasthttp.Response, error) {
 	c, err := s.client(model, lease)
 	if err != nil {
 		lease.Release()
@@ -235,13 +236,10 @@ func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router
 		req.Header.SetConnectionClose()
 	}
 	// The path that was routed, cleaned, not the raw one: a request routed
-	// by its cleaned path must not reach another path upstream.
+	// by its cleaned path must not reach another path upstream. (For
+	// /upstream/{model}/..., what follows the model.)
 	var buf [256]byte
 	uri := append(buf[:0], c.prefix...)
-	path := ctx.Path()
-	if p, ok := ctx.UserValue(upstreamPathKey).([]byte); ok {
-		path = p
-	}
 	uri = appendEscapedPath(uri, path)
 	if q := ctx.URI().QueryString(); len(q) > 0 {
 		uri = append(append(uri, '?'), q...)
@@ -264,8 +262,10 @@ func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router
 // upstreamErr says whether a failed round trip means the backend died, or
 // that hotswap is stopping it as it shuts down.
 func (s *Server) upstreamErr(lease *router.Lease, err error) error {
-	if s.closing.Load() {
+	select {
+	case <-s.done:
 		return fmt.Errorf("%w: %w", swapper.ErrClosed, err)
+	default:
 	}
 	select {
 	case <-lease.Gone():

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -182,18 +183,6 @@ func get(c *upstreamClient, path string) (int, error) {
 	return resp.StatusCode(), resp.CloseBodyStream()
 }
 
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // TestClosedConnectionNeverGetsARequest: the backend closed the pooled
 // connection (as llama-server does after a stream); the next request goes
 // out on a new one and never touches the closed one.
@@ -208,13 +197,13 @@ func TestClosedConnectionNeverGetsARequest(t *testing.T) {
 	if status, err := get(c, "/one"); status != 200 || err != nil {
 		t.Fatalf("%d %v", status, err)
 	}
-	if !mocktest.Eventually(5*time.Second, func() bool { return !connAlive(dialed()[0].Conn) }) {
+	if !mocktest.Eventually(5*time.Second, func() bool { return !dialed()[0].alive() }) {
 		t.Fatal("the backend's close never showed")
 	}
 	if status, err := get(c, "/two"); status != 200 || err != nil {
 		t.Fatalf("%d %v", status, err)
 	}
-	if got := b.requests(); !equal(got, []int{1, 1}) {
+	if got := b.requests(); !slices.Equal(got, []int{1, 1}) {
 		t.Errorf("requests per connection %v, want [1 1]", got)
 	}
 }
@@ -249,7 +238,7 @@ func TestManyClosedConnectionsInThePool(t *testing.T) {
 	b.closeAll()
 	if !mocktest.Eventually(5*time.Second, func() bool {
 		for _, uc := range conns {
-			if connAlive(uc.Conn) {
+			if uc.alive() {
 				return false
 			}
 		}
@@ -261,7 +250,7 @@ func TestManyClosedConnectionsInThePool(t *testing.T) {
 		t.Fatalf("%d %v", status, err)
 	}
 	want := []int{1, 1, 1, 1, 1, 1}
-	if got := b.requests(); !equal(got, want) {
+	if got := b.requests(); !slices.Equal(got, want) {
 		t.Errorf("requests per connection %v, want %v", got, want)
 	}
 }
@@ -308,7 +297,7 @@ func TestResentOnceWhenDroppedAsItArrived(t *testing.T) {
 			if ok := status == 200 && err == nil; ok != tc.ok {
 				t.Errorf("second: %d %v", status, err)
 			}
-			if got := b.requests(); !equal(got, tc.want) {
+			if got := b.requests(); !slices.Equal(got, tc.want) {
 				t.Errorf("requests per connection %v, want %v", got, tc.want)
 			}
 		})
@@ -320,7 +309,7 @@ func TestResentOnceWhenDroppedAsItArrived(t *testing.T) {
 	if _, err := get(c, "/one"); err == nil {
 		t.Error("a dropped request on a new connection succeeded")
 	}
-	if got := b.requests(); !equal(got, []int{1}) {
+	if got := b.requests(); !slices.Equal(got, []int{1}) {
 		t.Errorf("requests per connection %v, want [1]", got)
 	}
 }

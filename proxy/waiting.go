@@ -25,12 +25,12 @@ import (
 //
 // done is called once the wait is over: it stops watching for a hang-up
 // and ends the wait's context.
-func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model string, t *router.Ticket, every time.Duration, done func()) {
+func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model string, path []byte, t *router.Ticket, every time.Duration, done func()) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.ImmediateHeaderFlush = true
-	b := &waitingBody{s: s, ctx: ctx, model: model, t: t, every: every, done: sync.OnceFunc(done)}
+	b := &waitingBody{s: s, ctx: ctx, model: model, path: path, t: t, every: every, done: sync.OnceFunc(done)}
 	b.pending = b.comment()
 	ctx.Response.SetBodyStream(b, -1)
 }
@@ -41,6 +41,7 @@ type waitingBody struct {
 	s     *Server
 	ctx   *fasthttp.RequestCtx
 	model string
+	path  []byte // where the backend is sent the request
 	t     *router.Ticket
 	every time.Duration
 	done  func()
@@ -82,7 +83,7 @@ func (b *waitingBody) next() {
 		return
 	}
 	b.s.waited(b.model, b.t)
-	resp, err := b.s.roundTrip(b.ctx, b.model, lease)
+	resp, err := b.s.roundTrip(b.ctx, b.model, lease, b.path)
 	if err != nil {
 		b.fail(err, nil)
 		return

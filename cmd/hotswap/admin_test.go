@@ -31,7 +31,7 @@ models:
     cmd: MOCK -port ${PORT} -model ${MODEL} -tokens 40 -stream-interval 50ms
     aliases: [alpha]
     memory: {ram: 10MiB}
-  b: {cmd: "MOCK -port ${PORT} -model ${MODEL}", memory: {ram: 10MiB}}
+  b: {cmd: "MOCK -port ${PORT} -model ${MODEL} -cors", memory: {ram: 10MiB}}
   c: {cmd: "MOCK -port ${PORT} -model ${MODEL}", memory: {ram: 10MiB}, ttl: 1h}
   huge: {cmd: "MOCK -port ${PORT} -model ${MODEL}", memory: {ram: 64TiB}}
 modes:
@@ -506,6 +506,15 @@ func TestCORS(t *testing.T) {
 	code, _, h = user.do("GET", "/v1/models", "", "Origin", "http://evil.example")
 	if code != 200 || h.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("request from another origin: %d %v", code, h)
+	}
+	// b allows any origin, as llama-server does: hotswap does not.
+	code, _, h = user.do("POST", "/v1/chat/completions", `{"model":"b","messages":[]}`, "Origin", "http://evil.example")
+	if code != 200 || h.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("a backend let another origin in: %d %v", code, h)
+	}
+	code, _, h = user.do("GET", "/upstream/b/mock/stats", "", "Origin", "http://evil.example")
+	if code != 200 || h.Get("Access-Control-Allow-Origin") != "http://evil.example" {
+		t.Errorf("/upstream is the backend's own answer: %d %v", code, h)
 	}
 	// Errors carry it too, so that the page can read them.
 	code, _, h = anon.do("GET", "/v1/models", "", "Origin", "http://ui.example")

@@ -142,3 +142,24 @@ func TestQuiet(t *testing.T) {
 		t.Errorf("ready at %s, began %s", at, began)
 	}
 }
+
+// TestCORSEchoesTheOrigin: with -cors, as llama-server, any origin is let
+// in; without it, none is named.
+func TestCORSEchoesTheOrigin(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{{[]string{"-cors"}, "http://page.example"}, {nil, ""}} {
+		f := start(t, c.args...)
+		req, _ := http.NewRequest("GET", f.url+"/v1/models", nil)
+		req.Header.Set("Origin", "http://page.example")
+		resp, err := f.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != c.want {
+			t.Errorf("%v: Access-Control-Allow-Origin %q, want %q", c.args, got, c.want)
+		}
+	}
+}

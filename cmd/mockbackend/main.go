@@ -93,6 +93,7 @@ type options struct {
 	// Connection habits of real backends (llama-server has both).
 	closeAfterStream bool
 	idleTimeout      time.Duration
+	cors             bool
 }
 
 // parseFlags parses and checks the flags. On a bad flag it has already
@@ -124,6 +125,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.dim, "dim", 8, "embedding dimension")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing, not even progress or the ready line, as some backends do")
 	fs.BoolVar(&o.closeAfterStream, "close-after-stream", false, "close the connection after each streamed answer without a Connection: close header (llama-server does)")
+	fs.BoolVar(&o.cors, "cors", false, "allow any origin: Access-Control-Allow-Origin echoes each request's Origin (llama-server does)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long, announcing it in a Keep-Alive header (llama-server: 5s; 0: never)")
 	// The problem is printed after the usage, so that it is the last line,
 	// where real backends print theirs and where hotswap looks.

@@ -181,6 +181,9 @@ func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Mock-Model", m.opts.model)
 	// What arrived, raw, so that tests see the path a proxy forwarded.
 	h.Set("X-Mock-Path", r.RequestURI)
+	if origin := r.Header.Get("Origin"); m.opts.cors && origin != "" {
+		h.Set("Access-Control-Allow-Origin", origin)
+	}
 	if m.opts.idleTimeout > 0 {
 		// llama-server announces its idle timeout, and keeps to it.
 		h.Set("Keep-Alive", fmt.Sprintf("timeout=%d, max=100", int(m.opts.idleTimeout.Round(time.Second)/time.Second)))
