@@ -41,22 +41,41 @@ func Compare(c, next *Config) Diff {
 			d.Removed = append(d.Removed, id)
 		}
 	}
-	fixed := []struct {
-		name      string
-		old, next any
-	}{
-		{"listen", c.Listen, next.Listen},
-		{"server", c.Server, next.Server},
-		{"ports", c.Ports, next.Ports},
-		{"max_body", c.MaxBody, next.MaxBody},
-		{"memory.state_file", c.Memory.StateFile, next.Memory.StateFile},
-	}
-	for _, f := range fixed {
-		if !reflect.DeepEqual(f.old, f.next) {
+	was, now := fixed(c), fixed(next)
+	for i, f := range was {
+		if !reflect.DeepEqual(f.field, now[i].field) {
 			d.NeedsRestart = append(d.NeedsRestart, f.name)
 		}
 	}
 	return d
+}
+
+// setting is one setting of a Config: its name in the file, and a pointer
+// to its field.
+type setting struct {
+	name  string
+	field any
+}
+
+// fixed lists c's settings that a reload cannot change: what hotswap's
+// listener, server and port range were built with at start.
+func fixed(c *Config) []setting {
+	return []setting{
+		{"listen", &c.Listen},
+		{"server", &c.Server},
+		{"ports", &c.Ports},
+		{"max_body", &c.MaxBody},
+		{"memory.state_file", &c.Memory.StateFile},
+	}
+}
+
+// KeepFixed gives c the values running has for the settings a reload
+// cannot change (those Compare names in NeedsRestart).
+func (c *Config) KeepFixed(running *Config) {
+	from := fixed(running)
+	for i, f := range fixed(c) {
+		reflect.ValueOf(f.field).Elem().Set(reflect.ValueOf(from[i].field).Elem())
+	}
 }
 
 // RestartNeeded reports whether a backend started as m must be started

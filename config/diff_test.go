@@ -44,4 +44,9 @@ models:
 	if d := Compare(old, old); len(d.Added)+len(d.Removed)+len(d.Restart)+len(d.Changed)+len(d.NeedsRestart) != 0 {
 		t.Errorf("a config compared with itself: %+v", d)
 	}
+	// What needs a restart keeps its running value; the rest is new.
+	next.KeepFixed(old)
+	if d := Compare(old, next); len(d.NeedsRestart) != 0 || next.Ports != old.Ports || len(next.APIKeys) != 1 {
+		t.Errorf("after KeepFixed: %+v, ports %v, keys %v", d.NeedsRestart, next.Ports, next.APIKeys)
+	}
 }

@@ -38,6 +38,8 @@ type Queues interface {
 	// Acquire waits for model's turn and backend, as a request does.
 	Acquire(ctx context.Context, model string) (*router.Lease, error)
 	Stats(model string) *router.Stats
+	// Busy lists the models with work: queued, in flight, or just used.
+	Busy() map[string]bool
 	// Reconfigure and Remove are a reload's (see router.Reconfigure).
 	Reconfigure(opts router.Options) map[string]<-chan struct{}
 	Remove(model string)
@@ -75,9 +77,8 @@ type Controller struct {
 	mu  sync.Mutex // one mode switch, restore or reload at a time
 	cfg atomic.Pointer[config.Config]
 	// removals are the models a reload removed, still draining (and
-	// preloads a reload started); removing calls each removal off.
+	// preloads a reload started).
 	removals sync.WaitGroup
-	removing map[string]chan struct{}
 	ctx      context.Context // ends with Close
 	cancel   context.CancelFunc
 }
@@ -90,7 +91,7 @@ func New(opts Options) *Controller {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Controller{opts: opts, log: opts.Log, now: opts.Now, removing: map[string]chan struct{}{}}
+	c := &Controller{opts: opts, log: opts.Log, now: opts.Now}
 	c.cfg.Store(opts.Config)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
@@ -99,7 +100,9 @@ func New(opts Options) *Controller {
 // Close ends what the controller does in the background (removals after
 // a reload) and waits for it.
 func (c *Controller) Close() {
+	c.mu.Lock() // no reload adds to removals once Wait has begun
 	c.cancel()
+	c.mu.Unlock()
 	c.removals.Wait()
 }
 
@@ -226,9 +229,7 @@ func (c *Controller) Running() []Running {
 		r := Running{Model: id, State: st.State.String(), Pid: st.Pid, Port: st.Port, Device: st.Device,
 			RAM: st.Usage.RAM, NeedRAM: st.Need.RAM, NeedVRAM: st.Need.VRAM, InFlight: st.InFlight,
 			LastUsed: st.LastUsed}
-		for _, v := range st.Usage.VRAM {
-			r.VRAM += v
-		}
+		r.VRAM = st.Usage.TotalVRAM()
 		if s := c.opts.Queues.Stats(id); s != nil {
 			r.Queued = s.Queued.Load()
 		}
@@ -236,9 +237,9 @@ func (c *Controller) Running() []Running {
 			r.UptimeSeconds = now.Sub(st.Started).Seconds()
 		}
 		if m := cfg.Models[id]; m.TTL > 0 && !m.Pinned && st.State == swapper.Ready {
-			left := max(0, (m.TTL - now.Sub(st.LastUsed)).Seconds())
-			if st.InFlight > 0 {
-				left = m.TTL.Seconds()
+			left := m.TTL.Seconds() // its clock starts when it is idle
+			if st.InFlight == 0 {
+				left = max(0, (m.TTL - now.Sub(st.LastUsed)).Seconds())
 			}
 			r.TTLLeftSeconds = &left
 		}
@@ -314,7 +315,7 @@ func (c *Controller) SwitchMode(ctx context.Context, name string) (ModeResult, e
 		return ModeResult{}, fmt.Errorf("%w %q", ErrUnknownMode, name)
 	}
 	remembered := c.loaded(cfg, false)
-	res, err := c.becomeLocked(ctx, want, "mode "+name)
+	res, err := c.becomeLocked(ctx, want, remembered, "mode "+name)
 	res.Mode, res.Remembered = name, remembered
 	if serr := c.opts.Modes.SetMode(swapper.ModeMemory{Active: name, Remembered: remembered}); serr != nil {
 		c.log.Warn("saving the mode", zap.Error(serr))
@@ -333,13 +334,14 @@ func (c *Controller) Restore(ctx context.Context) (ModeResult, error) {
 	if m.Active == "" && len(m.Remembered) == 0 {
 		return ModeResult{}, ErrNothingToRestore
 	}
+	cfg := c.config()
 	var want []string
 	for _, id := range m.Remembered {
-		if _, ok := c.config().Models[id]; ok { // a reload may have removed it
+		if _, ok := cfg.Models[id]; ok { // a reload may have removed it
 			want = append(want, id)
 		}
 	}
-	res, err := c.becomeLocked(ctx, want, "restore")
+	res, err := c.becomeLocked(ctx, want, c.loaded(cfg, false), "restore")
 	res.Remembered = m.Remembered
 	if serr := c.opts.Modes.SetMode(swapper.ModeMemory{}); serr != nil {
 		c.log.Warn("saving the mode", zap.Error(serr))
@@ -348,13 +350,13 @@ func (c *Controller) Restore(ctx context.Context) (ModeResult, error) {
 	return res, err
 }
 
-// becomeLocked makes want the set of models loaded: the others go first
-// (draining), then want's models are loaded in order, each held while the
-// next loads, so that none evicts another; idle models outside want may be
-// evicted for them, busy ones not.
-func (c *Controller) becomeLocked(ctx context.Context, want []string, reason string) (ModeResult, error) {
+// becomeLocked makes want the set of models loaded, from the loaded ones:
+// the others go first (draining), then want's models are loaded in order,
+// each held while the next loads, so that none evicts another; idle models
+// outside want may be evicted for them, busy ones (as the router counts
+// them: queued, in flight, just used) not.
+func (c *Controller) becomeLocked(ctx context.Context, want, loaded []string, reason string) (ModeResult, error) {
 	res := ModeResult{Models: []ModelResult{}}
-	loaded := c.loaded(c.config(), false)
 	var out []string
 	for _, id := range loaded {
 		if !slices.Contains(want, id) {
@@ -373,7 +375,10 @@ func (c *Controller) becomeLocked(ctx context.Context, want []string, reason str
 			l.Release()
 		}
 	}()
-	busy := func(id string) bool { return slices.Contains(want, id) }
+	// A snapshot: asked while the swapper decides, the router would have
+	// to be asked under the swapper's lock.
+	working := c.opts.Queues.Busy()
+	busy := func(id string) bool { return working[id] || slices.Contains(want, id) }
 	for _, id := range want {
 		was := slices.Contains(loaded, id)
 		l, err := c.opts.Lifecycle.Load(ctx, id, swapper.Policy{Busy: busy, Reason: reason})

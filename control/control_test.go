@@ -36,6 +36,7 @@ func (f *fakeQueues) Acquire(context.Context, string) (*router.Lease, error) { r
 func (f *fakeQueues) Stats(m string) *router.Stats                           { return f.stats[m] }
 func (f *fakeQueues) Reconfigure(router.Options) map[string]<-chan struct{}  { return nil }
 func (f *fakeQueues) Remove(string)                                          {}
+func (f *fakeQueues) Busy() map[string]bool                                  { return nil }
 
 type fakeModes struct{ m swapper.ModeMemory }
 

@@ -35,6 +35,9 @@ type ReloadResult struct {
 func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return ReloadResult{}, swapper.ErrClosed
+	}
 	if c.opts.Path == "" {
 		return ReloadResult{}, fmt.Errorf("%w: hotswap was not started from a file", ErrNoConfigFile)
 	}
@@ -45,9 +48,7 @@ func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
 	}
 	old := c.config()
 	diff := config.Compare(old, next)
-	// Kept as they were: what the first configuration built.
-	next.Listen, next.Server, next.Ports, next.MaxBody = old.Listen, old.Server, old.Ports, old.MaxBody
-	next.Memory.StateFile = old.Memory.StateFile
+	next.KeepFixed(old) // what the first configuration built stays
 
 	// The swapper learns of new models before the router can queue for
 	// them, and the proxy before clients can name them.
@@ -61,16 +62,10 @@ func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
 		f(next)
 	}
 	for id, ch := range emptied {
-		calledOff := make(chan struct{})
-		c.removing[id] = calledOff
 		c.removals.Add(1)
-		go c.remove(id, ch, calledOff, next.Scheduling.DrainTimeout)
+		go c.remove(id, ch, next.Scheduling.DrainTimeout)
 	}
 	for _, id := range diff.Added {
-		if calledOff, ok := c.removing[id]; ok { // back before it had gone
-			close(calledOff)
-			delete(c.removing, id)
-		}
 		if next.Models[id].Preload {
 			c.removals.Add(1)
 			go func() {
@@ -90,12 +85,12 @@ func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
 	return ReloadResult{Diff: diff, Path: c.opts.Path}, nil
 }
 
-// remove retires a model a reload removed: once its queue has been
-// served (or the drain timeout has passed), it is drained, stopped and
-// forgotten. A reload that adds it back calls this off; one that does so
-// after the wait is harmless, as the swapper and router forget only
-// models their configuration no longer has.
-func (c *Controller) remove(id string, emptied, calledOff <-chan struct{}, drain time.Duration) {
+// remove retires a model a reload removed: once its queue has been served
+// (or the drain timeout has passed), it is drained, stopped and forgotten.
+// A reload that adds it back lets emptied go at once; the swapper and the
+// router then keep it, as they forget only models their configuration no
+// longer has.
+func (c *Controller) remove(id string, emptied <-chan struct{}, drain time.Duration) {
 	defer c.removals.Done()
 	t := time.NewTimer(drain)
 	defer t.Stop()
@@ -103,8 +98,6 @@ func (c *Controller) remove(id string, emptied, calledOff <-chan struct{}, drain
 	case <-emptied:
 	case <-t.C:
 		c.log.Warn("requests still queued for a removed model are refused", zap.String("model", id))
-	case <-calledOff:
-		return
 	case <-c.ctx.Done():
 		return
 	}
@@ -112,11 +105,6 @@ func (c *Controller) remove(id string, emptied, calledOff <-chan struct{}, drain
 	if err := c.opts.Lifecycle.Remove(c.ctx, id); err != nil {
 		c.log.Warn("removing model", zap.String("model", id), zap.Error(err))
 	}
-	c.mu.Lock()
-	if c.removing[id] == calledOff {
-		delete(c.removing, id)
-	}
-	c.mu.Unlock()
 }
 
 // ErrInvalidConfig refuses a reload whose file cannot be read or is not

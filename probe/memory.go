@@ -37,6 +37,15 @@ type Usage struct {
 	VRAM map[int]int64 // bytes per GPU index, from NVML's per-process lists; nil/empty when none
 }
 
+// TotalVRAM is VRAM summed over the GPUs.
+func (u Usage) TotalVRAM() int64 {
+	var n int64
+	for _, v := range u.VRAM {
+		n += v
+	}
+	return n
+}
+
 // Memory reports the machine's memory and what processes use.
 type Memory interface {
 	// Devices returns RAM first, then each GPU in index order.

@@ -346,11 +346,7 @@ func (s *Server) modelObject(m *config.Model) modelObject {
 			o.Pid, o.InFlight, o.Device = st.Pid, st.InFlight, st.Device
 			o.Need = &memoryBytes{RAM: st.Need.RAM, VRAM: st.Need.VRAM}
 			if st.Pid != 0 {
-				var vram int64
-				for _, n := range st.Usage.VRAM {
-					vram += n
-				}
-				o.Usage = &memoryBytes{RAM: st.Usage.RAM, VRAM: vram}
+				o.Usage = &memoryBytes{RAM: st.Usage.RAM, VRAM: st.Usage.TotalVRAM()}
 			}
 		}
 	}

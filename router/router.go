@@ -202,6 +202,11 @@ func (r *Router) Reconfigure(opts Options) map[string]<-chan struct{} {
 		n, ok := opts.Parallel[id]
 		switch {
 		case ok:
+			// Back before its queue emptied: whoever waits for the
+			// removal is let go (and finds it configured again).
+			if m.emptied != nil && !isClosed(m.emptied) {
+				close(m.emptied)
+			}
 			m.parallel, m.emptied = max(1, n), nil
 		case m.emptied == nil:
 			m.emptied = make(chan struct{})
@@ -219,6 +224,31 @@ func (r *Router) Reconfigure(opts Options) map[string]<-chan struct{} {
 		r.scheduleLocked() // a larger cap may serve more at once
 	}
 	return removed
+}
+
+// Busy lists the models that have work as the scheduler counts it: in
+// flight, queued, or used within IdleGrace. It is a snapshot, for a caller
+// that decides with the swapper (whose lock it must not hold here).
+func (r *Router) Busy() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	busy := r.s.busyAt(r.clock.Now())
+	out := map[string]bool{}
+	for id := range r.s.models {
+		if busy(id) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Remove forgets a model a reload removed. Requests still queued for it

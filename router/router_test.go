@@ -467,3 +467,31 @@ func TestReconfigureRemovesAModelAfterItsQueue(t *testing.T) {
 	g.r.Reconfigure(opts)
 	g.acquire(t, "c").Release()
 }
+
+// TestReconfigureBringsARemovedModelBack: added back while requests are
+// still queued for it, a model is served as before, and whoever waited for
+// its removal is let go.
+func TestReconfigureBringsARemovedModelBack(t *testing.T) {
+	var opts router.Options
+	g := newRig(t, func(o *router.Options) { opts = *o })
+	held := g.acquire(t, "c")
+	defer held.Release()
+	g.enqueue(t, "c")
+	all := opts.Parallel
+	opts.Parallel = map[string]int{"a": 2, "b": 2}
+	emptied := g.r.Reconfigure(opts)["c"]
+	opts.Parallel = all
+	g.r.Reconfigure(opts)
+	select {
+	case <-emptied:
+	default:
+		t.Fatal("the removal's wait was not let go when c came back")
+	}
+	g.r.Remove("c") // too late: c is configured again
+	if g.r.Stats("c") == nil {
+		t.Fatal("c was forgotten although it is back")
+	}
+	if _, err := g.r.Enqueue(context.Background(), "c"); err != nil {
+		t.Errorf("a new request for c: %v", err)
+	}
+}

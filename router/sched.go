@@ -119,12 +119,8 @@ func (s *sched) decide(t *Ticket, l *swapper.Lease, err error) {
 func (m *mstate) publish() {
 	m.stats.Queued.Store(int64(len(m.queue)))
 	m.stats.InFlight.Store(int64(m.inflight))
-	if m.emptied != nil && len(m.queue) == 0 {
-		select {
-		case <-m.emptied:
-		default:
-			close(m.emptied)
-		}
+	if m.emptied != nil && len(m.queue) == 0 && !isClosed(m.emptied) {
+		close(m.emptied)
 	}
 }
 

@@ -85,7 +85,7 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 		}
 		nram, nvram := inst.need.RAM, inst.need.VRAM
 		if unified || inst.gpu == ramDevice {
-			mram += sumVRAM(inst.usage)
+			mram += inst.usage.TotalVRAM()
 			nram += nvram
 			mvram, nvram = 0, 0
 		}
@@ -171,7 +171,7 @@ func (s *Swapper) claimLocked(dec *decision, unified bool) map[int]int64 {
 			vram = max(v.need.VRAM, v.usage.VRAM[v.gpu])
 		}
 		if unified || v.gpu == ramDevice {
-			ram += max(v.need.VRAM, sumVRAM(v.usage))
+			ram += max(v.need.VRAM, v.usage.TotalVRAM())
 		}
 		heldRAM += ram
 		heldVRAM += vram
@@ -190,12 +190,4 @@ func isClosed(c <-chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-func sumVRAM(u probe.Usage) int64 {
-	var n int64
-	for _, v := range u.VRAM {
-		n += v
-	}
-	return n
 }

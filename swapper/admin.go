@@ -126,7 +126,7 @@ func (s *Swapper) Memory(fresh bool) []DeviceReport {
 			case d.Index == ramDevice:
 				used, need = inst.usage.RAM, inst.need.RAM
 				if s.snap.unified || inst.gpu == ramDevice {
-					used += sumVRAM(inst.usage)
+					used += inst.usage.TotalVRAM()
 					need += inst.need.VRAM
 				}
 			case inst.gpu == d.Index:

@@ -142,7 +142,7 @@ func (s *Swapper) measureInstance(ctx context.Context, d due) (probe.Usage, bool
 	if !d.learn {
 		return u, true
 	}
-	if s.opts.Footprints.Observe(b.model.ID, u.RAM, sumVRAM(u)) {
+	if s.opts.Footprints.Observe(b.model.ID, u.RAM, u.TotalVRAM()) {
 		fp := s.opts.Footprints.Get(b.model.ID)
 		s.opts.Events.Publish(events.Event{Type: events.Footprint, Model: b.model.ID,
 			Data: map[string]any{"ram": fp.RAM, "vram": fp.VRAM}})

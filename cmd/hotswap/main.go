@@ -154,11 +154,7 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 		OnReload: []func(*config.Config){
 			func(c *config.Config) { px.Reconfigure(c) },
 			func(c *config.Config) { mx.SetModels(c.ModelIDs) },
-			func(c *config.Config) {
-				if l, err := zapcore.ParseLevel(c.LogLevel); err == nil {
-					level.SetLevel(l)
-				}
-			},
+			func(c *config.Config) { _ = level.UnmarshalText([]byte(c.LogLevel)) }, // valid: config checked it
 		},
 	})
 	px = proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: log,
