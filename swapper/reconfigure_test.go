@@ -85,12 +85,15 @@ func cmdline(pid int) []string {
 // TestTTLChangeAppliesAtOnce: a model loaded without a ttl goes once a
 // reload gives it one, without a restart in between.
 func TestTTLChangeAppliesAtOnce(t *testing.T) {
-	sw, _ := memSwapper(t, threeIdle, nil, nil)
+	sw, st := memSwapper(t, threeIdle, nil, nil)
 	acquire(t, sw, "idle").Release()
 	next := reconfigured(t, strings.Replace(threeIdle, `-model idle"}`, `-model idle", ttl: 100ms}`, 1))
 	sw.Reconfigure(next.Models, settings(next))
 	if !mocktest.Eventually(5*time.Second, func() bool { return state(sw, "idle") == swapper.Stopped }) {
 		t.Errorf("idle is %s past its new ttl", state(sw, "idle"))
+	}
+	if n := st.Starts(); n != 1 {
+		t.Errorf("%d starts: the ttl change restarted idle", n)
 	}
 }
 

@@ -209,7 +209,6 @@ func TestAdminLoadUnload(t *testing.T) {
 	if !mocktest.Eventually(5*time.Second, func() bool { return admin.running()["a"].State == "draining" }) {
 		t.Errorf("a is %q while unloading with a request in flight", admin.running()["a"].State)
 	}
-	// Draining: a new request waits for a to come back rather than fail.
 	body, done := stream.rest()
 	if !done || strings.Count(body, `"content"`) < 40 {
 		t.Errorf("the stream in flight was not finished: done %v, %d chunks", done, strings.Count(body, `"content"`))
@@ -563,7 +562,8 @@ func TestEventsStream(t *testing.T) {
 				t.Fatal("the event stream ended")
 			}
 			model, _ := e["model"].(string)
-			key := e["type"].(string) + " " + model
+			typ, _ := e["type"].(string)
+			key := typ + " " + model
 			if e["type"] == "log" {
 				key = "log "
 			}
@@ -756,6 +756,7 @@ ports: 22000-22999
 models:
   keep: {cmd: "MOCK -port ${PORT} -model ${MODEL}"}
 `)
+	reloads := strings.Count(logs.String(), "configuration reloaded")
 	cmd.Process.Signal(syscall.SIGHUP)
 	c.key = ""
 	if !mocktest.Eventually(10*time.Second, func() bool {
@@ -764,8 +765,10 @@ models:
 	}) {
 		t.Error("SIGHUP did not reload")
 	}
-	if !strings.Contains(logs.String(), "configuration reloaded") {
-		t.Error("the reload is not in the log")
+	if !mocktest.Eventually(5*time.Second, func() bool {
+		return strings.Count(logs.String(), "configuration reloaded") > reloads
+	}) {
+		t.Error("the SIGHUP reload is not in the log")
 	}
 	if !mocktest.Eventually(10*time.Second, func() bool { return len(c.running()) == 1 }) {
 		t.Errorf("running after the SIGHUP reload: %v", keys(c.loaded()))
@@ -808,12 +811,27 @@ func TestNoRequestLostAcrossReloads(t *testing.T) {
 		}()
 	}
 	versions := []string{"-tokens 3", "-tokens 5"}
+	if !mocktest.Eventually(10*time.Second, func() bool { return c.running()["change"].State == "ready" }) {
+		t.Fatal("change never started")
+	}
 	for i := 0; i < 6; i++ {
+		old := c.running()["change"].Pid
 		text := strings.ReplaceAll(reloadable, "-model ${MODEL}\"}\n  gone", "-model ${MODEL} "+versions[i%2]+"\"}\n  gone")
-		os.WriteFile(cfg, []byte(strings.ReplaceAll(text, "MOCK", b.mock)), 0o644)
-		c.json("POST", "/admin/reload", "", 200, nil)
-		// Let each restart happen under load before the next reload.
-		mocktest.Eventually(5*time.Second, func() bool { return c.running()["change"].State == "ready" })
+		if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(text, "MOCK", b.mock)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var res control.ReloadResult
+		c.json("POST", "/admin/reload", "", 200, &res)
+		if !slices.Equal(res.Restart, []string{"change"}) {
+			t.Fatalf("reload %d: %+v", i, res)
+		}
+		// Each restart happens under load before the next reload.
+		if !mocktest.Eventually(10*time.Second, func() bool {
+			r := c.running()["change"]
+			return r.State == "ready" && r.Pid != old
+		}) {
+			t.Fatalf("reload %d: change was not restarted under load: %+v", i, c.running()["change"])
+		}
 	}
 	close(stop)
 	var total result

@@ -449,7 +449,9 @@ func TestDeterministic(t *testing.T) {
 		t.Error("different seeds, same file")
 	}
 	// Writing over an existing file replaces it and leaves no temporary.
-	write("a.gguf", Options{Seed: 2})
+	if got := write("a.gguf", Options{Seed: 2}); got != c {
+		t.Error("writing over a file did not replace it")
+	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 3 {
 		t.Errorf("%d files in the directory, want 3", len(entries))
