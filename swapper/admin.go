@@ -47,12 +47,13 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrUnknownModel, model)
 	}
+	if b.state == Ready || b.state == Starting {
+		s.opts.Events.Publish(events.Event{Type: events.Unload, Model: model, Data: map[string]any{"force": force}})
+	}
 	switch b.state {
 	case Ready:
-		s.opts.Events.Publish(events.Event{Type: events.Unload, Model: model, Data: map[string]any{"force": force}})
 		s.leaveLocked(b, "unloaded")
 	case Starting:
-		s.opts.Events.Publish(events.Event{Type: events.Unload, Model: model, Data: map[string]any{"force": force}})
 		b.start.cancel()
 	}
 	if force && b.cur != nil && !isClosed(b.cur.cut) {

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/probe"
@@ -119,7 +120,7 @@ func (s *Swapper) awaitRoom(b *backend, dec *decision) error {
 			}
 			return err
 		}
-		if !sleepCtx(s, dec.ctx, min(interval, cooldownMax-waited)) {
+		if !clock.Sleep(s.clock, min(interval, cooldownMax-waited), dec.ctx.Done()) {
 			return s.calledOff()
 		}
 		interval = min(interval*2, 100*time.Millisecond)
@@ -127,19 +128,7 @@ func (s *Swapper) awaitRoom(b *backend, dec *decision) error {
 }
 
 // sleep waits d on the swapper's clock; false if it closed first.
-func sleep(s *Swapper, d time.Duration) bool { return sleepCtx(s, s.ctx, d) }
-
-// sleepCtx waits d on the swapper's clock; false if ctx ended first.
-func sleepCtx(s *Swapper, ctx context.Context, d time.Duration) bool {
-	t := s.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+func sleep(s *Swapper, d time.Duration) bool { return clock.Sleep(s.clock, d, s.ctx.Done()) }
 
 // calledOff is why a start's wait ended early: hotswap closing, or an
 // operator unloading the model.
