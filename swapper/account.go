@@ -79,16 +79,7 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 	// uses is what an instance counts for on each device: measured, or
 	// planned, whichever is more.
 	uses := func(inst *instance) (ram, vram int64) {
-		var mram, mvram int64
-		if inst.measured {
-			mram, mvram = inst.usage.RAM, inst.usage.VRAM[inst.gpu]
-		}
-		nram, nvram := inst.need.RAM, inst.need.VRAM
-		if unified || inst.gpu == ramDevice {
-			mram += inst.usage.TotalVRAM()
-			nram += nvram
-			mvram, nvram = 0, 0
-		}
+		mram, mvram, nram, nvram := inst.counts(unified)
 		reserved[ramDevice] += max(0, nram-mram)
 		if inst.gpu != ramDevice && !unified {
 			reserved[inst.gpu] += max(0, nvram-mvram)
@@ -150,6 +141,20 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 	return in, transit
 }
 
+// counts is what inst is measured to use (zero until measured) and
+// planned to need, in RAM and on its GPU; with unified memory, or placed
+// in RAM, its VRAM counts as RAM.
+func (inst *instance) counts(unified bool) (mram, mvram, nram, nvram int64) {
+	if inst.measured {
+		mram, mvram = inst.usage.RAM, inst.usage.VRAM[inst.gpu]
+	}
+	nram, nvram = inst.need.RAM, inst.need.VRAM
+	if unified || inst.gpu == ramDevice {
+		return mram + inst.usage.TotalVRAM(), 0, nram + nvram, 0
+	}
+	return mram, mvram, nram, nvram
+}
+
 // claimLocked is what a start decided but not spawned takes from the
 // memory free now: its need, less what its victims still hold (their
 // memory is its own once they have gone).
@@ -162,19 +167,14 @@ func (s *Swapper) claimLocked(dec *decision, unified bool) map[int]int64 {
 	}
 	var heldRAM, heldVRAM int64
 	for _, v := range dec.victims {
-		if v == nil || isClosed(v.gone) {
+		if isClosed(v.gone) {
 			continue
 		}
-		ram := max(v.need.RAM, v.usage.RAM)
-		vram := int64(0)
+		mram, mvram, nram, nvram := v.counts(unified)
+		heldRAM += max(mram, nram)
 		if v.gpu == gpu && gpu != ramDevice {
-			vram = max(v.need.VRAM, v.usage.VRAM[v.gpu])
+			heldVRAM += max(mvram, nvram)
 		}
-		if unified || v.gpu == ramDevice {
-			ram += max(v.need.VRAM, v.usage.TotalVRAM())
-		}
-		heldRAM += ram
-		heldVRAM += vram
 	}
 	c := map[int]int64{ramDevice: max(0, needRAM-heldRAM)}
 	if gpu != ramDevice {

@@ -122,16 +122,12 @@ func (s *Swapper) Memory(fresh bool) []DeviceReport {
 			if inst == nil {
 				continue
 			}
-			var used, need int64
+			mram, mvram, nram, nvram := inst.counts(s.snap.unified)
+			used, need := mram, nram
 			switch {
 			case d.Index == ramDevice:
-				used, need = inst.usage.RAM, inst.need.RAM
-				if s.snap.unified || inst.gpu == ramDevice {
-					used += inst.usage.TotalVRAM()
-					need += inst.need.VRAM
-				}
 			case inst.gpu == d.Index:
-				used, need = inst.usage.VRAM[d.Index], inst.need.VRAM
+				used, need = mvram, nvram
 			default:
 				continue
 			}
