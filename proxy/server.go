@@ -54,7 +54,11 @@ type Server struct {
 	// conf is the configuration now: a reload replaces it. What fasthttp
 	// and the listener were built with (the server section, max_body)
 	// keeps its first value.
-	conf    atomic.Pointer[config.Config]
+	conf atomic.Pointer[config.Config]
+	// server and maxBody are the first configuration's: the listener and
+	// fasthttp were built with them, and a reload does not change them.
+	server  config.Server
+	maxBody int64
 	router  Router
 	status  StatusFunc
 	log     *zap.Logger
@@ -92,6 +96,7 @@ func New(opts Options) *Server {
 		metrics: opts.Metrics,
 	}
 	s.conf.Store(opts.Config)
+	s.server, s.maxBody = opts.Config.Server, opts.Config.MaxBody
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handle,
 		ErrorHandler:       s.handleParseError,
@@ -140,7 +145,7 @@ const maxHeaderBytes = 16 << 10
 // Serve accepts connections on ln until Shutdown, within the limits of the
 // configuration's server section.
 func (s *Server) Serve(ln net.Listener) error {
-	sc := s.config().Server
+	sc := s.server
 	conns, perIP, files := connLimits(sc.MaxConns, sc.MaxConnsPerIP)
 	s.log.Info("client connections limited", zap.Int("max_conns", conns), zap.Int("max_conns_per_ip", perIP),
 		zap.Uint64("open_file_limit", files))
@@ -174,10 +179,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // may take: HeaderTimeout, and its size at BodyMinRate. A body of unknown
 // size (chunked) is allowed as long as one of max_body would be.
 func (s *Server) bodyDeadline(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	sc := s.config().Server
+	sc := s.server
 	size := int64(h.ContentLength())
 	if size < 0 {
-		size = s.config().MaxBody
+		size = s.maxBody
 	}
 	d := sc.HeaderTimeout
 	if sc.BodyMinRate > 0 {
@@ -189,7 +194,7 @@ func (s *Server) bodyDeadline(h *fasthttp.RequestHeader) fasthttp.RequestConfig 
 // expect answers "Expect: 100-continue": a body declared larger than
 // max_body is refused before the client sends it.
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	if n := ctx.Request.Header.ContentLength(); n > int(s.config().MaxBody) {
+	if n := ctx.Request.Header.ContentLength(); n > int(s.maxBody) {
 		ae := s.tooLarge()
 		s.failUnread(ctx, ae, true)
 		return ae.Status
@@ -199,7 +204,7 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 
 func (s *Server) tooLarge() *apiError {
 	return &apiError{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
-		Message: "request body is larger than max_body (" + swapper.FormatBytes(s.config().MaxBody) + ")"}
+		Message: "request body is larger than max_body (" + swapper.FormatBytes(s.maxBody) + ")"}
 }
 
 // Handle serves one request.
