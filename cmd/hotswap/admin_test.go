@@ -84,6 +84,21 @@ func (c client) json(method, path, body string, want int, v any) {
 	}
 }
 
+// chat sends a chat for model, which must be answered 200 by a mock
+// backend, and returns that backend's pid.
+func (c client) chat(model string) int {
+	c.t.Helper()
+	code, body, h := c.do("POST", "/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`)
+	if code != 200 {
+		c.t.Fatalf("chat %s: %d %s", model, code, body)
+	}
+	pid, err := strconv.Atoi(h.Get("X-Mock-Pid"))
+	if err != nil {
+		c.t.Fatalf("chat %s: no backend pid: %v", model, err)
+	}
+	return pid
+}
+
 // errCode is the OpenAI error code of a body.
 func errCode(b []byte) string {
 	var e struct {
@@ -412,12 +427,7 @@ func TestRestoreIsPidForPid(t *testing.T) {
 // chatKey is chat with the API key of adminConfig.
 func chatKey(t *testing.T, url, model string) int {
 	t.Helper()
-	code, _, h := client{t, url, "user-key"}.do("POST", "/v1/chat/completions", `{"model":"`+model+`","messages":[]}`)
-	if code != 200 {
-		t.Fatalf("chat %s: %d", model, code)
-	}
-	pid, _ := strconv.Atoi(h.Get("X-Mock-Pid"))
-	return pid
+	return client{t, url, "user-key"}.chat(model)
 }
 
 func TestAdminMemory(t *testing.T) {

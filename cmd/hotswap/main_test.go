@@ -148,21 +148,7 @@ models:
 // chat starts the model's backend through hotswap and returns its pid.
 func chat(t *testing.T, url, model string) int {
 	t.Helper()
-	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
-		strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	pid, err := strconv.Atoi(resp.Header.Get("X-Mock-Pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
+	return client{t, url, ""}.chat(model)
 }
 
 // TestSIGKILLTakesBackendsAlong is the case hand-run scripts get wrong: the
