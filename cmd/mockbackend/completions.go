@@ -20,6 +20,11 @@ type completionRequest struct {
 		Role    string          `json:"role"`
 		Content json.RawMessage `json:"content"`
 	} `json:"messages"`
+	StreamOptions struct {
+		// IncludeUsage asks a stream for a last chunk, before [DONE],
+		// with no choices and the whole answer's usage.
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
 }
 
 // choice is one choice of a completion, chunk or not, chat or text; the
@@ -75,6 +80,11 @@ func (m *mock) textCompletions(w http.ResponseWriter, r *http.Request, c *call) 
 // when not streamed, "| echo: " and the last message or the prompt. The
 // model field echoes the request's, so tests can see the body arrived
 // unchanged.
+//
+// A stream whose request sets stream_options.include_usage ends, as
+// OpenAI's does, with one more chunk before [DONE]: no choices, and the
+// usage a whole answer would have. Without stream, stream_options is
+// ignored.
 func (m *mock) complete(w http.ResponseWriter, r *http.Request, c *call, kind completionKind) {
 	var req completionRequest
 	if !decode(w, r, &req) {
@@ -99,8 +109,12 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request, c *call, kind co
 		Created: time.Now().Unix(),
 		Model:   req.Model,
 	}
+	u := &usage{PromptTokens: words(prompt), CompletionTokens: n, TotalTokens: words(prompt) + n}
 	if req.Stream {
-		m.stream(w, r, c, kind, head, n)
+		if !req.StreamOptions.IncludeUsage {
+			u = nil
+		}
+		m.stream(w, r, c, kind, head, n, u)
 		return
 	}
 
@@ -111,14 +125,16 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request, c *call, kind co
 		ch.Text = ptr(answer(n, echo))
 	}
 	head.Choices = []choice{ch}
-	head.Usage = &usage{PromptTokens: words(prompt), CompletionTokens: n, TotalTokens: words(prompt) + n}
+	head.Usage = u
+	m.sent(n)
 	writeJSON(w, http.StatusOK, head)
 }
 
 // stream answers as server-sent events, one chunk per token, each flushed
-// as soon as it is written, then "data: [DONE]". It stops as soon as the
-// client leaves.
-func (m *mock) stream(w http.ResponseWriter, r *http.Request, c *call, kind completionKind, head completion, n int) {
+// as soon as it is written and counted in the stats once sent, then the
+// finishing chunk, then a usage chunk if u is not nil, then
+// "data: [DONE]". It stops as soon as the client leaves.
+func (m *mock) stream(w http.ResponseWriter, r *http.Request, c *call, kind completionKind, head completion, n int, u *usage) {
 	chunk := func(s *eventStream, ch choice) bool {
 		head.Object = kind.chunkObject
 		head.Choices = []choice{ch}
@@ -129,16 +145,31 @@ func (m *mock) stream(w http.ResponseWriter, r *http.Request, c *call, kind comp
 		start = func(s *eventStream) bool { return chunk(s, choice{Delta: &message{Role: "assistant"}}) }
 	}
 	m.streamTokens(w, r, c, n, start, func(s *eventStream, i int) bool {
+		ch := choice{Text: ptr(token(i))}
 		if kind.chat {
-			return chunk(s, choice{Delta: &message{Content: token(i)}})
+			ch = choice{Delta: &message{Content: token(i)}}
 		}
-		return chunk(s, choice{Text: ptr(token(i))})
+		if !chunk(s, ch) {
+			return false
+		}
+		m.sent(1)
+		return true
 	}, func(s *eventStream) bool {
 		last := choice{Delta: &message{}, FinishReason: ptr("stop")}
 		if !kind.chat {
 			last = choice{Text: ptr(""), FinishReason: ptr("stop")}
 		}
-		return chunk(s, last) && s.send("", []byte("[DONE]"))
+		if !chunk(s, last) {
+			return false
+		}
+		if u != nil {
+			head.Choices = []choice{}
+			head.Usage = u
+			if !s.sendJSON("", head) {
+				return false
+			}
+		}
+		return s.send("", []byte("[DONE]"))
 	})
 }
 

@@ -1,8 +1,8 @@
 // Command mockbackend is a small, real OpenAI-speaking server that pretends
 // to be a model backend. hotswap's tests, benchmarks and example config run
 // it: it can take a given time to load, hold real memory, stream at a given
-// rate, fail to start (and say why), hang, crash mid-request, or ignore
-// SIGTERM, and it can mimic real backends' connection habits, so every
+// rate, fail to start (and say why), hang, crash mid-request, answer
+// every Nth request with an error, or ignore SIGTERM, and it can mimic real backends' connection habits, so every
 // behaviour of hotswap is testable without a GPU or model weights.
 //
 //	mockbackend -port 9001 -model llama -startup 2s -hold 300MiB
@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -87,6 +88,8 @@ type options struct {
 	tokens           int
 	latency          time.Duration
 	crashAfter       int
+	errorEvery       int // every Nth model POST is answered with an error (0: never)
+	errorStatus      int // the HTTP status of those errors
 	ignoreSIGTERM    bool
 	quiet            bool // print nothing, not even when ready
 	dim              int
@@ -121,6 +124,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.tokens, "tokens", 8, "content chunks in a completion")
 	fs.DurationVar(&o.latency, "latency", 0, "extra delay before answering each POST to a model endpoint")
 	fs.IntVar(&o.crashAfter, "crash-after", 0, "the Nth POST to a model endpoint kills the process with status 3, mid-stream for a stream (0: never)")
+	fs.IntVar(&o.errorEvery, "error-every", 0, "answer every Nth POST to a model endpoint with an OpenAI-format error of status -error-status, before any stream begins (0: never)")
+	fs.IntVar(&o.errorStatus, "error-status", http.StatusInternalServerError, "the HTTP status of -error-every's errors, 400 to 599")
 	fs.BoolVar(&o.ignoreSIGTERM, "ignore-sigterm", false, "ignore SIGTERM, so that only SIGKILL (or SIGINT) stops it")
 	fs.IntVar(&o.dim, "dim", 8, "embedding dimension")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing, not even progress or the ready line, as some backends do")
@@ -166,8 +171,11 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if o.startup < 0 || o.progressInterval < 0 || o.streamInterval < 0 || o.latency < 0 || o.idleTimeout < 0 {
 		return bad("durations must not be negative")
 	}
-	if o.tokens < 0 || o.crashAfter < 0 {
-		return bad("-tokens and -crash-after must not be negative")
+	if o.tokens < 0 || o.crashAfter < 0 || o.errorEvery < 0 {
+		return bad("-tokens, -crash-after and -error-every must not be negative")
+	}
+	if o.errorStatus < 400 || o.errorStatus > 599 {
+		return bad("-error-status must be 400 to 599")
 	}
 	if o.failStatus < 0 || o.failStatus > 255 {
 		return bad("-fail-status must be 0 to 255")

@@ -629,6 +629,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"-port", "9001"}, func(o options) bool { return o.listen == "127.0.0.1:9001" && o.model == "mock" && o.tokens == 8 }},
 		{[]string{"-listen", "[::1]:0", "-hold", "1.5KiB"}, func(o options) bool { return o.listen == "[::1]:0" && o.hold == 1536 }},
 		{[]string{"-port", "1", "-hold", "300MiB", "-tokens", "0"}, func(o options) bool { return o.hold == 300<<20 && o.tokens == 0 }},
+		{[]string{"-port", "1"}, func(o options) bool { return o.errorEvery == 0 && o.errorStatus == 500 }},
+		{[]string{"-port", "1", "-error-every", "3", "-error-status", "429"}, func(o options) bool { return o.errorEvery == 3 && o.errorStatus == 429 }},
 	}
 	for _, c := range good {
 		o, err := parseFlags(c.args, io.Discard)
@@ -645,6 +647,9 @@ func TestFlags(t *testing.T) {
 		{"-port", "1", "-hold", "lots"},
 		{"-port", "1", "-tokens", "-1"},
 		{"-port", "1", "-dim", "0"},
+		{"-port", "1", "-error-every", "-1"},
+		{"-port", "1", "-error-status", "200"},
+		{"-port", "1", "-error-status", "600"},
 		{"-port", "1", "-startup", "-1s"},
 		{"-port", "1", "-nope"},
 		{"-port", "1", "extra"},

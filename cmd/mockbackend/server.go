@@ -55,6 +55,8 @@ type mock struct {
 	conns       int // connections accepted
 	openConns   int // connections open (a taken-over one counts as closed)
 	modelConns  int // connections that carried a model request
+	errors      int // model POSTs answered with -error-every's error
+	tokens      int // completion tokens sent (see stats.Tokens)
 }
 
 // route is how one path is served.
@@ -73,6 +75,7 @@ type route struct {
 type call struct {
 	n     int  // its number, counting from 1
 	crash bool // it is the -crash-after request
+	fail  bool // it is one of -error-every's, answered with an error (never the crashing one)
 }
 
 func newMock(opts options, stdout, stderr io.Writer, exit func(int)) *mock {
@@ -174,7 +177,8 @@ func (m *mock) countConn(_ net.Conn, state http.ConnState) {
 }
 
 // ServeHTTP routes a request, answers 503 on the model's endpoints while
-// loading, and counts their POSTs, crashing on the -crash-after one.
+// loading, and counts their POSTs, crashing on the -crash-after one and
+// answering -error-every's with an error.
 func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Mock-Pid", strconv.Itoa(m.pid))
@@ -225,6 +229,14 @@ func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !sleep(r.Context(), m.opts.latency) {
 		return // the client left
 	}
+	if c.fail {
+		m.mu.Lock()
+		m.errors++
+		m.mu.Unlock()
+		writeError(w, m.opts.errorStatus, "server_error", "mock_error",
+			fmt.Sprintf("mock: error as told (-error-every %d)", m.opts.errorEvery))
+		return
+	}
 	rt.serve(w, r, c)
 }
 
@@ -235,7 +247,16 @@ func (m *mock) begin() *call {
 	m.requests++
 	m.inFlight++
 	m.maxInFlight = max(m.maxInFlight, m.inFlight)
-	return &call{n: m.requests, crash: m.opts.crashAfter > 0 && m.requests == m.opts.crashAfter}
+	c := &call{n: m.requests, crash: m.opts.crashAfter > 0 && m.requests == m.opts.crashAfter}
+	c.fail = !c.crash && m.opts.errorEvery > 0 && m.requests%m.opts.errorEvery == 0
+	return c
+}
+
+// sent counts n completion tokens as sent.
+func (m *mock) sent(n int) {
+	m.mu.Lock()
+	m.tokens += n
+	m.mu.Unlock()
 }
 
 // end counts a model POST out.
@@ -264,8 +285,9 @@ func (m *mock) health(w http.ResponseWriter, r *http.Request) {
 }
 
 // stats is GET /mock/stats: tests read it to check that a backend was
-// reused, how many requests reached it, how many it served at once, and
-// how many connections it was sent them on.
+// reused, how many requests reached it, how many it served at once, how
+// many connections it was sent them on, how many it failed on purpose and
+// how many tokens it sent.
 type stats struct {
 	Pid         int    `json:"pid"`
 	Model       string `json:"model"`
@@ -276,6 +298,15 @@ type stats struct {
 	Connections int    `json:"connections"`
 	OpenConns   int    `json:"open_connections"`
 	ModelConns  int    `json:"model_connections"`
+	// Errors counts the model POSTs answered with -error-every's error.
+	Errors int `json:"errors"`
+	// Tokens counts the completion tokens sent by chat and text
+	// completions (/v1/chat/completions, /v1/completions) only: a whole
+	// answer's n (its usage's completion_tokens) when it is written, and
+	// a stream's content chunks one by one as each is sent, so that a
+	// stream the client abandons counts only what went out. llama.cpp's
+	// /completion and /infill, Responses and Messages are not counted.
+	Tokens int `json:"tokens"`
 	// ReadyAt is when it became ready, in Unix nanoseconds (0: not yet):
 	// tests measure how soon a proxy notices.
 	ReadyAt int64 `json:"ready_at"`
@@ -285,7 +316,8 @@ func (m *mock) stats(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	st := stats{Pid: m.pid, Model: m.opts.model, Requests: m.requests,
 		InFlight: m.inFlight, MaxInFlight: m.maxInFlight, Ready: m.ready.Load(),
-		Connections: m.conns, OpenConns: m.openConns, ModelConns: m.modelConns, ReadyAt: m.readyAt.Load()}
+		Connections: m.conns, OpenConns: m.openConns, ModelConns: m.modelConns,
+		Errors: m.errors, Tokens: m.tokens, ReadyAt: m.readyAt.Load()}
 	m.mu.Unlock()
 	writeJSON(w, http.StatusOK, st)
 }
