@@ -4,7 +4,7 @@ BIN := bin
 CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export CGO_CFLAGS
 
-.PHONY: build run test test-real bench cross lint clean
+.PHONY: build run test test-real bench bench-go cross lint clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
@@ -27,7 +27,14 @@ test-real:
 	@test -n "$$HOTSWAP_LLAMA_SERVER" || { echo "set HOTSWAP_LLAMA_SERVER to a llama-server binary (see README)"; exit 2; }
 	$(GO) test -race -count=1 -timeout 10m -run 'TestRealLlamaServer|TestLlamaServer' -v ./cmd/hotswap ./internal/gguf
 
+# The standard `hotswap bench` suite against config.yaml's hotswap and its
+# chat model's backend directly; writes bench/results/ and regenerates the
+# suite's section of BENCHMARKS.md. About 2 minutes.
 bench: build
+	$(GO) run ./bench/suite -hotswap $(BIN)/hotswap -config config.yaml -out bench/results -md BENCHMARKS.md
+
+# The go test micro-benchmarks in bench/ (warm path, switches, floods).
+bench-go: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 15m ./bench/
 
 # The GPU memory probe (NVML) needs cgo: the native build has it, and the

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/control"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/metrics"
@@ -96,18 +97,24 @@ func start(b *testing.B) *hotswap {
 // startWith serves benchConfig with the scheduling settings given (YAML
 // flow mapping, without braces), with the metrics and the event hub wired
 // in as main does when withMetrics is set.
-func startWith(b *testing.B, sched string, withMetrics bool) *hotswap {
+func startWith(b testing.TB, sched string, withMetrics bool) *hotswap {
 	b.Helper()
-	text := strings.ReplaceAll(benchConfig, "MOCK", mockExe) + "scheduling: {" + sched + "}\n"
-	cfg, err := config.Parse([]byte(text))
-	if err != nil {
-		b.Fatal(err)
-	}
 	// Scripted memory: any two of the models do not fit together, so each
 	// switch stops one backend and starts another.
 	mem := probe.NewFake(mockExe, 10<<30)
 	for _, m := range []string{"a", "b", "loads-500ms", "two-slots-a", "two-slots-b", "instep-a", "instep-b", "quiet-a", "quiet-b"} {
 		mem.Script(m, probe.Usage{RAM: 6 << 30})
+	}
+	return serve(b, benchConfig+"scheduling: {"+sched+"}\n", mem, withMetrics)
+}
+
+// serve runs hotswap in this process on text (a configuration in which
+// MOCK is the mock backend) and memory.
+func serve(b testing.TB, text string, mem probe.Memory, withMetrics bool) *hotswap {
+	b.Helper()
+	cfg, err := config.Parse([]byte(strings.ReplaceAll(text, "MOCK", mockExe)))
+	if err != nil {
+		b.Fatal(err)
 	}
 	starts := &mocktest.Starter{}
 	var hub *events.Hub
@@ -122,6 +129,9 @@ func startWith(b *testing.B, sched string, withMetrics bool) *hotswap {
 		mx := metrics.New(cfg.ModelIDs, sw, rt)
 		mx.Listen(hub)
 		opts.Metrics, opts.Events = mx, hub
+		ctl := control.New(control.Options{Config: cfg, Lifecycle: sw, Queues: rt, Events: hub})
+		b.Cleanup(ctl.Close)
+		opts.Admin = ctl
 	}
 	px := proxy.New(opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

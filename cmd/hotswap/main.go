@@ -3,6 +3,7 @@
 //
 //	hotswap -config config.yaml [-listen 127.0.0.1:8080]
 //	hotswap check -config config.yaml
+//	hotswap bench -target URL -models MODEL,... [flags]
 //	hotswap version
 package main
 
@@ -22,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/hotswap/hotswap/bench"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/control"
 	"github.com/hotswap/hotswap/events"
@@ -46,6 +48,8 @@ func run(args []string, stderr io.Writer) int {
 			return 0
 		case "guard":
 			return swapper.RunGuard(os.Stdin)
+		case "bench":
+			return runBench(args[1:], stderr)
 		}
 	}
 	fs := flag.NewFlagSet("hotswap", flag.ContinueOnError)
@@ -53,7 +57,7 @@ func run(args []string, stderr io.Writer) int {
 	path := fs.String("config", "config.yaml", "configuration file")
 	listen := fs.String("listen", "", "address to listen on (overrides the config's listen)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR]\n       hotswap check [-config FILE]\n       hotswap version")
+		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR]\n       hotswap check [-config FILE]\n       hotswap bench -target URL -models MODEL,... [flags] (hotswap bench -h)\n       hotswap version")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -235,4 +239,16 @@ func preload(ctx context.Context, sw *swapper.Swapper, model string, log *zap.Lo
 		return
 	}
 	l.Release()
+}
+
+// runBench is `hotswap bench`. The first Ctrl-C stops the run and still
+// writes its report; a second one kills, as usual.
+func runBench(args []string, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return bench.Main(ctx, args, os.Stdout, stderr)
 }
