@@ -502,3 +502,30 @@ func TestParseRefusesBadFlags(t *testing.T) {
 		t.Errorf("model map %+v", o.ModelMap)
 	}
 }
+
+func TestProgressLine(t *testing.T) {
+	var b bytes.Buffer
+	draw := progressLine(&b)
+	rec := newRecorder(1, time.Now().Add(-10*time.Second))
+	for range 25 {
+		rec.add(0, time.Now(), &outcome{status: 200})
+	}
+	rec.add(0, time.Now(), &outcome{status: 503, code: "queue_timeout"})
+	l := &Live{Target: Target{Label: "hs"}, Index: 1, N: 2, Start: rec.start, Requests: 104, rec: rec}
+	draw(l)
+	line := b.String()
+	for _, want := range []string{"\r[2/2 hs]", "[######..................]", "26 done, 1 errors", "10s elapsed", "30s left"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("progress %q lacks %q", line, want)
+		}
+	}
+	if strings.Contains(line, "\n") {
+		t.Errorf("a line in progress ended: %q", line)
+	}
+	l.Finished = true
+	b.Reset()
+	draw(l)
+	if !strings.HasSuffix(b.String(), "\n") || !strings.Contains(b.String(), "[########################]") {
+		t.Errorf("the last line: %q", b.String())
+	}
+}

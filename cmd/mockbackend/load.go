@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"time"
 )
 
@@ -49,7 +50,7 @@ func (m *mock) load(ctx context.Context, addr string) {
 // hold allocates -hold bytes and writes to every page, recording progress
 // in m.touched. It gives up early if ctx ends.
 func (m *mock) hold(ctx context.Context) {
-	b := make([]byte, m.opts.hold)
+	b := ballast(m.opts.hold)
 	for i := 0; i < len(b); i += pageSize {
 		b[i] = 1 // non-zero, so that no zero-page trick can skip it
 		if i%(1<<20) == 0 {
@@ -116,4 +117,16 @@ func (m *mock) failLoad() {
 	}
 	fmt.Fprintln(m.stderr, m.opts.failMessage)
 	m.exit(m.opts.failStatus)
+}
+
+// ballast returns n bytes outside Go's heap where the system allows, so
+// that the garbage collector does not count them: a heap holding 256 MiB
+// of ballast may grow to twice that before it collects, and the mock's
+// resident memory would then be whatever the traffic made of it rather
+// than -hold (a real backend's weights are not garbage-collected either).
+func ballast(n int64) []byte {
+	if b, err := syscall.Mmap(-1, 0, int(n), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE); err == nil {
+		return b
+	}
+	return make([]byte, n)
 }
