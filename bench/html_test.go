@@ -72,18 +72,7 @@ func htmlTestReport() *Report {
 
 func TestWriteHTML(t *testing.T) {
 	r := htmlTestReport()
-	path := filepath.Join(t.TempDir(), "report.html")
-	if err := r.WriteHTML(path); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := html.Parse(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, doc := writeAndParse(t, r)
 
 	// Nothing is fetched: no scripts, no links or sources off the page.
 	if bytes.Contains(raw, []byte("<?xml")) {
@@ -298,18 +287,7 @@ func TestWriteHTMLEmpty(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "report.html")
-			if err := r.WriteHTML(path); err != nil {
-				t.Fatal(err)
-			}
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			doc, err := html.Parse(bytes.NewReader(raw))
-			if err != nil {
-				t.Fatal(err)
-			}
+			raw, doc := writeAndParse(t, r)
 			if n := strings.Count(string(raw), "<svg"); n != len(r.Targets)+1 {
 				t.Errorf("%d <svg>, want %d", n, len(r.Targets)+1)
 			}
@@ -318,6 +296,24 @@ func TestWriteHTMLEmpty(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeAndParse writes r's page to a file and parses it back.
+func writeAndParse(t *testing.T, r *Report) ([]byte, *html.Node) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "report.html")
+	if err := r.WriteHTML(path); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := html.Parse(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, doc
 }
 
 func htmlInside(n *html.Node, tag string) *html.Node {

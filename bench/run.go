@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hotswap/hotswap/clock"
 )
 
 // maxOpen bounds an open loop's requests in flight: arrivals past it wait
@@ -224,9 +226,7 @@ func closedLoop(ctx, sendCtx context.Context, o *Options, w *workload, c *sender
 				due := time.Now()
 				out := c.send(ctx, m, due, o.Timeout)
 				rec.add(m, due, &out)
-				if o.Think > 0 {
-					sleep(sendCtx, o.Think)
-				}
+				clock.Sleep(clock.Real{}, o.Think, sendCtx.Done())
 			}
 		})
 	}
@@ -243,7 +243,9 @@ func openLoop(ctx, sendCtx context.Context, o *Options, w *workload, c *sender, 
 	due := rec.start
 	for k := 0; o.Requests == 0 || k < o.Requests; k++ {
 		due = due.Add(time.Duration(gap() * float64(time.Second)))
-		if !sleep(sendCtx, time.Until(due)) {
+		// Past the deadline (or Ctrl-C), nothing more is sent, even by a
+		// loop that is behind.
+		if !clock.Sleep(clock.Real{}, time.Until(due), sendCtx.Done()) || sendCtx.Err() != nil {
 			return
 		}
 		select {
@@ -258,22 +260,6 @@ func openLoop(ctx, sendCtx context.Context, o *Options, w *workload, c *sender, 
 			out := c.send(ctx, m, at, o.Timeout)
 			rec.add(m, at, &out)
 		})
-	}
-}
-
-// sleep waits d, or less if ctx ends first; it reports whether ctx is
-// still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

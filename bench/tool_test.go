@@ -73,6 +73,20 @@ func statsOf(t *testing.T, url string) mockStats {
 	return st
 }
 
+// readReport reads what -json wrote.
+func readReport(t *testing.T, path string) Report {
+	t.Helper()
+	var rep Report
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
 // opts parses a command line as `hotswap bench` would.
 func opts(t *testing.T, args ...string) Options {
 	t.Helper()
@@ -311,14 +325,7 @@ func TestSwapsAreCountedAndMarked(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	var rep Report
-	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, filepath.Join(dir, "r.json"))
 	tr := rep.Targets[0]
 	h := tr.Hotswap
 	if tr.Total.Answered != 40 || h == nil {
@@ -420,14 +427,7 @@ func TestInterruptedRunReportsWhatRan(t *testing.T) {
 	if d := time.Since(began); d > 5*time.Second {
 		t.Errorf("stopping took %v", d)
 	}
-	var rep Report
-	b, err := os.ReadFile(filepath.Join(dir, "r.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, filepath.Join(dir, "r.json"))
 	tr := rep.Targets[0]
 	if !rep.Interrupted || tr.Total.Cancelled != 2 || tr.Total.Errors != 0 || tr.Total.Sent != tr.Total.Answered+tr.Total.Cancelled {
 		t.Errorf("interrupted %v: %+v", rep.Interrupted, tr.Total)

@@ -162,7 +162,7 @@ func scenarios(scale time.Duration) []scenario {
 			what:     "the same with 64 users at once; chat-small's parallel is raised from 4 to 64, so that hotswap sends on what the backend would take: its overhead, not the limit, is measured",
 			parallel: 64, direct: true, args: []string{"-models", "chat-small", "-users", "64", "-duration", d(8 * time.Second), "-max-tokens", "8"}},
 		{name: "stream", title: "Streaming, 8 users",
-			what:     "streamed chat completions (8 tokens 30 ms apart, chat-small's parallel raised to 8): time to first token and inter-token gaps, through hotswap and directly. chat-small closes the connection after each stream, as llama-server does",
+			what:     "streamed chat completions (8 tokens 30 ms apart, chat-small's parallel raised to 8): time to first token and inter-token gaps, through hotswap and directly. chat-small closes the connection after each stream, as llama-server does: a client that keeps connections alive (this one, like most) loses some requests to it directly, and none through hotswap",
 			parallel: 8, direct: true, args: []string{"-models", "chat-small", "-users", "8", "-stream", "-duration", d(12 * time.Second)}},
 		{name: "swap-fifo", title: "Two models that do not fit together, fifo",
 			what:     "chat-small and chat-large under limit_ram 400MiB (they need 96 + 320 MiB); 4 users, 2 on each model; scheduling.policy fifo",

@@ -53,7 +53,7 @@ func page(s *Suite, dir string) string {
 	m := s.Machine
 	p("Run on %s with `%s`, commit %s. Machine: %s, %d cores, %s, %s, %s. ", s.Date.Format("2006-01-02"), s.Command, m.Commit, m.CPU, m.Cores, m.Memory, m.OS, m.Go)
 	p("The load generator (`hotswap bench`), hotswap and the mock backends share those cores, so compare rows with each other rather than with other machines. ")
-	p("Each scenario's full report is `%s/<scenario>.html` (open it offline); every figure is in `%s/suite.json`.\n\n", dir, dir)
+	p("Every figure is in `%s/suite.json`; `make bench` also writes each scenario's full report to `%s/<scenario>.html` (self-contained, opens offline; not kept in the repository).\n\n", dir, dir)
 	summary(&b, s)
 	for _, sc := range s.Scenarios {
 		p("### %s\n\n%s.\n\n```\n%s\n```\n\n", sc.Title, sc.What, sc.Command)
