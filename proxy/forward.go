@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -34,6 +35,9 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 	}
 	m, ok := s.config().Resolve(name)
 	if !ok {
+		// name may alias the request's body; the log and the event stream
+		// keep it.
+		name = strings.Clone(name)
 		s.fail(ctx, name, s.unknownModel(name))
 		return
 	}
@@ -66,18 +70,21 @@ func (s *Server) handleUpstream(ctx *fasthttp.RequestCtx) {
 // it there on path. A streaming request that waits long is sent keep-alive
 // comments.
 func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool, path []byte) {
-	// Not the RequestCtx: its Done fires at shutdown, and a request waiting
-	// then is told it was refused (by the router or swapper closing), not
-	// that its client left.
-	wait, hangup := context.WithCancel(context.Background())
-	t, err := s.router.Enqueue(wait, model)
+	t, err := s.router.Enqueue(context.Background(), model)
 	if err != nil {
-		hangup()
 		s.fail(ctx, model, err)
 		return
 	}
 	lease, err := t.Next(fastPathWait)
+	hangup := func() {}
 	if lease == nil && err == nil {
+		// It has to wait: from now on a client that hangs up ends the wait.
+		// Not the RequestCtx: its Done fires at shutdown, and a request
+		// waiting then is told it was refused (by the router or swapper
+		// closing), not that its client left.
+		var wait context.Context
+		wait, hangup = context.WithCancel(context.Background())
+		t.Bind(wait)
 		stopWatch := watchHangup(ctx.Conn(), hangup)
 		every := s.config().Scheduling.StreamKeepalive
 		if stream && every > 0 {
@@ -127,10 +134,15 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.L
 	// Headers go out at once, so a client sees the stream open before the
 	// first token.
 	ctx.Response.ImmediateHeaderFlush = sse
-	ctx.Response.SetBodyStream(&upstreamBody{
+	b, _ := s.bodies.Get().(*upstreamBody)
+	if b == nil {
+		b = new(upstreamBody)
+	}
+	*b = upstreamBody{
 		s: s, ctx: ctx, model: model, lease: lease, resp: resp, r: body, sse: sse,
-		status: resp.StatusCode(),
-	}, resp.Header.ContentLength())
+		status: resp.StatusCode(), pooled: true,
+	}
+	ctx.Response.SetBodyStream(b, resp.Header.ContentLength())
 }
 
 // upstreamBody is the answer's body as the client receives it: read from
@@ -150,6 +162,7 @@ type upstreamBody struct {
 	pending []byte // an error event still to send
 	ended   bool
 	failure error
+	pooled  bool // from Server.bodies, and back there when closed
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
@@ -192,5 +205,10 @@ func (b *upstreamBody) Close() error {
 		b.failure = err
 	}
 	b.s.logRequest(b.ctx, b.model, b.status, b.n, b.failure)
+	if b.pooled {
+		s := b.s
+		*b = upstreamBody{}
+		s.bodies.Put(b)
+	}
 	return nil
 }

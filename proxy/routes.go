@@ -57,12 +57,12 @@ var postEndpoints = map[string]bool{
 }
 
 // forwardable reports whether requests for path may go to a backend.
-func forwardable(path string) bool {
-	return strings.HasPrefix(path, "/v1/") || nativePaths[path]
+func forwardable(path []byte) bool {
+	return bytes.HasPrefix(path, []byte("/v1/")) || nativePaths[string(path)]
 }
 
 // requestModel reads the model a request names, and whether it asks for
-// a stream. Its errors are the client's: a body that is not what its
+// a stream. The name may alias the request's buffers (see jsonModel). Its errors are the client's: a body that is not what its
 // content type says, or no model anywhere.
 func requestModel(ctx *fasthttp.RequestCtx) (model string, stream bool, err error) {
 	body := ctx.PostBody()
@@ -86,17 +86,17 @@ func requestModel(ctx *fasthttp.RequestCtx) (model string, stream bool, err erro
 	if model != "" {
 		return model, stream, nil
 	}
-	path := string(ctx.Path())
+	path := ctx.Path()
 	switch {
 	case len(body) > 0:
 		return "", false, &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model",
 			Message: "you must provide a model parameter (the body's \"model\", a form field or ?model=)"}
-	case postEndpoints[path] && !ctx.IsPost():
+	case postEndpoints[string(path)] && !ctx.IsPost():
 		return "", false, methodNotAllowed("POST")
 	case ctx.IsPost() || ctx.IsPut() || ctx.IsPatch():
 		return "", false, badRequest("invalid_request", "request body is empty; expected a JSON object with a model")
 	}
-	return "", false, unknownPath(path)
+	return "", false, unknownPath(string(path))
 }
 
 // looksJSON reports whether a body is to be read as JSON: it says so, or

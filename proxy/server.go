@@ -59,6 +59,9 @@ type Server struct {
 	// fasthttp were built with them, and a reload does not change them.
 	server  config.Server
 	maxBody int64
+	// bodies are upstreamBodies for reuse: every forwarded request needs
+	// one, and fasthttp is done with it once it has closed it.
+	bodies  sync.Pool
 	router  Router
 	status  StatusFunc
 	log     *zap.Logger
@@ -207,32 +210,34 @@ func (s *Server) tooLarge() *apiError {
 		Message: "request body is larger than max_body (" + swapper.FormatBytes(s.maxBody) + ")"}
 }
 
-// Handle serves one request.
+// Handle serves one request. The path stays fasthttp's bytes on the way
+// to a backend (the hot path allocates nothing for it); the other routes
+// take it as a string.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
-	path := string(ctx.Path())
+	path := ctx.Path()
 	switch {
-	case path == "/health":
+	case string(path) == "/health":
 		s.handleHealth(ctx)
-	case strings.HasPrefix(path, "/admin/"):
+	case bytes.HasPrefix(path, []byte("/admin/")):
 		if s.authorized(ctx, s.adminKeys()) {
-			s.handleAdmin(ctx, path)
+			s.handleAdmin(ctx, string(path))
 		} else {
 			s.fail(ctx, "", errUnauthorized)
 		}
-	case path == "/metrics" && s.metrics != nil:
+	case string(path) == "/metrics" && s.metrics != nil:
 		if s.authorized(ctx, s.adminKeys()) {
 			s.handleMetrics(ctx)
 		} else {
 			s.fail(ctx, "", errUnauthorized)
 		}
-	case strings.HasPrefix(path, "/upstream/"):
+	case bytes.HasPrefix(path, []byte("/upstream/")):
 		if s.authorized(ctx, s.config().APIKeys) {
 			s.handleUpstream(ctx)
 		} else {
 			s.fail(ctx, "", errUnauthorized)
 		}
 	case !forwardable(path):
-		s.fail(ctx, "", unknownPath(path))
+		s.fail(ctx, "", unknownPath(string(path)))
 	case isPreflight(ctx):
 		s.handlePreflight(ctx)
 	default:
@@ -242,16 +247,16 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 }
 
 // handleAPI serves /v1 and the backends' native paths.
-func (s *Server) handleAPI(ctx *fasthttp.RequestCtx, path string) {
+func (s *Server) handleAPI(ctx *fasthttp.RequestCtx, path []byte) {
 	if !s.authorized(ctx, s.config().APIKeys) {
 		s.fail(ctx, "", errUnauthorized)
 		return
 	}
 	switch {
-	case path == "/v1/models":
+	case string(path) == "/v1/models":
 		s.handleModels(ctx)
-	case strings.HasPrefix(path, "/v1/models/"):
-		s.handleModel(ctx, strings.TrimPrefix(path, "/v1/models/"))
+	case bytes.HasPrefix(path, []byte("/v1/models/")):
+		s.handleModel(ctx, string(path[len("/v1/models/"):]))
 	default:
 		s.handleForward(ctx)
 	}
@@ -438,8 +443,18 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, byte
 	if s.metrics != nil {
 		s.metrics.Request(model, endpointLabel(ctx.Path()), status, took)
 	}
-	// ByteString keeps fasthttp's buffers: the line is encoded before the
-	// call returns, while they are still the request's.
+	level := zap.InfoLevel
+	if status >= 500 || (err != nil && status < 400) {
+		level = zap.WarnLevel
+	}
+	// Checked first: at a level that does not log requests, the line
+	// costs nothing, not even its fields.
+	ce := s.log.Check(level, "request")
+	if ce == nil {
+		return
+	}
+	// ByteString copies fasthttp's buffers when a line is kept (the event
+	// stream keeps it).
 	fields := [7]zap.Field{
 		zap.ByteString("method", ctx.Method()),
 		zap.ByteString("path", clipBytes(ctx.Path())),
@@ -453,11 +468,7 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, byte
 		fields[n] = zap.Error(err)
 		n++
 	}
-	if status >= 500 || (err != nil && status < 400) {
-		s.log.Warn("request", fields[:n]...)
-		return
-	}
-	s.log.Info("request", fields[:n]...)
+	ce.Write(fields[:n]...)
 }
 
 // fasthttpLogger sends fasthttp's own messages (connection errors, mostly

@@ -232,8 +232,11 @@ func (s *sched) serve(m *mstate, now time.Time) {
 // grant hands the head of m's queue its lease.
 func (s *sched) grant(m *mstate, l *swapper.Lease, now time.Time) {
 	t := m.queue[0]
-	m.queue[0] = nil
-	m.queue = m.queue[1:]
+	// Shifted rather than resliced, so that the queue keeps its array and
+	// the next request's append does not allocate (queues are short).
+	n := copy(m.queue, m.queue[1:])
+	m.queue[n] = nil
+	m.queue = m.queue[:n]
 	t.queued = false
 	m.inflight++
 	m.publish()

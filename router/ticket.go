@@ -53,7 +53,16 @@ type Ticket struct {
 	lease    *Lease
 	finalErr error
 	closed   bool
+	// own is the lease Next hands out: part of the ticket, so that a
+	// request costs one allocation fewer.
+	own Lease
 }
+
+// Bind replaces the context that bounds the wait (the one given to
+// Enqueue). A caller that usually has its lease at once can enqueue with
+// context.Background and make a cancellable context only when it has to
+// wait. Call it from the request's goroutine, before the Next it bounds.
+func (t *Ticket) Bind(ctx context.Context) { t.ctx = ctx }
 
 // Phase is where the request is now.
 func (t *Ticket) Phase() Phase { return t.phase.load() }
@@ -95,7 +104,7 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 	if t.granted == nil {
 		return nil, t.finish(nil, t.err)
 	}
-	l := &Lease{Lease: t.granted, t: t, start: t.r.clock.Now()}
+	l := t.lease0()
 	t.finish(l, nil)
 	return l, nil
 }
@@ -107,11 +116,17 @@ func (t *Ticket) leave(err error) error {
 	<-t.signal
 	t.decided = true
 	if t.granted != nil {
-		(&Lease{Lease: t.granted, t: t, start: t.r.clock.Now()}).Release()
+		t.lease0().Release()
 	} else if t.err != nil && !errors.Is(t.err, err) {
 		err = t.err // refused before it left: that is the answer
 	}
 	return t.finish(nil, err)
+}
+
+// lease0 makes the ticket's own lease of what sched granted.
+func (t *Ticket) lease0() *Lease {
+	t.own.Lease, t.own.t, t.own.start = t.granted, t, t.r.clock.Now()
+	return &t.own
 }
 
 func (t *Ticket) finish(l *Lease, err error) error {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -56,8 +57,9 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "config.yaml", "configuration file")
 	listen := fs.String("listen", "", "address to listen on (overrides the config's listen)")
+	pprofAddr := fs.String("pprof", "", "serve Go's profiler (/debug/pprof/) on this address, such as 127.0.0.1:6060; keep it on loopback")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR]\n       hotswap check [-config FILE]\n       hotswap bench -target URL -models MODEL,... [flags] (hotswap bench -h)\n       hotswap version")
+		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR] [-pprof ADDR]\n       hotswap check [-config FILE]\n       hotswap bench -target URL -models MODEL,... [flags] (hotswap bench -h)\n       hotswap version")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -77,9 +79,17 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	hub := events.NewHub(nil)
-	log := newLogger(level, stderr, hub)
-	defer log.Sync() //nolint:errcheck
+	log, stopLog := newLogger(level, stderr, hub)
+	defer stopLog()
 	log.Info("hotswap starting", zap.String("version", versionLine()))
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr, log)
+		if err != nil {
+			log.Error("hotswap stopped", zap.Error(err))
+			return 1
+		}
+		defer stop()
+	}
 	if err := serve(*path, cfg, log, level, hub); err != nil {
 		log.Error("hotswap stopped", zap.Error(err))
 		return 1
@@ -105,12 +115,44 @@ func check(args []string, stderr io.Writer) int {
 }
 
 // newLogger writes to w at level, and hands every line to hub too, for
-// GET /admin/events?logs=true.
-func newLogger(level zap.AtomicLevel, w io.Writer, hub *events.Hub) *zap.Logger {
+// GET /admin/events?logs=true. Lines are buffered and written at least
+// every logFlush, so that a line per request does not cost a write of its
+// own; a warning or an error is written at once, with what came before
+// it. stop writes what is left.
+func newLogger(level zap.AtomicLevel, w io.Writer, hub *events.Hub) (log *zap.Logger, stop func()) {
 	enc := zap.NewDevelopmentEncoderConfig()
 	enc.EncodeTime = zapcore.TimeEncoderOfLayout("2006-01-02T15:04:05.000Z07:00")
-	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level)
-	return zap.New(zapcore.NewTee(core, events.LogCore(hub, level)))
+	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(w), Size: 256 << 10, FlushInterval: logFlush}
+	core := flushAt{zapcore.NewCore(zapcore.NewConsoleEncoder(enc), ws, level), zap.WarnLevel}
+	return zap.New(zapcore.NewTee(core, events.LogCore(hub, level))), func() { _ = ws.Stop() }
+}
+
+// logFlush bounds how late a buffered log line is written.
+const logFlush = 100 * time.Millisecond
+
+// flushAt is a core that syncs after every entry at level at or above.
+type flushAt struct {
+	zapcore.Core
+	at zapcore.Level
+}
+
+func (c flushAt) With(fields []zapcore.Field) zapcore.Core {
+	return flushAt{c.Core.With(fields), c.at}
+}
+
+func (c flushAt) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c flushAt) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	err := c.Core.Write(e, fields)
+	if e.Level >= c.at {
+		err = errors.Join(err, c.Core.Sync())
+	}
+	return err
 }
 
 // serve runs hotswap until SIGINT or SIGTERM, then stops every backend.
