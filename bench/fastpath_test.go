@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/hotswap/hotswap/internal/mocktest"
 )
 
@@ -91,7 +93,14 @@ func startProcess(b *testing.B) *proc {
 		b.Fatalf("hotswap is not answering:\n%s", log)
 	}
 	chat(b, p.url, "m")
-	resp, err := http.Get(p.url + "/admin/running")
+	p.backend = backendURL(b, p.url, "m")
+	return p
+}
+
+// backendURL is where hotswap at url runs model's backend.
+func backendURL(b *testing.B, url, model string) string {
+	b.Helper()
+	resp, err := http.Get(url + "/admin/running")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -100,11 +109,16 @@ func startProcess(b *testing.B) *proc {
 		Model string `json:"model"`
 		Port  int    `json:"port"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&running); err != nil || len(running) != 1 {
-		b.Fatalf("running: %v %+v", err, running)
+	if err := json.NewDecoder(resp.Body).Decode(&running); err != nil {
+		b.Fatal(err)
 	}
-	p.backend = fmt.Sprintf("http://127.0.0.1:%d", running[0].Port)
-	return p
+	for _, r := range running {
+		if r.Model == model {
+			return fmt.Sprintf("http://127.0.0.1:%d", r.Port)
+		}
+	}
+	b.Fatalf("%s is not running: %+v", model, running)
+	return ""
 }
 
 // cpu is the CPU time the process has used, all its threads, to the
@@ -231,7 +245,8 @@ func BenchmarkFastPath(b *testing.B) {
 
 // BenchmarkStreamsRSS holds 1000 streams open through hotswap (a backend
 // sending a token a second) and reports hotswap's resident memory then,
-// and before.
+// and before: all of it (VmRSS), and its own (RssAnon, without the pages
+// of its binary, which `hotswap bench`'s plotting library makes larger).
 func BenchmarkStreamsRSS(b *testing.B) {
 	hs := startProcess(b)
 	const streams = 1000
@@ -242,7 +257,13 @@ func BenchmarkStreamsRSS(b *testing.B) {
 		resp, err := client.Do(req)
 		started.Done()
 		if err != nil {
+			if ctx.Err() == nil {
+				b.Error(err)
+			}
 			return
+		}
+		if resp.StatusCode != http.StatusOK {
+			b.Errorf("status %d", resp.StatusCode)
 		}
 		defer resp.Body.Close()
 		buf := make([]byte, 512)
@@ -259,10 +280,13 @@ func BenchmarkStreamsRSS(b *testing.B) {
 	go chatStream(ctx, &one)
 	one.Wait()
 	cancel()
-	var before, during []float64
+	// Its counters are read from it directly: through hotswap, the read
+	// would queue behind the streams for a slot.
+	backend := backendURL(b, hs.url, "streams")
+	var before, during, anon []float64
 	b.ResetTimer()
 	for range b.N {
-		before = append(before, float64(rss(b, hs.pid))/(1<<20))
+		before = append(before, float64(rss(b, hs.pid, "VmRSS"))/(1<<20))
 		ctx, cancel := context.WithCancel(context.Background())
 		var started, done sync.WaitGroup
 		started.Add(streams)
@@ -271,36 +295,41 @@ func BenchmarkStreamsRSS(b *testing.B) {
 			go func() { defer done.Done(); chatStream(ctx, &started) }()
 		}
 		started.Wait()
-		if !mocktest.Eventually(30*time.Second, func() bool { return inFlight(hs.url, "streams") >= streams }) {
-			b.Errorf("%d streams in flight, want %d", inFlight(hs.url, "streams"), streams)
+		if !mocktest.Eventually(30*time.Second, func() bool { return inFlight(backend) >= streams }) {
+			b.Errorf("%d streams in flight, want %d", inFlight(backend), streams)
 		}
-		during = append(during, float64(rss(b, hs.pid))/(1<<20))
+		during = append(during, float64(rss(b, hs.pid, "VmRSS"))/(1<<20))
+		anon = append(anon, float64(rss(b, hs.pid, "RssAnon"))/(1<<20))
 		cancel()
 		done.Wait()
 	}
 	b.StopTimer()
 	b.ReportMetric(median(before), "MiB-idle")
 	b.ReportMetric(median(during), "MiB-1000-streams")
+	b.ReportMetric(median(anon), "MiB-anon-1000-streams")
 }
 
-func rss(b *testing.B, pid int) int64 {
+// rss is a field of the process's status: VmRSS (all it has resident),
+// or RssAnon (its own memory, without the pages of its binary and
+// libraries, which the page cache shares and can drop).
+func rss(b *testing.B, pid int, field string) int64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10
 		}
 	}
-	b.Fatal("no VmRSS")
+	b.Fatalf("no %s", field)
 	return 0
 }
 
-// inFlight is what the model's backend says it is serving now.
-func inFlight(url, model string) int {
-	resp, err := http.Get(url + "/upstream/" + model + "/mock/stats")
+// inFlight is what a mock backend says it is serving now.
+func inFlight(backend string) int {
+	resp, err := http.Get(backend + "/mock/stats")
 	if err != nil {
 		return -1
 	}
@@ -310,4 +339,35 @@ func inFlight(url, model string) int {
 	}
 	json.NewDecoder(resp.Body).Decode(&st)
 	return st.InFlight
+}
+
+// BenchmarkHotPathAllocs counts what a warm request allocates in hotswap
+// (in this process) with a client that allocates nothing of its own
+// (fasthttp's), against the backend's process; the direct case is that
+// client alone, so the difference is hotswap's. Logging is off here (the
+// in-process hotswap has a no-op logger): see BenchmarkFastPath for the
+// whole, log line included.
+func BenchmarkHotPathAllocs(b *testing.B) {
+	hs := start(b)
+	warm(b, hs.url, "a")
+	st, _ := hs.sw.Status("a")
+	body := []byte(`{"model":"a","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}`)
+	for _, c := range []struct{ name, url string }{{"direct", st.Upstream}, {"proxied", hs.url}} {
+		b.Run(c.name, func(b *testing.B) {
+			hc := &fasthttp.HostClient{Addr: strings.TrimPrefix(c.url, "http://")}
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI(c.url + "/v1/chat/completions")
+			req.Header.SetMethod("POST")
+			req.Header.SetContentType("application/json")
+			req.SetBody(body)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+					b.Fatalf("%v %d", err, resp.StatusCode())
+				}
+			}
+		})
+	}
 }

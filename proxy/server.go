@@ -119,7 +119,11 @@ func New(opts Options) *Server {
 		NoDefaultServerHeader:        false,
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
-		Logger:                       fasthttpLogger{log.Named("http")},
+		// A connection holds its read buffer only while it reads a request
+		// and its write buffer while it writes an answer: a thousand
+		// streams, or idle keep-alive clients, do not each keep both.
+		ReduceMemoryUsage: true,
+		Logger:            fasthttpLogger{log.Named("http")},
 	}
 	return s
 }

@@ -66,8 +66,10 @@ func newUpstreamClient(upstream string, instance uint64, keepalive time.Duration
 		// buffered whole.
 		StreamResponseBody: true,
 		// The router bounds concurrency per backend; this is a backstop.
-		MaxConns:                      4096,
-		ReadBufferSize:                16 << 10,
+		MaxConns: 4096,
+		// Backends' answer headers are short; the buffer is per connection,
+		// so per stream in flight.
+		ReadBufferSize:                8 << 10,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,

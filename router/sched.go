@@ -47,6 +47,10 @@ type sched struct {
 	// waiting is waitingByAge's slice, reused: schedule runs for every
 	// request and must not allocate on the fast path.
 	waiting []*mstate
+	// queued counts the requests in every queue: with none, there is
+	// nothing to schedule, and a release or a request served at once
+	// costs no look at the models.
+	queued int
 }
 
 // mstate is one model as the scheduler sees it.
@@ -93,12 +97,14 @@ func (s *sched) handle(ev event, now time.Time) {
 		}
 		t.queued = true
 		m.queue = append(m.queue, t)
+		s.queued++
 	case evCancel:
 		if !t.queued {
 			return // decided already; the owner hands a lease back
 		}
 		i := slices.Index(m.queue, t)
 		m.queue = slices.Delete(m.queue, i, i+1)
+		s.queued--
 		t.queued = false
 		s.decide(t, nil, ev.err)
 	case evDone:
@@ -143,6 +149,7 @@ func (s *sched) refuse(m *mstate, err error) {
 		t.queued = false
 		s.decide(t, nil, err)
 	}
+	s.queued -= len(m.queue)
 	m.queue = nil
 	m.publish()
 }
@@ -151,6 +158,9 @@ func (s *sched) refuse(m *mstate, err error) {
 // allows, and returns when it must look again without an event (zero: not
 // before the next event).
 func (s *sched) schedule(now time.Time) (wake time.Time) {
+	if s.queued == 0 {
+		return time.Time{}
+	}
 	if s.opts.Policy == config.PolicyFIFO {
 		return s.fifo(now)
 	}
@@ -237,6 +247,7 @@ func (s *sched) grant(m *mstate, l *swapper.Lease, now time.Time) {
 	n := copy(m.queue, m.queue[1:])
 	m.queue[n] = nil
 	m.queue = m.queue[:n]
+	s.queued--
 	t.queued = false
 	m.inflight++
 	m.publish()

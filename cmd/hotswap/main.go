@@ -122,7 +122,9 @@ func check(args []string, stderr io.Writer) int {
 func newLogger(level zap.AtomicLevel, w io.Writer, hub *events.Hub) (log *zap.Logger, stop func()) {
 	enc := zap.NewDevelopmentEncoderConfig()
 	enc.EncodeTime = zapcore.TimeEncoderOfLayout("2006-01-02T15:04:05.000Z07:00")
-	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(w), Size: 256 << 10, FlushInterval: logFlush}
+	// Only the writer: a log file's Sync is an fsync, which a flush every
+	// logFlush does not need.
+	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(struct{ io.Writer }{w}), Size: 256 << 10, FlushInterval: logFlush}
 	core := flushAt{zapcore.NewCore(zapcore.NewConsoleEncoder(enc), ws, level), zap.WarnLevel}
 	return zap.New(zapcore.NewTee(core, events.LogCore(hub, level))), func() { _ = ws.Stop() }
 }
