@@ -4,7 +4,7 @@ BIN := bin
 CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export CGO_CFLAGS
 
-.PHONY: build run test test-real bench bench-go cross lint clean
+.PHONY: build run test test-real bench bench-go fuzz soak cross lint clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
@@ -39,6 +39,12 @@ bench: build
 # takes longer than that runs it once. A few minutes.
 bench-go: build
 	$(GO) test -run '^$$' -bench . -count 1 -timeout 20m ./bench/
+
+# Each fuzzer for FUZZTIME (default 30s); `make test` replays their corpora
+# (testdata/fuzz) as ordinary tests.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONModel$$' -fuzztime $(FUZZTIME) ./proxy
 
 # The GPU memory probe (NVML) needs cgo: the native build has it, and the
 # cross builds (no C cross compiler here) are CGO_ENABLED=0 binaries that
