@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"mime/multipart"
 	"strings"
 	"testing"
 )
@@ -84,4 +86,35 @@ func BenchmarkJSONModel(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzFormModel: a multipart body with a file before the model field gives
+// that model (trimmed, and cut at 1 KiB as a name never is longer); and
+// any body at all gives a model or an error, never a panic.
+func FuzzFormModel(f *testing.F) {
+	f.Add("whisper-1", []byte("RIFF....WAVEfmt "), []byte("--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n--x--\r\n"))
+	f.Add(" spaced ", []byte{}, []byte("--x\r\n\r\n--x--"))
+	f.Add("", []byte("--x\r\n"), []byte("not multipart"))
+	f.Fuzz(func(t *testing.T, model string, file, raw []byte) {
+		_, _ = formModel(`multipart/form-data; boundary=x`, raw)
+
+		var body bytes.Buffer
+		w := multipart.NewWriter(&body)
+		fw, _ := w.CreateFormFile("file", "audio.wav")
+		fw.Write(file)
+		w.WriteField("model", model)
+		w.Close()
+		got, err := formModel(w.FormDataContentType(), body.Bytes())
+		want := model
+		if len(want) > 1024 {
+			want = want[:1024]
+		}
+		want = string(bytes.TrimSpace([]byte(want)))
+		switch {
+		case want == "" && !errors.Is(err, errNoModel):
+			t.Fatalf("model %q: got %q, %v; want no model", model, got, err)
+		case want != "" && (err != nil || got != want):
+			t.Fatalf("model %q: got %q, %v; want %q", model, got, err, want)
+		}
+	})
 }

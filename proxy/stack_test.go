@@ -26,7 +26,7 @@ import (
 
 // stack is hotswap assembled in-process in front of real mock backends.
 type stack struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	cfg    *config.Config
 	sw     *swapper.Swapper
@@ -40,7 +40,7 @@ type stack struct {
 
 // newStack serves the YAML config cfgText, in which MOCK stands for the
 // mock backend's path.
-func newStack(t *testing.T, cfgText string) *stack {
+func newStack(t testing.TB, cfgText string) *stack {
 	t.Helper()
 	cfg, err := config.Parse([]byte(strings.ReplaceAll(cfgText, "MOCK", mockExe)))
 	if err != nil {
