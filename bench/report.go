@@ -83,12 +83,11 @@ type Figures struct {
 	RPS       float64      `json:"requests_per_s"` // answered a second
 	LatencyMs Percentiles  `json:"latency_ms"`
 	// Streams only.
-	TTFTMs              *Percentiles `json:"ttft_ms,omitempty"`
-	InterTokenMs        float64      `json:"inter_token_ms,omitempty"`
-	OutputTokens        int64        `json:"output_tokens"`
-	OutputTokensPerS    float64      `json:"output_tokens_per_s"`
-	TokensCountedBy     string       `json:"tokens_counted_by,omitempty"` // usage, chunks or both
-	StreamsAnsweredWith int          `json:"-"`
+	TTFTMs           *Percentiles `json:"ttft_ms,omitempty"`
+	InterTokenMs     float64      `json:"inter_token_ms,omitempty"`
+	OutputTokens     int64        `json:"output_tokens"`
+	OutputTokensPerS float64      `json:"output_tokens_per_s"`
+	TokensCountedBy  string       `json:"tokens_counted_by,omitempty"` // usage, chunks or both
 }
 
 // ErrorCount is how many requests failed one way: the HTTP status (0 when
