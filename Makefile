@@ -51,6 +51,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME) ./config
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitArgs$$' -fuzztime $(FUZZTIME) ./config
 
+# The chaos soak (soak/, RELIABILITY.md) for SOAK (default 60s; `make test`
+# runs a 15s one): hotswap, built without the race detector here, under
+# crashing, stubborn, hanging and slow backends, clients that hang up or do
+# not read, and an operator switching modes and reloading, its invariants
+# checked as it runs. SOAK=10m make soak for a long one.
+soak:
+	SOAK=$${SOAK:-60s} $(GO) test -count=1 -timeout 0 -run TestSoak -v ./soak
+
 # The GPU memory probe (NVML) needs cgo: the native build has it, and the
 # cross builds (no C cross compiler here) are CGO_ENABLED=0 binaries that
 # plan with RAM only. darwin has no NVML anyway (unified memory).

@@ -351,10 +351,13 @@ func (c *Controller) Restore(ctx context.Context) (ModeResult, error) {
 }
 
 // becomeLocked makes want the set of models loaded, from the loaded ones:
-// the others go first (draining), then want's models are loaded in order,
-// each held while the next loads, so that none evicts another; idle models
+// the others go first (draining), then want's models are loaded in order.
+// None evicts another, as each load counts the set as busy; idle models
 // outside want may be evicted for them, busy ones (as the router counts
-// them: queued, in flight, just used) not.
+// them: queued, in flight, just used) not. A loaded model is not held
+// while the next loads: held, it was a busy model the router could decide
+// to drain for waiting requests, whose start then waited for it while
+// this load waited for that start's memory (found by the soak).
 func (c *Controller) becomeLocked(ctx context.Context, want, loaded []string, reason string) (ModeResult, error) {
 	res := ModeResult{Models: []ModelResult{}}
 	var out []string
@@ -369,12 +372,6 @@ func (c *Controller) becomeLocked(ctx context.Context, want, loaded []string, re
 	for _, id := range out {
 		res.Models = append(res.Models, ModelResult{Model: id, Result: "unloaded"})
 	}
-	var held []*swapper.Lease
-	defer func() {
-		for _, l := range held {
-			l.Release()
-		}
-	}()
 	// A snapshot: asked while the swapper decides, the router would have
 	// to be asked under the swapper's lock.
 	working := c.opts.Queues.Busy()
@@ -394,7 +391,7 @@ func (c *Controller) becomeLocked(ctx context.Context, want, loaded []string, re
 			res.Models = append(res.Models, ModelResult{Model: id, Result: "refused", Error: err.Error()})
 			continue
 		}
-		held = append(held, l)
+		l.Release()
 		result := "loaded"
 		if was {
 			result = "kept"

@@ -59,7 +59,13 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 	if force && b.cur != nil && !isClosed(b.cur.cut) {
 		close(b.cur.cut)
 	}
-	for b.state != Stopped {
+	// The unload is of what runs, or is starting, now: it is done once
+	// that has gone, even if requests queued meanwhile have started the
+	// model again (a new run, which nothing asked to unload). Waiting for
+	// Stopped alone would wait for ever when a stop and the next start
+	// follow each other under the lock, as they do for queued requests.
+	cur, dec := b.cur, b.start
+	for b.state != Stopped && !(cur != nil && isClosed(cur.gone)) && !(cur == nil && dec != nil && b.start != dec && b.cur == nil) {
 		wait := b.changed
 		s.mu.Unlock()
 		select {

@@ -854,3 +854,65 @@ func TestNoRequestLostAcrossReloads(t *testing.T) {
 		t.Errorf("%d answered, %d failed across 6 reloads", total.ok, total.failed)
 	}
 }
+
+// An unload asked while the model is stopping, with a request queued that
+// starts it again right after, is answered once that stop is over: it used
+// to wait for a Stopped state that the restart never let it see (found by
+// the soak).
+func TestUnloadWhileStoppingWithARequestQueued(t *testing.T) {
+	b := build(t)
+	_, url := start(t, b, writeConfig(t, b, `
+ports: 22000-22999
+stop_timeout: 1s
+models:
+  a: {cmd: "MOCK -port ${PORT} -model ${MODEL} -ignore-sigterm"}
+`))
+	c := client{t: t, url: url}
+	c.chat("a") // loaded; its pid
+	unload := func() chan int {
+		done := make(chan int, 1)
+		go func() {
+			resp, err := http.Post(url+"/admin/models/a/unload", "application/json", nil)
+			if err != nil {
+				done <- -1
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		return done
+	}
+	first := unload()
+	// a ignores SIGTERM: it is stopping for a second.
+	if !mocktest.Eventually(5*time.Second, func() bool { return c.running()["a"].State == "stopping" }) {
+		t.Fatalf("a is %+v", c.running()["a"])
+	}
+	chatted := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"a","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			chatted <- -1
+			return
+		}
+		resp.Body.Close()
+		chatted <- resp.StatusCode
+	}()
+	if !mocktest.Eventually(5*time.Second, func() bool { return c.running()["a"].Queued > 0 }) {
+		t.Fatalf("the request is not queued: %+v", c.running()["a"])
+	}
+	second := unload()
+	for i, done := range []chan int{first, second} {
+		select {
+		case st := <-done:
+			if st != 200 {
+				t.Errorf("unload %d: status %d", i+1, st)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("unload %d got no answer", i+1)
+		}
+	}
+	if st := <-chatted; st != 200 {
+		t.Errorf("the request queued while a stopped: %d", st)
+	}
+}
