@@ -35,7 +35,7 @@ func FuzzParseSize(f *testing.F) {
 }
 
 // quoteArgs writes args as a shell would need them: each in single
-// quotes, a single quote as '\”.
+// quotes, and a single quote inside one closed, escaped and reopened.
 func quoteArgs(args []string) string {
 	var b strings.Builder
 	for i, a := range args {
