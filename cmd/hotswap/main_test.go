@@ -26,12 +26,7 @@ type bins struct{ hotswap, mock string }
 
 func build(t *testing.T) bins {
 	t.Helper()
-	dir := t.TempDir()
-	hs, err := mocktest.Build(dir, "./cmd/hotswap", mocktest.RaceFlags()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mock, err := mocktest.Build(dir, "./cmd/mockbackend")
+	hs, mock, err := mocktest.BuildPair(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,3 +128,14 @@ func IgnoreFasthttp() []goleak.Option {
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 	}
 }
+
+// BuildPair builds hotswap (with the race detector when the tests have
+// it, see RaceFlags) and the mock backend into dir: what the tests that run
+// hotswap as its own process need.
+func BuildPair(dir string) (hotswap, mock string, err error) {
+	if hotswap, err = Build(dir, "./cmd/hotswap", RaceFlags()...); err != nil {
+		return "", "", err
+	}
+	mock, err = Build(dir, "./cmd/mockbackend")
+	return hotswap, mock, err
+}
