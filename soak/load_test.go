@@ -106,15 +106,8 @@ func (l *load) do(model string, stream bool, hangAfter time.Duration, slow bool,
 		defer t.Stop()
 	}
 	what := fmt.Sprintf("%s (stream %v)", model, stream)
-	req, err := http.NewRequestWithContext(ctx, "POST", l.url+"/v1/chat/completions", strings.NewReader(chatBody(model, stream)))
-	if err != nil {
-		panic(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	begin := time.Now()
-	resp, err := l.c.Do(req)
-	if err != nil {
-		l.broken(ctx, what, begin, "request got no answer", err)
+	resp, begin, ok := l.post(ctx, what, model, stream)
+	if !ok {
 		return
 	}
 	defer resp.Body.Close()
@@ -241,20 +234,29 @@ func (l *load) nonReader(ctx context.Context, rng *rand.Rand) {
 	}
 }
 
+// post sends a chat completion for model; a failure to get any answer is
+// recorded (ok false).
+func (l *load) post(ctx context.Context, what, model string, stream bool) (resp *http.Response, begin time.Time, ok bool) {
+	req, err := http.NewRequestWithContext(ctx, "POST", l.url+"/v1/chat/completions", strings.NewReader(chatBody(model, stream)))
+	if err != nil {
+		panic(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	begin = time.Now()
+	if resp, err = l.c.Do(req); err != nil {
+		l.broken(ctx, what, begin, "request got no answer", err)
+		return nil, begin, false
+	}
+	return resp, begin, true
+}
+
 func (l *load) holdUnread(model string, hold time.Duration) {
 	l.tally.add(func(t *tally) { t.sent++ })
 	ctx, cancel := context.WithTimeoutCause(context.Background(), l.deadline, errNoAnswer)
 	defer cancel()
 	what := fmt.Sprintf("%s (stream, never read)", model)
-	req, err := http.NewRequestWithContext(ctx, "POST", l.url+"/v1/chat/completions", strings.NewReader(chatBody(model, true)))
-	if err != nil {
-		panic(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	begin := time.Now()
-	resp, err := l.c.Do(req)
-	if err != nil {
-		l.broken(ctx, what, begin, "request got no answer", err)
+	resp, begin, ok := l.post(ctx, what, model, true)
+	if !ok {
 		return
 	}
 	defer resp.Body.Close()
