@@ -190,53 +190,93 @@ func (c *Controller) loaded(cfg *config.Config, leaving bool) []string {
 	return out
 }
 
-// Running is one model that is not stopped, as GET /admin/running shows it.
+// Running is one model as GET /admin/models shows it (and, for the ones
+// not stopped, GET /admin/running).
 type Running struct {
-	Model    string    `json:"model"`
-	State    string    `json:"state"`
-	Pid      int       `json:"pid,omitempty"`
-	Port     int       `json:"port,omitempty"`
-	Device   string    `json:"device,omitempty"`
-	RAM      int64     `json:"ram"`  // measured
-	VRAM     int64     `json:"vram"` // measured
-	NeedRAM  int64     `json:"need_ram"`
-	NeedVRAM int64     `json:"need_vram"`
-	InFlight int       `json:"in_flight"`
-	Queued   int64     `json:"queued"`
-	LastUsed time.Time `json:"last_used,omitzero"`
+	Model string `json:"model"`
+	// State is stopped, starting, ready, draining or stopping; or failed:
+	// stopped, and refused until RetryInSeconds have passed because its
+	// last start failed (LastError says why).
+	State string `json:"state"`
+	// StateSeconds is how long it has been in State (absent for a model
+	// that never started).
+	StateSeconds *float64 `json:"state_seconds,omitempty"`
+	Kind         string   `json:"kind,omitempty"`
+	Pinned       bool     `json:"pinned,omitempty"`
+	Pid          int      `json:"pid,omitempty"`
+	Port         int      `json:"port,omitempty"`
+	Device       string   `json:"device,omitempty"`
+	RAM          int64    `json:"ram"`  // measured
+	VRAM         int64    `json:"vram"` // measured
+	// Declared* is the config's memory; Need* what planning counts: the
+	// declaration raised to the learned footprint.
+	DeclaredRAM  int64     `json:"declared_ram"`
+	DeclaredVRAM int64     `json:"declared_vram"`
+	NeedRAM      int64     `json:"need_ram"`
+	NeedVRAM     int64     `json:"need_vram"`
+	InFlight     int       `json:"in_flight"`
+	Queued       int64     `json:"queued"`
+	LastUsed     time.Time `json:"last_used,omitzero"`
 	// UptimeSeconds counts from the process's start.
 	UptimeSeconds float64 `json:"uptime_seconds"`
-	// TTLLeftSeconds is how long it may stay idle before its ttl unloads
-	// it; absent without a ttl.
+	// TTLSeconds is the model's ttl (absent without one); TTLLeftSeconds
+	// how long it may stay idle before the ttl unloads it, while ready.
+	TTLSeconds     float64  `json:"ttl_seconds,omitempty"`
 	TTLLeftSeconds *float64 `json:"ttl_left_seconds,omitempty"`
+	RetryInSeconds float64  `json:"retry_in_seconds,omitempty"`
+	LastError      string   `json:"last_error,omitempty"`
 }
 
 // Running reports the models that are starting, ready, draining or
 // stopping, in configuration order.
 func (c *Controller) Running() []Running {
+	out := []Running{}
+	for _, r := range c.Models() {
+		if r.State != "stopped" && r.State != "failed" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Models reports every configured model, in configuration order.
+func (c *Controller) Models() []Running {
 	cfg := c.config()
 	now := c.now()
 	byID := map[string]swapper.Status{}
 	for _, st := range c.opts.Lifecycle.Statuses() {
 		byID[st.Model] = st
 	}
-	out := []Running{}
+	out := make([]Running, 0, len(cfg.ModelIDs))
 	for _, id := range cfg.ModelIDs {
+		m := cfg.Models[id]
 		st, ok := byID[id]
-		if !ok || st.State == swapper.Stopped {
-			continue
+		if !ok {
+			st = swapper.Status{Model: id, State: swapper.Stopped, Need: m.Memory}
 		}
-		r := Running{Model: id, State: st.State.String(), Pid: st.Pid, Port: st.Port, Device: st.Device,
-			RAM: st.Usage.RAM, NeedRAM: st.Need.RAM, NeedVRAM: st.Need.VRAM, InFlight: st.InFlight,
-			LastUsed: st.LastUsed}
-		r.VRAM = st.Usage.TotalVRAM()
+		r := Running{Model: id, State: st.State.String(), Kind: m.Kind, Pinned: m.Pinned, Pid: st.Pid,
+			Port: st.Port, Device: st.Device, RAM: st.Usage.RAM, VRAM: st.Usage.TotalVRAM(),
+			DeclaredRAM: m.Memory.RAM, DeclaredVRAM: m.Memory.VRAM, NeedRAM: st.Need.RAM,
+			NeedVRAM: st.Need.VRAM, InFlight: st.InFlight, LastUsed: st.LastUsed,
+			TTLSeconds: m.TTL.Seconds()}
+		if !st.Since.IsZero() {
+			in := now.Sub(st.Since).Seconds()
+			r.StateSeconds = &in
+		}
+		if st.State == swapper.Stopped && now.Before(st.RetryAt) {
+			r.State = "failed"
+			r.RetryInSeconds = st.RetryAt.Sub(now).Seconds()
+			if st.LastError != nil {
+				r.LastError = st.LastError.Error()
+			}
+		}
 		if s := c.opts.Queues.Stats(id); s != nil {
 			r.Queued = s.Queued.Load()
 		}
 		if !st.Started.IsZero() {
 			r.UptimeSeconds = now.Sub(st.Started).Seconds()
 		}
-		if m := cfg.Models[id]; m.TTL > 0 && !m.Pinned && st.State == swapper.Ready {
+		if m.TTL > 0 && !m.Pinned && st.State == swapper.Ready {
 			left := m.TTL.Seconds() // its clock starts when it is idle
 			if st.InFlight == 0 {
 				left = max(0, (m.TTL - now.Sub(st.LastUsed)).Seconds())

@@ -5,6 +5,8 @@
 package events
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +32,12 @@ const (
 
 // Event is one thing that happened.
 type Event struct {
+	// ID numbers the hub's events in order, so that a watcher that lost
+	// its stream can ask for what came after the last one it saw. IDs
+	// start from the hub's creation time in microseconds, so that those
+	// of a restarted hotswap follow the ones before. A Dropped event has
+	// none.
+	ID      uint64         `json:"id,omitempty"`
 	Time    time.Time      `json:"time"`
 	Type    string         `json:"type"`
 	Model   string         `json:"model,omitempty"`
@@ -47,6 +55,63 @@ type Hub struct {
 	subs      map[*Subscription]struct{}
 	now       func() time.Time
 	logSubs   atomic.Int32 // subscribers that want log lines
+	first     uint64       // the first ID to give
+	last      uint64       // the last ID given
+	// recent keeps the latest events, and lines apart (they come much more
+	// often), for watchers that arrive or come back later.
+	recent, lines ring
+}
+
+// How many events and log lines a hub keeps for late watchers.
+const (
+	keepEvents = 500
+	keepLines  = 1000
+)
+
+// ring keeps the last len(buf) events, oldest first from next.
+type ring struct {
+	buf  []Event
+	next int
+	full bool
+}
+
+func (r *ring) add(e Event, size int) {
+	if r.buf == nil {
+		r.buf = make([]Event, size)
+	}
+	r.buf[r.next] = e
+	r.next = (r.next + 1) % len(r.buf)
+	r.full = r.full || r.next == 0
+}
+
+// after appends the events kept with an ID above id, oldest first.
+func (r *ring) after(out []Event, id uint64) []Event {
+	if r.buf == nil {
+		return out
+	}
+	start := 0
+	if r.full {
+		start = r.next
+	}
+	for i := range len(r.buf) {
+		e := r.buf[(start+i)%len(r.buf)]
+		if e.ID > id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// oldest is the ID of the oldest event kept, 0 if none.
+func (r *ring) oldest() uint64 {
+	switch {
+	case r.buf == nil || (!r.full && r.next == 0):
+		return 0
+	case r.full:
+		return r.buf[r.next].ID
+	default:
+		return r.buf[0].ID
+	}
 }
 
 // NewHub returns a hub; now is its clock (nil: time.Now).
@@ -54,7 +119,10 @@ func NewHub(now func() time.Time) *Hub {
 	if now == nil {
 		now = time.Now
 	}
-	return &Hub{subs: make(map[*Subscription]struct{}), now: now}
+	h := &Hub{subs: make(map[*Subscription]struct{}), now: now}
+	h.first = uint64(max(1, now().UnixMicro()))
+	h.last = h.first - 1
+	return h
 }
 
 // Listen has f called with every event, on the publisher's goroutine: f
@@ -76,6 +144,13 @@ func (h *Hub) Publish(e Event) {
 	defer h.mu.Unlock()
 	if e.Time.IsZero() {
 		e.Time = h.now()
+	}
+	h.last++
+	e.ID = h.last
+	if e.Type == Log {
+		h.lines.add(e, keepLines)
+	} else {
+		h.recent.add(e, keepEvents)
 	}
 	for _, f := range h.listeners {
 		f(e)
@@ -112,6 +187,18 @@ type Subscription struct {
 // Subscribe returns a stream of the events published from now on, log
 // lines included if logs is set, buffering up to n.
 func (h *Hub) Subscribe(n int, logs bool) *Subscription {
+	s, _ := h.SubscribeAfter(n, logs, h.Last())
+	return s
+}
+
+// SubscribeAfter is Subscribe, and also returns the events kept that
+// came after the one with ID after (the whole of what is kept for 0, or
+// for an ID from before this hub), oldest first: with the stream they
+// miss nothing and repeat nothing. If some of those are no longer kept,
+// or after is from before this hub, the first returned is a Dropped
+// event (its count is that of the IDs missed, log lines included). Log lines are kept only from when a watcher first asked for them
+// (before that nobody paid for making them).
+func (h *Hub) SubscribeAfter(n int, logs bool, after uint64) (*Subscription, []Event) {
 	s := &Subscription{h: h, c: make(chan Event, n), logs: logs}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -119,7 +206,31 @@ func (h *Hub) Subscribe(n int, logs bool) *Subscription {
 	if logs {
 		h.logSubs.Add(1)
 	}
-	return s
+	if after >= h.last {
+		return s, nil
+	}
+	var past []Event
+	switch oldest := h.recent.oldest(); {
+	case after == 0:
+	case after < h.first:
+		past = append(past, Event{Time: h.now(), Type: Dropped, Message: "hotswap restarted"})
+	case oldest > after+1:
+		past = append(past, Event{Time: h.now(), Type: Dropped, Data: map[string]any{"count": oldest - after - 1}})
+	}
+	past = h.recent.after(past, after)
+	if logs {
+		past = h.lines.after(past, after)
+		slices.SortStableFunc(past, func(a, b Event) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	return s, past
+}
+
+// Last is the ID of the latest event published (one less than the first
+// ID if none).
+func (h *Hub) Last() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
 }
 
 // C is the stream.

@@ -1,8 +1,12 @@
 package events
 
 import (
+	"slices"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 func TestHub(t *testing.T) {
@@ -41,4 +45,106 @@ func TestHub(t *testing.T) {
 	}
 	var nilHub *Hub
 	nilHub.Publish(Event{Type: Start}) // no watchers, no panic
+}
+
+func TestSubscribeAfterReplaysWhatWasMissed(t *testing.T) {
+	h := NewHub(nil)
+	base := h.Last() // IDs go on from here
+	for i := range 3 {
+		h.Publish(Event{Type: Start, Model: string(rune('a' + i))})
+	}
+	// A watcher that saw the first event gets the next two, then the
+	// live stream, with nothing repeated and nothing missed.
+	sub, past := h.SubscribeAfter(8, false, base+1)
+	defer sub.Close()
+	if len(past) != 2 || past[0].ID != base+2 || past[0].Model != "b" || past[1].ID != base+3 {
+		t.Fatalf("replayed %+v", past)
+	}
+	h.Publish(Event{Type: Ready, Model: "c"})
+	if e := <-sub.C(); e.ID != base+4 || e.Type != Ready {
+		t.Errorf("live %+v", e)
+	}
+	// Up to date: nothing to replay.
+	if s, past := h.SubscribeAfter(1, false, h.Last()); len(past) != 0 {
+		t.Errorf("up to date, replayed %+v", past)
+	} else {
+		s.Close()
+	}
+	// 0 is everything kept.
+	if s, past := h.SubscribeAfter(1, false, 0); len(past) != 4 {
+		t.Errorf("from 0, replayed %d", len(past))
+	} else {
+		s.Close()
+	}
+
+	// A watcher of the hotswap before a restart: everything, after a
+	// word that it missed what the old one did last.
+	later := NewHub(func() time.Time { return time.Now().Add(time.Second) })
+	later.Publish(Event{Type: Start, Model: "a"})
+	s, past := later.SubscribeAfter(1, false, h.Last())
+	defer s.Close()
+	if len(past) != 2 || past[0].Type != Dropped || past[0].Message != "hotswap restarted" || past[1].Model != "a" ||
+		past[1].ID <= h.Last() {
+		t.Errorf("after a restart, replayed %+v", past)
+	}
+}
+
+func TestRecentKeepsTheLatestAndSaysWhatItLost(t *testing.T) {
+	h := NewHub(nil)
+	base := h.Last()
+	for range keepEvents + 10 {
+		h.Publish(Event{Type: Start})
+	}
+	sub, past := h.SubscribeAfter(1, false, base+5)
+	defer sub.Close()
+	if len(past) != keepEvents+1 || past[0].Type != Dropped || past[0].Data["count"] != uint64(5) {
+		t.Fatalf("replayed %d, first %+v", len(past), past[0])
+	}
+	if past[1].ID != base+11 || past[len(past)-1].ID != base+keepEvents+10 {
+		t.Errorf("kept %d..%d", past[1].ID, past[len(past)-1].ID)
+	}
+}
+
+func TestLogLinesAreKeptApartAndTaggedWithTheirModel(t *testing.T) {
+	h := NewHub(nil)
+	watch := h.Subscribe(16, true) // log lines are made only while watched
+	defer watch.Close()
+	log := zap.New(LogCore(h, zapcore.InfoLevel))
+	log.Info("starting backend", zap.String("model", "chat"))
+	log.Named("backend").With(zap.String("model", "tts")).Info("listening on 8080")
+	log.Debug("not at this level")
+	log.Info("hotswap listening")
+	for range keepLines {
+		h.Publish(Event{Type: Log, Message: "filler"})
+	}
+	h.Publish(Event{Type: Start, Model: "chat"})
+	// The lines pushed out the old lines, not the lifecycle events.
+	sub, past := h.SubscribeAfter(1, true, 0)
+	defer sub.Close()
+	// The first three IDs are the first lines, the next keepLines the filler.
+	if len(past) != keepLines+1 || past[0].ID != h.first+3 || past[len(past)-1].Type != Start {
+		t.Errorf("replayed %d, first %+v, last %+v", len(past), past[0], past[len(past)-1])
+	}
+	quiet, past := h.SubscribeAfter(1, false, 0)
+	defer quiet.Close()
+	if len(past) != 1 {
+		t.Errorf("without logs, replayed %d", len(past))
+	}
+
+	h2 := NewHub(nil)
+	w2 := h2.Subscribe(16, true)
+	defer w2.Close()
+	log = zap.New(LogCore(h2, zapcore.InfoLevel))
+	log.Info("starting backend", zap.String("model", "chat"))
+	log.Named("backend").With(zap.String("model", "tts")).Info("listening on 8080")
+	log.Info("hotswap listening")
+	var got []string
+	for range 3 {
+		e := <-w2.C()
+		got = append(got, e.Model+"|"+e.Message)
+	}
+	want := []string{"chat|starting backend", "tts|listening on 8080", "|hotswap listening"}
+	if !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
 }

@@ -47,7 +47,10 @@ func (c *logCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	if len(enc.Fields) > 0 {
 		data["fields"] = enc.Fields
 	}
-	c.h.Publish(Event{Time: e.Time, Type: Log, Message: e.Message, Data: data})
+	// A line about one model (a backend's own output among them) is
+	// tagged with it, so that watchers can follow one model's lines.
+	model, _ := enc.Fields["model"].(string)
+	c.h.Publish(Event{Time: e.Time, Type: Log, Model: model, Message: e.Message, Data: data})
 	return nil
 }
 

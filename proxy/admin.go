@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 // Admin is what the admin API asks of the control plane.
 type Admin interface {
 	Running() []control.Running
+	Models() []control.Running
 	Memory(device string) ([]swapper.DeviceReport, error)
 	Load(ctx context.Context, model string) error
 	Unload(ctx context.Context, model string, force bool) error
@@ -45,6 +47,10 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path string) {
 	switch rest := strings.TrimPrefix(path, "/admin/"); {
 	case rest == "running" && get:
 		s.adminAnswer(ctx, s.admin.Running(), nil)
+	case rest == "models" && get:
+		s.adminAnswer(ctx, s.admin.Models(), nil)
+	case rest == "history" && get:
+		s.adminHistory(ctx)
 	case rest == "memory" && get:
 		s.adminMemory(ctx)
 	case rest == "events" && get:
@@ -68,7 +74,7 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path string) {
 		s.adminAnswer(ctx, map[string]any{"unloaded": unloaded}, err)
 	case strings.HasPrefix(rest, "models/") && post:
 		s.adminModel(ctx, strings.TrimPrefix(rest, "models/"))
-	case rest == "running", rest == "memory", rest == "events", rest == "modes":
+	case rest == "running", rest == "models", rest == "history", rest == "memory", rest == "events", rest == "modes":
 		s.fail(ctx, "", methodNotAllowed("GET"))
 	case rest == "unload", rest == "reload", strings.HasPrefix(rest, "modes/"), strings.HasPrefix(rest, "models/"):
 		s.fail(ctx, "", methodNotAllowed("POST"))
@@ -137,6 +143,7 @@ type memoryReport struct {
 	Used      int64            `json:"used"`
 	Reserved  int64            `json:"reserved"`
 	Available int64            `json:"available"`
+	Limit     int64            `json:"limit,omitempty"`
 	Measured  time.Time        `json:"measured_at"`
 }
 
@@ -149,7 +156,7 @@ func (s *Server) adminMemory(ctx *fasthttp.RequestCtx) {
 	out := make([]memoryReport, 0, len(devs))
 	for _, d := range devs {
 		r := memoryReport{Device: d.Device, Name: d.Name, Total: d.Total, Free: d.Free, Reserve: d.Reserve,
-			UsedBy: d.Used, Reserved: d.Reserved, Available: d.Available, Measured: d.Measured}
+			UsedBy: d.Used, Reserved: d.Reserved, Available: d.Available, Limit: d.Limit, Measured: d.Measured}
 		for _, n := range d.Used {
 			r.Used += n
 		}
@@ -159,13 +166,35 @@ func (s *Server) adminMemory(ctx *fasthttp.RequestCtx) {
 }
 
 // adminEvents streams events as server-sent events until the client
-// leaves or hotswap shuts down. ?logs=true adds the log lines.
+// leaves or hotswap shuts down. ?logs=true adds the log lines. A client
+// that comes back with Last-Event-ID (a browser's EventSource does), or
+// asks with ?since=ID (0: all that is kept), first gets what it missed.
 func (s *Server) adminEvents(ctx *fasthttp.RequestCtx) {
 	if s.events == nil {
 		s.fail(ctx, "", unknownPath("/admin/events"))
 		return
 	}
-	sub := s.events.Subscribe(256, ctx.QueryArgs().GetBool("logs"))
+	since, replay := string(ctx.Request.Header.Peek("Last-Event-ID")), true
+	if since == "" {
+		since = string(ctx.QueryArgs().Peek("since"))
+	}
+	after, err := strconv.ParseUint(since, 10, 64)
+	switch {
+	case since == "":
+		replay = false
+	case err != nil:
+		s.fail(ctx, "", &apiError{Status: 400, Type: "invalid_request_error", Code: "invalid_value",
+			Message: "since (or Last-Event-ID) must be an event id: a whole number, 0 for all that is kept"})
+		return
+	}
+	logs := ctx.QueryArgs().GetBool("logs")
+	var sub *events.Subscription
+	var past []events.Event
+	if replay {
+		sub, past = s.events.SubscribeAfter(256, logs, after)
+	} else {
+		sub = s.events.Subscribe(256, logs)
+	}
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.ImmediateHeaderFlush = true
@@ -175,8 +204,17 @@ func (s *Server) adminEvents(ctx *fasthttp.RequestCtx) {
 		defer sub.Close()
 		tick := time.NewTicker(heartbeat)
 		defer tick.Stop()
-		// A first line, so that the client sees the stream open at once.
-		if _, err := w.WriteString(": hotswap events\n\n"); err != nil || w.Flush() != nil {
+		// A first line, so that the client sees the stream open at once,
+		// and a browser's wait before it reconnects, shorter than its own.
+		if _, err := w.WriteString(": hotswap events\nretry: 2000\n\n"); err != nil {
+			return
+		}
+		for _, e := range past {
+			if writeEvent(w, e) != nil {
+				return
+			}
+		}
+		if w.Flush() != nil {
 			return
 		}
 		for {
@@ -200,6 +238,11 @@ func writeEvent(w *bufio.Writer, e events.Event) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
+	}
+	if e.ID > 0 {
+		w.WriteString("id: ")
+		w.Write(strconv.AppendUint(w.AvailableBuffer(), e.ID, 10))
+		w.WriteByte('\n')
 	}
 	_, err = w.WriteString("event: " + e.Type + "\ndata: ")
 	if err == nil {

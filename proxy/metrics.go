@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/hotswap/hotswap/metrics"
 	"github.com/hotswap/hotswap/router"
 )
 
@@ -17,6 +18,21 @@ type Metrics interface {
 	// "queued" (its turn) or "loading" (its model's start).
 	Waited(model, cause string, took time.Duration)
 	Handler() fasthttp.RequestHandler
+}
+
+// Historian keeps the recent traffic that GET /admin/history serves (and
+// the status page plots); Metrics that are one serve it.
+type Historian interface {
+	History() metrics.History
+}
+
+func (s *Server) adminHistory(ctx *fasthttp.RequestCtx) {
+	h, ok := s.metrics.(Historian)
+	if !ok {
+		s.fail(ctx, "", unknownPath("/admin/history"))
+		return
+	}
+	s.adminAnswer(ctx, h.History(), nil)
 }
 
 func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) {

@@ -223,13 +223,15 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/health":
 		s.handleHealth(ctx)
 	case bytes.HasPrefix(path, []byte("/admin/")):
-		if s.authorized(ctx, s.adminKeys()) {
+		if s.adminAuthorized(ctx) {
 			s.handleAdmin(ctx, string(path))
 		} else {
 			s.fail(ctx, "", errUnauthorized)
 		}
+	case string(path) == "/ui" || bytes.HasPrefix(path, []byte("/ui/")):
+		s.handleUI(ctx, path)
 	case string(path) == "/metrics" && s.metrics != nil:
-		if s.authorized(ctx, s.adminKeys()) {
+		if s.adminAuthorized(ctx) {
 			s.handleMetrics(ctx)
 		} else {
 			s.fail(ctx, "", errUnauthorized)
@@ -440,6 +442,18 @@ func (s *Server) failUnread(ctx *fasthttp.RequestCtx, ae *apiError, headersRead 
 	s.log.Info("request", fields...)
 }
 
+// quietRead reports whether the request is a look at hotswap itself (the
+// admin API's reads, the status page, a metrics scrape): pages and
+// scrapers ask every few seconds, and their lines would bury the
+// requests' own, so they are logged at debug.
+func quietRead(ctx *fasthttp.RequestCtx) bool {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		return false
+	}
+	p := ctx.Path()
+	return bytes.HasPrefix(p, []byte("/admin/")) || bytes.HasPrefix(p, []byte("/ui")) || string(p) == "/metrics"
+}
+
 // logRequest writes the one line each request gets. Failures of hotswap or
 // a backend are warnings; a client's own mistakes are not.
 func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, bytes int, err error) {
@@ -448,8 +462,11 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, byte
 		s.metrics.Request(model, endpointLabel(ctx.Path()), status, took)
 	}
 	level := zap.InfoLevel
-	if status >= 500 || (err != nil && status < 400) {
+	switch {
+	case status >= 500 || (err != nil && status < 400):
 		level = zap.WarnLevel
+	case status < 400 && quietRead(ctx):
+		level = zap.DebugLevel
 	}
 	// Checked first: at a level that does not log requests, the line
 	// costs nothing, not even its fields.

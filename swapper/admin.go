@@ -95,6 +95,9 @@ type DeviceReport struct {
 	// Available is what planning counts as free for a new start: free,
 	// less the reserve and reservations (and, for RAM, within limit_ram).
 	Available int64
+	// Limit is limit_ram, for RAM (0: none): what all backends together
+	// may use, whatever the machine has free.
+	Limit int64
 	// Measured is when memory was last looked at.
 	Measured time.Time
 }
@@ -119,7 +122,7 @@ func (s *Swapper) Memory(fresh bool) []DeviceReport {
 		r := DeviceReport{Device: deviceName(d.Index), Total: d.Total, Free: d.Free, Used: map[string]int64{},
 			Available: in.free[d.Index], Measured: s.snap.at}
 		if d.Index == ramDevice {
-			r.Reserve = s.opts.ReserveRAM
+			r.Reserve, r.Limit = s.opts.ReserveRAM, s.opts.LimitRAM
 		} else {
 			r.Name, r.Reserve = d.Model, s.opts.ReserveVRAM
 		}

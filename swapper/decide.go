@@ -155,7 +155,7 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 			Data: map[string]any{"reason": "making room", "for": b.model.ID, "busy": v.busy}})
 		s.leaveLocked(vb, "making room for "+b.model.ID)
 	}
-	b.state = Starting
+	b.enter(Starting, s.clock.Now())
 	b.start = dec
 	s.changedLocked(b)
 	fields := []zap.Field{zap.String("model", b.model.ID), zap.String("device", d.Device),

@@ -15,7 +15,7 @@ import (
 // process is stopped.
 func (s *Swapper) leaveLocked(b *backend, reason string) {
 	inst := b.cur
-	b.state = Draining
+	b.enter(Draining, s.clock.Now())
 	b.restart = reason == reconfigured
 	s.changedLocked(b)
 	s.wg.Add(1)
@@ -50,7 +50,7 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain 
 				zap.Duration("drain_timeout", drain))
 		}
 	}
-	b.state = Stopping
+	b.enter(Stopping, s.clock.Now())
 	s.changedLocked(b)
 	s.mu.Unlock()
 
@@ -77,7 +77,7 @@ func (s *Swapper) retire(b *backend, inst *instance) {
 // whoever waits on the instance is told.
 func (s *Swapper) retireLocked(b *backend, inst *instance) {
 	if b.cur == inst {
-		b.state = Stopped
+		b.enter(Stopped, s.clock.Now())
 		b.cur = nil
 		s.lru.Remove(b.model.ID)
 		s.changedLocked(b)
@@ -151,7 +151,7 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 		return
 	}
 	if b.state == Ready {
-		b.state = Draining
+		b.enter(Draining, s.clock.Now())
 		s.changedLocked(b)
 	}
 	waitIdleLocked[struct{}](s, inst, nil, ctx.Done())
@@ -159,7 +159,7 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 		inst.cause = ErrClosed
 	}
 	if b.cur == inst && b.state != Stopping {
-		b.state = Stopping
+		b.enter(Stopping, s.clock.Now())
 		s.changedLocked(b)
 	}
 	s.mu.Unlock()

@@ -62,9 +62,9 @@ func (s *Swapper) run(b *backend, dec *decision) {
 	// Ready at once: its requests need not wait for the measuring, and
 	// until it is measured it counts for what it was planned to need.
 	inst.readyAt = s.clock.Now()
-	b.state = Ready
+	b.enter(Ready, s.clock.Now())
 	b.start = nil
-	b.failures = 0
+	b.failures, b.lastErr = 0, nil
 	b.lastUsed = inst.readyAt
 	s.lru.Add(b.model.ID, struct{}{})
 	s.changedLocked(b)
@@ -269,7 +269,7 @@ func (s *Swapper) retryOOM(b *backend, inst *instance, se *StartError) bool {
 	s.log.Warn("backend ran out of memory while loading next to other models; stopping idle models and retrying once",
 		zap.String("model", b.model.ID), zap.Int("resident", others), zap.Error(se))
 	s.retireLocked(b, inst)
-	b.state = Stopped
+	b.enter(Stopped, s.clock.Now())
 	b.start = nil
 	if _, err := s.decideLocked(b, Policy{evictIdle: true, Reason: "retry after running out of memory"}); err != nil {
 		s.failLocked(b, se)
@@ -298,7 +298,7 @@ func (s *Swapper) fail(b *backend, inst *instance, err error) {
 }
 
 func (s *Swapper) failLocked(b *backend, err error) {
-	b.state = Stopped
+	b.enter(Stopped, s.clock.Now())
 	b.start = nil
 	s.changedLocked(b)
 	if errors.Is(err, ErrClosed) || errors.Is(err, ErrUnloaded) || s.ctx.Err() != nil {

@@ -162,6 +162,8 @@ type backend struct {
 	// changed is closed and replaced whenever state changes.
 	changed chan struct{}
 
+	// since is when it entered state.
+	since    time.Time
 	lastUsed time.Time
 	failures int
 	retryAt  time.Time
@@ -339,6 +341,17 @@ type Status struct {
 	// last took or gave back its backend.
 	Port     int
 	LastUsed time.Time
+	// Since is when it entered State (zero if it never left Stopped).
+	Since time.Time
+	// RetryAt is when a model whose last start failed may be started
+	// again, LastError why it failed; zero and nil once it started.
+	RetryAt   time.Time
+	LastError error
+}
+
+// enter moves b to st.
+func (b *backend) enter(st State, now time.Time) {
+	b.state, b.since = st, now
 }
 
 // Status reports model's state now.
@@ -349,7 +362,11 @@ func (s *Swapper) Status(model string) (Status, bool) {
 	if !ok {
 		return Status{}, false
 	}
-	st := Status{Model: model, State: b.state, Need: s.need(b), LastUsed: b.lastUsed}
+	st := Status{Model: model, State: b.state, Need: s.need(b), LastUsed: b.lastUsed, Since: b.since,
+		RetryAt: b.retryAt}
+	if b.lastErr != nil {
+		st.LastError = b.lastErr
+	}
 	if b.cur != nil {
 		st.Pid = b.cur.proc.Pid()
 		st.Upstream = b.cur.upstream

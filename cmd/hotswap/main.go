@@ -221,6 +221,7 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go mx.Record(ctx, 5*time.Second) // the status page's plots
 	for _, id := range cfg.ModelIDs {
 		if cfg.Models[id].Preload {
 			go preload(ctx, sw, id, log)
