@@ -4,7 +4,7 @@ BIN := bin
 CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export CGO_CFLAGS
 
-.PHONY: build run test test-real bench bench-go fuzz soak cross lint clean
+.PHONY: build run test test-ui screenshots test-real bench bench-go fuzz soak cross lint clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
@@ -18,8 +18,22 @@ build:
 run: build
 	./$(BIN)/hotswap -config config.yaml
 
+# The status page's browser tests (ui/) run when a Chromium or Chrome is
+# found (HOTSWAP_BROWSER, or on PATH); otherwise they skip, and this says so.
+BROWSER := $(or $(HOTSWAP_BROWSER),$(shell command -v chromium chromium-browser google-chrome google-chrome-stable 2>/dev/null | head -n1))
+
 test:
+	@if [ -n "$(BROWSER)" ]; then echo "browser tests (ui/): with $(BROWSER)"; \
+	else echo "browser tests (ui/) SKIPPED: no Chromium or Chrome found (apt-get install chromium, or set HOTSWAP_BROWSER)"; fi
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Only the status page's browser tests; without a browser this fails.
+test-ui:
+	HOTSWAP_REQUIRE_BROWSER=1 $(GO) test -race -count=1 -v -run 'TestStatusPage' ./ui
+
+# Retakes the README's screenshots of the status page (docs/).
+screenshots:
+	HOTSWAP_REQUIRE_BROWSER=1 HOTSWAP_UI_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run 'TestStatusPage$$|TestStatusPageOnAPhone' ./ui
 
 # hotswap in front of a real llama.cpp llama-server, on tiny models the
 # test generates: HOTSWAP_LLAMA_SERVER=/path/to/llama-server make test-real

@@ -69,7 +69,8 @@ func (s *Server) handleUI(ctx *fasthttp.RequestCtx, path []byte) {
 	open := len(s.adminKeys()) == 0
 	switch {
 	case string(path) == "/ui":
-		ctx.Redirect("/ui/", fasthttp.StatusMovedPermanently)
+		ctx.Response.Header.Set("Location", "/ui/")
+		ctx.SetStatusCode(fasthttp.StatusMovedPermanently)
 		s.logRequest(ctx, "", fasthttp.StatusMovedPermanently, 0, nil)
 	case name == "login" && ctx.IsPost():
 		s.signIn(ctx)
@@ -140,6 +141,8 @@ func (s *Server) signIn(ctx *fasthttp.RequestCtx) {
 	s.redirect(ctx, "/ui/")
 }
 
+// redirect sends the browser to to, a path: relative, so that it holds
+// behind a proxy that serves hotswap under another host.
 func (s *Server) redirect(ctx *fasthttp.RequestCtx, to string) {
 	ctx.Response.Header.Set("Location", to)
 	ctx.SetStatusCode(fasthttp.StatusSeeOther)

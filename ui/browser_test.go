@@ -82,7 +82,11 @@ func findBrowser() (path, why string) {
 
 func needBrowser(t *testing.T) {
 	t.Helper()
-	if browser == "" {
+	switch {
+	case browser != "":
+	case os.Getenv("HOTSWAP_REQUIRE_BROWSER") != "":
+		t.Fatal("no browser for the browser tests: " + whyNoBrowser)
+	default:
 		t.Skip("browser tests skipped: " + whyNoBrowser)
 	}
 }
