@@ -141,7 +141,8 @@ function modelRow(m) {
     cell('inflight', 'in flight'), cell('queued', 'queued'), cell('lastused', 'last used'), cell('ttl', 'ttl left'),
     el('td', {class: 'actions'}, load, unload));
   cells.model.append(el('span', {class: 'name'}, m.model), el('span', {class: 'kind'}));
-  cells.state.append(el('span', {class: 'state'}), el('span', {class: 'why'}));
+  cells.state.append(el('span', {class: 'state'}), el('span', {class: 'why'}),
+    el('details', {class: 'full', hidden: true}, el('summary', {}, 'full error'), el('pre', {})));
   return {tr, cells};
 }
 
@@ -197,8 +198,15 @@ function fillModel(r) {
     detail = m.last_error || '';
   }
   setText(state, s);
-  setText(why, detail);
+  setText(why, shortError(detail));
   why.title = detail;
+  const full = c.state.querySelector('details');
+  if (shortError(detail) !== detail) {
+    setText(full.querySelector('pre'), detail);
+    full.hidden = false;
+  } else {
+    full.hidden = true;
+  }
   setText(c.device, m.device || '');
   const measured = (m.ram || 0) + (m.vram || 0);
   const declared = (m.declared_ram || 0) + (m.declared_vram || 0);
@@ -216,6 +224,14 @@ function fillModel(r) {
     ttl = 'ttl ' + duration(m.ttl_seconds);
   }
   setText(c.ttl, ttl);
+}
+
+// shortError keeps what a long start failure says first (what happened)
+// and last (the backend's own last line, usually its reason).
+function shortError(s) {
+  const i = s.indexOf('; last output:');
+  if (s.length < 200 || i < 0) return s;
+  return s.slice(0, i) + ' … ' + s.slice(s.lastIndexOf(' | ') + 3);
 }
 
 // ---- memory ----
@@ -277,7 +293,7 @@ function renderMemory(devs) {
     const legend = used.slice(0, LEGEND_MAX).map(([id, n]) =>
       el('li', {}, swatch(colour(id)), id + ' ' + bytes(n)));
     if (used.length > LEGEND_MAX) legend.push(el('li', {}, '+' + (used.length - LEGEND_MAX) + ' more (hover the bar)'));
-    legend.push(el('li', {}, swatch('', 'other'), (limited ? 'not free ' : 'other programs ') + bytes(other)));
+    if (other) legend.push(el('li', {}, swatch('', 'other'), (limited ? 'not free on the machine ' : 'other programs ') + bytes(other)));
     if (reserved) legend.push(el('li', {}, swatch('', 'reserved'), 'held for planned needs ' + bytes(reserved)));
     if (!limited) legend.push(el('li', {}, swatch('', 'reserve'), 'reserve ' + bytes(reserve)));
     legend.push(el('li', {}, swatch('', 'free'), 'free ' + bytes(free)));
@@ -383,7 +399,10 @@ function plot(id, values, unit) {
   const svg = fig.querySelector('svg');
   const max = Math.max(1e-9, ...values);
   const n = values.length;
-  const pts = values.map((v, i) => ((n < 2 ? 300 : (300 * i) / (n - 1)).toFixed(1) + ',' + (58 - (56 * v) / max).toFixed(1)));
+  const y = (v) => (58 - (48 * v) / max).toFixed(1); // headroom above the highest
+  // One point is a level line, until there are two.
+  const pts = n === 1 ? ['0,' + y(values[0]), '300,' + y(values[0])]
+    : values.map((v, i) => ((300 * i) / (n - 1)).toFixed(1) + ',' + y(v));
   let line = svg.querySelector('polyline');
   if (!line) {
     line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
