@@ -8,7 +8,9 @@ package ui_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -208,6 +210,21 @@ func (h *hotswap) call(method, path, body, key string) int {
 	return resp.StatusCode
 }
 
+// get decodes the answer to a GET with key into v.
+func (h *hotswap) get(path, key string, v any) {
+	h.t.Helper()
+	req, _ := http.NewRequest("GET", h.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != 200 {
+		h.t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+	}
+}
+
 func (h *hotswap) chat(model string) int {
 	return h.call("POST", "/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`, userKey)
 }
@@ -354,6 +371,9 @@ models:
   broken:
     cmd: MOCK -port ${PORT} -model ${MODEL} -no-such-flag
     memory: {ram: 10MiB}
+  huge:
+    cmd: MOCK -port ${PORT} -model ${MODEL}
+    memory: {ram: 64TiB}
 modes:
   solo: [beta]
 `
@@ -366,7 +386,7 @@ func TestStatusPage(t *testing.T) {
 
 	t.Run("models and memory bars", func(t *testing.T) {
 		p.t = t
-		for _, m := range []string{"alpha", "beta", "gamma", "broken"} {
+		for _, m := range []string{"alpha", "beta", "gamma", "broken", "huge"} {
 			p.waitFor("model "+m, state(m)+` === "stopped"`, 10*time.Second)
 		}
 		p.waitFor("the RAM bar", `!!document.querySelector('#memory .device[data-device="ram"] .bar .seg.free')`, 10*time.Second)
@@ -392,6 +412,18 @@ func TestStatusPage(t *testing.T) {
 			t.Error("the page was reloaded")
 		}
 		p.waitFor("alpha's share of the RAM bar", `!!document.querySelector('#memory .seg.model[data-model="alpha"]')`, 10*time.Second)
+		// The bar matches /admin/memory (measured again between the two
+		// reads: the mock's RSS moves a little).
+		var mem []struct {
+			Device string           `json:"device"`
+			UsedBy map[string]int64 `json:"used_by"`
+		}
+		h.get("/admin/memory", adminKey, &mem)
+		shown := eval[float64](p, `Number(document.querySelector('#memory .device[data-device="ram"] .seg.model[data-model="alpha"]').dataset.bytes)`)
+		if len(mem) == 0 || mem[0].Device != "ram" || mem[0].UsedBy["alpha"] == 0 ||
+			math.Abs(shown-float64(mem[0].UsedBy["alpha"])) > 0.2*float64(mem[0].UsedBy["alpha"]) {
+			t.Errorf("the bar shows alpha using %.0f bytes; /admin/memory says %+v", shown, mem)
+		}
 		p.waitFor("alpha's ttl counting down", `(document.querySelector('#models tr[data-model="alpha"] .ttl').textContent || "").includes("min")`, 5*time.Second)
 	})
 
@@ -408,6 +440,10 @@ func TestStatusPage(t *testing.T) {
 		// A refusal says why, with the figures.
 		h.call("POST", "/admin/models/broken/load", "", adminKey)
 		p.waitFor("broken's failure", `[...document.querySelectorAll('#activity li[data-type="fail"][data-model="broken"]')].length > 0`, 10*time.Second)
+		if code := h.chat("huge"); code != 503 {
+			t.Errorf("huge: %d", code)
+		}
+		p.waitFor("huge's refusal, with the figures", `[...document.querySelectorAll('#activity li[data-type="refuse"][data-model="huge"]')].some(li => li.textContent.includes("needs 64TiB of ram but only"))`, 10*time.Second)
 		p.waitFor("broken failed, with back-off", state("broken")+`.startsWith("failed, retry in")`, 10*time.Second)
 		if why := eval[string](p, `document.querySelector('#models tr[data-model="broken"] .why').textContent`); !strings.Contains(why, "no-such-flag") {
 			t.Errorf("broken's reason shows %q, want the backend's own words", why)
