@@ -196,8 +196,9 @@ func (h *Hub) Subscribe(n int, logs bool) *Subscription {
 // for an ID from before this hub), oldest first: with the stream they
 // miss nothing and repeat nothing. If some of those are no longer kept,
 // or after is from before this hub, the first returned is a Dropped
-// event (its count is that of the IDs missed, log lines included). Log lines are kept only from when a watcher first asked for them
-// (before that nobody paid for making them).
+// event (its count is that of the IDs missed, log lines included). Log
+// lines are made, and so kept, only while some watcher asks for them:
+// otherwise nobody pays for making them.
 func (h *Hub) SubscribeAfter(n int, logs bool, after uint64) (*Subscription, []Event) {
 	s := &Subscription{h: h, c: make(chan Event, n), logs: logs}
 	h.mu.Lock()
