@@ -53,14 +53,20 @@ func (s *Server) adminAuthorized(ctx *fasthttp.RequestCtx) bool {
 
 // sameOrigin reports whether a browser's request comes from a page of
 // this host: it has no Origin (browsers send one with every POST, and
-// with cross-origin reads) or one whose host is the one asked.
+// with cross-origin reads) or one whose host is the one asked, directly
+// or (behind a reverse proxy) as X-Forwarded-Host. A page elsewhere
+// cannot set that header without a preflight, which /admin refuses.
 func sameOrigin(ctx *fasthttp.RequestCtx) bool {
 	origin := ctx.Request.Header.Peek("Origin")
 	if len(origin) == 0 {
 		return true
 	}
 	u, err := url.Parse(string(origin))
-	return err == nil && u.Host != "" && u.Host == string(ctx.Host())
+	if err != nil || u.Host == "" {
+		return false
+	}
+	fwd := ctx.Request.Header.Peek("X-Forwarded-Host")
+	return u.Host == string(ctx.Host()) || (len(fwd) > 0 && u.Host == string(fwd))
 }
 
 // handleUI serves /ui/ and its files, the sign-in form and sign-out.

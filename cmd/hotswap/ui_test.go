@@ -101,6 +101,17 @@ func TestStatusPageAccess(t *testing.T) {
 	if code, body, _ := same.do("POST", "/admin/unload", "", "Cookie", cookie, "Origin", "http://evil.example"); code != 401 {
 		t.Errorf("a command from another site with the cookie: %d %s", code, body)
 	}
+	// Behind a reverse proxy, the page's origin is the proxy's host.
+	if code, body, _ := same.do("POST", "/admin/models/b/load", "", "Cookie", cookie, "Origin", "https://models.example",
+		"X-Forwarded-Host", "models.example"); code != 200 {
+		t.Errorf("a load from the page behind a proxy: %d %s", code, body)
+	}
+	// Another site cannot make a browser send that header: its preflight
+	// is refused.
+	if code, _, _ := same.do("OPTIONS", "/admin/unload", "", "Origin", "http://evil.example",
+		"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "x-forwarded-host"); code < 400 {
+		t.Errorf("a preflight for the admin API: %d", code)
+	}
 	if running := (client{t, base, "admin-key"}).running(); running["b"].State != "ready" {
 		t.Errorf("another site's command went through: %+v", running)
 	}
