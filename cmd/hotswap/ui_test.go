@@ -23,9 +23,11 @@ var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request
 func TestStatusPageAccess(t *testing.T) {
 	b := build(t)
 	_, base := start(t, b, writeConfig(t, b, adminConfig))
-	get := func(path string, header ...string) *http.Response {
+	// send sends a request with the headers given (name, value, ...),
+	// without following a redirect.
+	send := func(method, path, body string, header ...string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest("GET", base+path, nil)
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		for i := 0; i+1 < len(header); i += 2 {
 			req.Header.Set(header[i], header[i+1])
 		}
@@ -36,19 +38,14 @@ func TestStatusPageAccess(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
+	get := func(path string, header ...string) *http.Response {
+		t.Helper()
+		return send("GET", path, "", header...)
+	}
 	signIn := func(key string, header ...string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest("POST", base+"/ui/login", strings.NewReader(url.Values{"key": {key}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := noRedirect.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
+		return send("POST", "/ui/login", url.Values{"key": {key}}.Encode(),
+			append([]string{"Content-Type", "application/x-www-form-urlencoded"}, header...)...)
 	}
 
 	// A browser without the cookie is sent to sign in; a script is told.
@@ -135,12 +132,7 @@ func TestStatusPageAccess(t *testing.T) {
 		t.Errorf("POST /ui/: %d", code)
 	}
 	// Signing out ends the cookie in the browser.
-	req, _ := http.NewRequest("POST", base+"/ui/logout", nil)
-	out, err := noRedirect.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out.Body.Close()
+	out := send("POST", "/ui/logout", "")
 	if out.StatusCode != 303 || len(out.Cookies()) != 1 || out.Cookies()[0].Value != "" || !out.Cookies()[0].Expires.Before(time.Now()) {
 		t.Errorf("sign out: %d %v", out.StatusCode, out.Cookies())
 	}
