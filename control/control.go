@@ -210,13 +210,15 @@ type Running struct {
 	VRAM         int64    `json:"vram"` // measured
 	// Declared* is the config's memory; Need* what planning counts: the
 	// declaration raised to the learned footprint.
-	DeclaredRAM  int64     `json:"declared_ram"`
-	DeclaredVRAM int64     `json:"declared_vram"`
-	NeedRAM      int64     `json:"need_ram"`
-	NeedVRAM     int64     `json:"need_vram"`
-	InFlight     int       `json:"in_flight"`
-	Queued       int64     `json:"queued"`
-	LastUsed     time.Time `json:"last_used,omitzero"`
+	DeclaredRAM  int64 `json:"declared_ram"`
+	DeclaredVRAM int64 `json:"declared_vram"`
+	NeedRAM      int64 `json:"need_ram"`
+	NeedVRAM     int64 `json:"need_vram"`
+	// Parallel is how many requests its backend is sent at once.
+	Parallel int       `json:"parallel"`
+	InFlight int       `json:"in_flight"`
+	Queued   int64     `json:"queued"`
+	LastUsed time.Time `json:"last_used,omitzero"`
 	// UptimeSeconds counts from the process's start.
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	// TTLSeconds is the model's ttl (absent without one); TTLLeftSeconds
@@ -257,7 +259,7 @@ func (c *Controller) Models() []Running {
 		r := Running{Model: id, State: st.State.String(), Kind: m.Kind, Pinned: m.Pinned, Pid: st.Pid,
 			Port: st.Port, Device: st.Device, RAM: st.Usage.RAM, VRAM: st.Usage.TotalVRAM(),
 			DeclaredRAM: m.Memory.RAM, DeclaredVRAM: m.Memory.VRAM, NeedRAM: st.Need.RAM,
-			NeedVRAM: st.Need.VRAM, InFlight: st.InFlight, LastUsed: st.LastUsed,
+			NeedVRAM: st.Need.VRAM, Parallel: m.Parallel, InFlight: st.InFlight, LastUsed: st.LastUsed,
 			TTLSeconds: m.TTL.Seconds()}
 		if !st.Since.IsZero() {
 			in := now.Sub(st.Since).Seconds()

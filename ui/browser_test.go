@@ -404,6 +404,7 @@ func TestStatusPage(t *testing.T) {
 		done := make(chan int, 1)
 		go func() { done <- h.chat("alpha") }()
 		p.waitFor("alpha starting, with its time", state("alpha")+`.startsWith("starting ")`, 10*time.Second)
+		p.waitFor("what the chat waits for", `document.querySelector('#models tr[data-model="alpha"] .queued').textContent === "1waiting for its load"`, 5*time.Second)
 		p.waitFor("alpha ready", state("alpha")+` === "ready"`, 15*time.Second)
 		if code := <-done; code != 200 {
 			t.Errorf("the chat got %d", code)

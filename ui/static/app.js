@@ -141,6 +141,7 @@ function modelRow(m) {
     cell('inflight', 'in flight'), cell('queued', 'queued'), cell('lastused', 'last used'), cell('ttl', 'ttl left'),
     el('td', {class: 'actions'}, load, unload));
   cells.model.append(el('span', {class: 'name'}, m.model), el('span', {class: 'kind'}));
+  cells.queued.append(el('span', {class: 'n'}), el('span', {class: 'why waits'}));
   cells.state.append(el('span', {class: 'state'}), el('span', {class: 'why'}),
     el('details', {class: 'full', hidden: true}, el('summary', {}, 'full error'), el('pre', {})));
   return {tr, cells};
@@ -215,7 +216,8 @@ function fillModel(r) {
   setText(c.memory, mem);
   c.memory.title = 'planned for ' + bytes((m.need_ram || 0) + (m.need_vram || 0)) + ' (the declaration raised to the largest footprint measured)';
   setText(c.inflight, String(m.in_flight || 0));
-  setText(c.queued, String(m.queued || 0));
+  setText(c.queued.querySelector('.n'), String(m.queued || 0));
+  setText(c.queued.querySelector('.waits'), waitingFor(m));
   setText(c.lastused, m.last_used ? ago(m.last_used) : 'never');
   let ttl = '';
   if (m.ttl_left_seconds !== undefined) {
@@ -232,6 +234,19 @@ function shortError(s) {
   const i = s.indexOf('; last output:');
   if (s.length < 200 || i < 0) return s;
   return s.slice(0, i) + ' … ' + s.slice(s.lastIndexOf(' | ') + 3);
+}
+
+// waitingFor says what a model's queued requests wait for.
+function waitingFor(m) {
+  if (!m.queued) return '';
+  switch (m.state) {
+  case 'starting': return 'waiting for its load';
+  case 'ready': return m.in_flight >= m.parallel ? 'all ' + m.parallel + ' of its slots are busy' : 'being handed over';
+  case 'draining':
+  case 'stopping': return 'waiting for it to stop, then start again';
+  case 'failed': return 'refused until its retry';
+  }
+  return 'waiting to be swapped in (under the batch policy, up to max_wait while loaded models are served)';
 }
 
 // ---- memory ----
