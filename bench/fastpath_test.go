@@ -302,6 +302,12 @@ func BenchmarkStreamsRSS(b *testing.B) {
 		anon = append(anon, float64(rss(b, hs.pid, "RssAnon"))/(1<<20))
 		cancel()
 		done.Wait()
+		// hotswap lets a stream go when its next write finds the client
+		// gone (here within a second): the next round starts once all
+		// have, or it would queue behind them.
+		if !mocktest.Eventually(30*time.Second, func() bool { return inFlight(backend) == 0 }) {
+			b.Errorf("%d streams still in flight after the round", inFlight(backend))
+		}
 	}
 	b.StopTimer()
 	b.ReportMetric(median(before), "MiB-idle")
