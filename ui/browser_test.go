@@ -518,6 +518,46 @@ func TestStatusPage(t *testing.T) {
 		p.waitFor("the requests plotted", `Number(document.querySelector('#plot-requests').dataset.max) > 0 && !!document.querySelector('#plot-requests polyline')`, 15*time.Second)
 	})
 
+	t.Run("a GPU's bar", func(t *testing.T) {
+		p.t = t
+		// This machine has no GPU: the page is given /admin/memory as
+		// hotswap reports it on one with an H200, alpha on both devices.
+		eval[bool](p, `(() => {
+			const real = window.fetch;
+			window.__realFetch = real;
+			const gib = 1 << 30;
+			const devices = [
+				{device: "ram", total: 64 * gib, free: 40 * gib, reserve: gib, used_by: {alpha: 2 * gib}, used: 2 * gib, reserved: 0, available: 39 * gib},
+				{device: "gpu0", name: "NVIDIA H200", total: 140 * gib, free: 100 * gib, reserve: gib / 2, used_by: {alpha: 30 * gib, beta: 8 * gib},
+				 used: 38 * gib, reserved: 0, available: 99.5 * gib},
+			];
+			window.fetch = (url, opts) => String(url).startsWith("/admin/memory") ?
+				Promise.resolve(new Response(JSON.stringify(devices), {headers: {"Content-Type": "application/json"}})) : real(url, opts);
+			return true;
+		})()`)
+		gpu := `#memory .device[data-device="gpu0"]`
+		p.waitFor("the GPU's bar", `!!document.querySelector('`+gpu+` .seg.model[data-model="beta"]')`, 10*time.Second)
+		if got := eval[string](p, `document.querySelector('`+gpu+` strong').textContent`); got != "gpu0 · NVIDIA H200" {
+			t.Errorf("the GPU is named %q", got)
+		}
+		// Shares in proportion to the device, the reserve, what is free;
+		// a model has the same colour on every device.
+		width := func(sel string) float64 {
+			return eval[float64](p, `parseFloat(document.querySelector('`+gpu+` `+sel+`').style.width)`)
+		}
+		if a, b := width(`.seg.model[data-model="alpha"]`), width(`.seg.model[data-model="beta"]`); math.Abs(a-100*30.0/140) > 0.01 || math.Abs(b-100*8.0/140) > 0.01 {
+			t.Errorf("alpha and beta take %.2f%% and %.2f%% of the GPU's bar", a, b)
+		}
+		if r, f := width(`.seg.reserve`), width(`.seg.free`); math.Abs(r-100*0.5/140) > 0.01 || math.Abs(f-100*99.5/140) > 0.01 {
+			t.Errorf("reserve %.2f%%, free %.2f%%", r, f)
+		}
+		if !eval[bool](p, `document.querySelector('`+gpu+` .seg[data-model="alpha"]').style.background === document.querySelector('#memory .device[data-device="ram"] .seg[data-model="alpha"]').style.background`) {
+			t.Error("alpha has two colours")
+		}
+		eval[bool](p, `window.fetch = window.__realFetch, true`)
+		p.waitFor("the real memory again", `!document.querySelector('`+gpu+`')`, 10*time.Second)
+	})
+
 	t.Run("screenshot", func(t *testing.T) {
 		p.t = t
 		p.screenshot("status-page.png")
