@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/hotswap/hotswap/internal/mocktest"
@@ -233,6 +234,9 @@ func (h *hotswap) chat(model string) int {
 type page struct {
 	t   *testing.T
 	ctx context.Context
+
+	mu     sync.Mutex
+	thrown []string // the page's uncaught exceptions
 }
 
 func newPage(t *testing.T, width, height int) *page {
@@ -245,16 +249,43 @@ func newPage(t *testing.T, width, height int) *page {
 	)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
+	p := &page{t: t, ctx: ctx}
+	watched := make(chan struct{})
 	t.Cleanup(func() {
+		// Whatever else a test checked, the page's script must not have
+		// failed anywhere.
+		p.mu.Lock()
+		for _, e := range p.thrown {
+			t.Errorf("the page threw: %s", e)
+		}
+		p.mu.Unlock()
 		cancel()
 		cancelAlloc()
+		<-watched
 	})
 	// The first call starts the browser, which lives as long as the
 	// context of that call: this one, not one of the timed ones below.
 	if err := chromedp.Do(ctx); err != nil {
+		close(watched)
 		t.Fatalf("starting %s: %v", browser, err)
 	}
-	p := &page{t: t, ctx: ctx}
+	thrown := chromedp.Events(ctx, cdpruntime.ExceptionThrown)
+	go func() {
+		defer close(watched)
+		for ev, err := range thrown {
+			if err != nil {
+				return
+			}
+			d := ev.ExceptionDetails
+			what := d.Text
+			if d.Exception != nil && d.Exception.Description != "" {
+				what += " " + d.Exception.Description
+			}
+			p.mu.Lock()
+			p.thrown = append(p.thrown, fmt.Sprintf("%s (%s:%d)", what, d.URL, d.LineNumber+1))
+			p.mu.Unlock()
+		}
+	}()
 	p.do(chromedp.EmulateViewport(int64(width), int64(height)))
 	return p
 }
