@@ -696,5 +696,14 @@ func TestStatusPageWithFiftyModels(t *testing.T) {
 	if !eval[bool](p, `[...document.querySelectorAll('#models tbody tr')].map(r => r.dataset.model).join() === Array.from({length: 50}, (_, i) => "model-" + String(i).padStart(2, "0")).join()`) {
 		t.Error("rows out of order")
 	}
+	// The filter box narrows the list as one types.
+	p.do(chromedp.SendKeys(chromedp.CSS("#model-filter"), "model-4"))
+	p.waitFor("ten rows shown", `[...document.querySelectorAll('#models tbody tr')].filter(r => !r.hidden).map(r => r.dataset.model).join() === "model-40,model-41,model-42,model-43,model-44,model-45,model-46,model-47,model-48,model-49"`, 5*time.Second)
+	// and keeps them so while the page updates.
+	before := eval[int](p, `Number(document.body.dataset.refreshes)`)
+	p.waitFor("another read", fmt.Sprintf(`Number(document.body.dataset.refreshes) > %d`, before), 10*time.Second)
+	if n := eval[int](p, `[...document.querySelectorAll('#models tbody tr')].filter(r => !r.hidden).length`); n != 10 {
+		t.Errorf("after a read, %d rows shown", n)
+	}
 	h.call("POST", "/admin/unload", "", "")
 }

@@ -167,6 +167,7 @@ function renderModels(list) {
     if (want !== r.tr) tbody.insertBefore(r.tr, want);
     prev = r.tr;
     fillModel(r);
+    r.tr.hidden = !matchesFilter(m.model);
   }
   for (const [id, r] of rows) {
     if (!seen.has(id)) {
@@ -176,6 +177,17 @@ function renderModels(list) {
   }
   setText($('#models-count'), '(' + list.length + ', ' + list.filter(m => m.state === 'ready').length + ' ready)');
   updateLogFilter(list.map(m => m.model));
+}
+
+// matchesFilter reports whether a model is shown under the filter box's
+// text (a part of its name, any case).
+function matchesFilter(id) {
+  const f = $('#model-filter').value.trim().toLowerCase();
+  return !f || id.toLowerCase().includes(f);
+}
+
+function filterModels() {
+  for (const [id, r] of rows) r.tr.hidden = !matchesFilter(id);
 }
 
 // fillModel writes a row from its data, with times counted on from when
@@ -574,6 +586,7 @@ function tick() {
 
 function start() {
   $('#log-filter').addEventListener('change', filterLines);
+  $('#model-filter').addEventListener('input', filterModels);
   $('#restore').addEventListener('click', (ev) => act(ev.currentTarget, 'POST', '/admin/modes/restore'));
   // The sign-out form is for when hotswap asks for a key.
   fetch('/ui/session', {credentials: 'same-origin'}).then(r => r.json()).then(s => {
