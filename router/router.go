@@ -53,8 +53,8 @@ func (e *QueueFullError) Unwrap() error { return ErrQueueFull }
 
 // Backends is what the router needs of the swapper. None of it waits.
 type Backends interface {
-	// TryLease leases model's backend if it is ready.
-	TryLease(model string) (*swapper.Lease, bool)
+	// TryLease leases model's backend into l if it is ready.
+	TryLease(model string, l *swapper.Lease) bool
 	// Start decides how model comes in and starts carrying it out.
 	Start(model string, p swapper.Policy) (swapper.Decision, error)
 	// State is model's state now.
@@ -140,7 +140,7 @@ func (r *Router) Enqueue(ctx context.Context, model string) (*Ticket, error) {
 	if _, ok := (*r.stats.Load())[model]; !ok {
 		return nil, fmt.Errorf("%w: %q", swapper.ErrUnknownModel, model)
 	}
-	t := &Ticket{r: r, model: model, ctx: ctx, enqueued: r.clock.Now(), signal: make(chan struct{}, 1),
+	t := &Ticket{r: r, model: model, ctx: ctx, enqueued: r.clock.Now(),
 		queueTimeout: time.Duration(r.queueTimeout.Load())}
 	if !r.send(event{kind: evArrive, t: t}) {
 		return nil, swapper.ErrClosed

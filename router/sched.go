@@ -119,7 +119,10 @@ func (s *sched) handle(ev event, now time.Time) {
 // decide tells the ticket's owner: a lease, or refused with err.
 func (s *sched) decide(t *Ticket, l *swapper.Lease, err error) {
 	t.granted, t.err = l, err
-	t.signal <- struct{}{}
+	t.ready.Store(true)
+	if t.signal != nil {
+		t.signal <- struct{}{}
+	}
 }
 
 func (m *mstate) publish() {
@@ -231,8 +234,8 @@ func (s *sched) waitingByAge() []*mstate {
 // serve leases m's backend to its queue, up to its parallel setting.
 func (s *sched) serve(m *mstate, now time.Time) {
 	for len(m.queue) > 0 && m.inflight < m.parallel {
-		l, ok := s.b.TryLease(m.id)
-		if !ok {
+		l := &m.queue[0].slease
+		if !s.b.TryLease(m.id, l) {
 			return
 		}
 		s.grant(m, l, now)

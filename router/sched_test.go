@@ -19,11 +19,8 @@ type fakeBackends struct {
 	started  []string // models Start began, in order
 }
 
-func (f *fakeBackends) TryLease(model string) (*swapper.Lease, bool) {
-	if f.states[model] != swapper.Ready {
-		return nil, false
-	}
-	return new(swapper.Lease), true
+func (f *fakeBackends) TryLease(model string, _ *swapper.Lease) bool {
+	return f.states[model] == swapper.Ready
 }
 
 func (f *fakeBackends) State(model string) swapper.State { return f.states[model] }
@@ -325,12 +322,12 @@ type oneAtATime struct {
 
 const loadTime = 50 * time.Millisecond
 
-func (m *oneAtATime) TryLease(model string) (*swapper.Lease, bool) {
+func (m *oneAtATime) TryLease(model string, _ *swapper.Lease) bool {
 	if m.states[model] != swapper.Ready {
-		return nil, false
+		return false
 	}
 	m.inflight[model]++
-	return new(swapper.Lease), true
+	return true
 }
 
 func (m *oneAtATime) State(model string) swapper.State { return m.states[model] }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hotswap/hotswap/clock"
@@ -36,13 +37,19 @@ type Ticket struct {
 	// queueTimeout is the router's when the request arrived.
 	queueTimeout time.Duration
 
-	// signal receives one value when sched has decided: a lease, or
-	// refused with err. The fields below it are written by sched before
-	// that send and read by the owner after it.
+	// ready is set by sched once it has decided: a lease (granted), or
+	// refused with err, both written before it. signal, made only when
+	// the owner has to wait, then receives one value. sched decides, and
+	// the owner makes signal, under the router's lock: a request whose
+	// backend is free is served without a channel.
+	ready   atomic.Bool
 	signal  chan struct{}
 	granted *swapper.Lease
 	err     error
 	phase   phaseValue
+	// slease is where sched leases the backend on the fast path: part of
+	// the ticket, so that a request costs one allocation fewer.
+	slease swapper.Lease
 
 	// Owned by sched.
 	queued bool
@@ -79,9 +86,7 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 	if t.lease != nil || t.finalErr != nil {
 		return t.lease, t.finalErr
 	}
-	select {
-	case <-t.signal:
-	default:
+	if !t.ready.Load() && t.mustWait() {
 		// The interval's timer is made only once a wait is certain: a
 		// ready backend with a free slot is handed over without one.
 		var tick <-chan time.Time
@@ -109,11 +114,27 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 	return l, nil
 }
 
+// mustWait makes the ticket's signal unless sched has decided already,
+// and reports whether the owner has to wait for it.
+func (t *Ticket) mustWait() bool {
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	if t.ready.Load() {
+		return false
+	}
+	if t.signal == nil {
+		t.signal = make(chan struct{}, 1)
+	}
+	return true
+}
+
 // leave takes a request that gave up out of its queue. sched may have
 // decided meanwhile; then a lease is handed back.
 func (t *Ticket) leave(err error) error {
+	// sched decides on the cancel if it had not before (a closed router
+	// has refused every request it held), under the lock send takes: the
+	// answer is there when send returns.
 	t.r.send(event{kind: evCancel, t: t, err: err})
-	<-t.signal
 	t.decided = true
 	if t.granted != nil {
 		t.lease0().Release()

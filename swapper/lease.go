@@ -60,21 +60,26 @@ func (l *Lease) Release() {
 // router's one question on the fast path, and the answer cannot go stale:
 // a backend leased here is stopped only once the lease is released (or
 // past the drain timeout).
-func (s *Swapper) TryLease(model string) (*Lease, bool) {
+//
+// The lease is made in l, which must be a Lease never used before: the
+// router keeps it in the request's ticket, so that the fast path does not
+// allocate one.
+func (s *Swapper) TryLease(model string, l *Lease) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.backends[model]
 	if !ok || b.state != Ready || s.closed {
-		return nil, false
+		return false
 	}
-	return s.leaseLocked(b), true
+	s.leaseLocked(b, l)
+	return true
 }
 
-func (s *Swapper) leaseLocked(b *backend) *Lease {
+func (s *Swapper) leaseLocked(b *backend, l *Lease) {
 	b.cur.inflight++
 	b.lastUsed = s.clock.Now()
 	s.lru.Add(b.model.ID, struct{}{})
-	return &Lease{s: s, b: b, inst: b.cur}
+	l.s, l.b, l.inst = s, b, b.cur
 }
 
 // Acquire returns once model's backend is ready, starting it if need be,
@@ -97,7 +102,8 @@ func (s *Swapper) acquire(ctx context.Context, model string, p Policy) (*Lease, 
 			s.mu.Unlock()
 			return nil, ErrClosed
 		case b.state == Ready:
-			l := s.leaseLocked(b)
+			l := new(Lease)
+			s.leaseLocked(b, l)
 			s.mu.Unlock()
 			return l, nil
 		}
