@@ -90,7 +90,7 @@ func (s *Server) adminAnswer(ctx *fasthttp.RequestCtx, v any, err error) {
 		return
 	}
 	s.writeJSON(ctx, v)
-	s.logRequest(ctx, "", fasthttp.StatusOK, len(ctx.Response.Body()), nil)
+	s.logRead(ctx, fasthttp.StatusOK, len(ctx.Response.Body()))
 }
 
 // adminModel serves /admin/models/{model}/load and .../unload.
@@ -174,32 +174,29 @@ func (s *Server) adminEvents(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, "", unknownPath("/admin/events"))
 		return
 	}
-	since, replay := string(ctx.Request.Header.Peek("Last-Event-ID")), true
+	logs := ctx.QueryArgs().GetBool("logs")
+	since := string(ctx.Request.Header.Peek("Last-Event-ID"))
 	if since == "" {
 		since = string(ctx.QueryArgs().Peek("since"))
 	}
-	after, err := strconv.ParseUint(since, 10, 64)
-	switch {
-	case since == "":
-		replay = false
-	case err != nil:
-		s.fail(ctx, "", &apiError{Status: 400, Type: "invalid_request_error", Code: "invalid_value",
-			Message: "since (or Last-Event-ID) must be an event id: a whole number, 0 for all that is kept"})
-		return
-	}
-	logs := ctx.QueryArgs().GetBool("logs")
 	var sub *events.Subscription
 	var past []events.Event
-	if replay {
-		sub, past = s.events.SubscribeAfter(256, logs, after)
-	} else {
+	if since == "" {
 		sub = s.events.Subscribe(256, logs)
+	} else {
+		after, err := strconv.ParseUint(since, 10, 64)
+		if err != nil {
+			s.fail(ctx, "", &apiError{Status: 400, Type: "invalid_request_error", Code: "invalid_value",
+				Message: "since (or Last-Event-ID) must be an event id: a whole number, 0 for all that is kept"})
+			return
+		}
+		sub, past = s.events.SubscribeAfter(256, logs, after)
 	}
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.ImmediateHeaderFlush = true
 	done := s.done
-	s.logRequest(ctx, "", fasthttp.StatusOK, 0, nil)
+	s.logRead(ctx, fasthttp.StatusOK, 0)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer sub.Close()
 		tick := time.NewTicker(heartbeat)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
@@ -293,6 +294,11 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx, keys []string) bool {
 	if !ok {
 		return false
 	}
+	return oneOf(key, keys)
+}
+
+// oneOf reports whether key is one of keys, comparing in constant time.
+func oneOf(key []byte, keys []string) bool {
 	for _, k := range keys {
 		if subtle.ConstantTimeCompare(key, []byte(k)) == 1 {
 			return true
@@ -442,31 +448,34 @@ func (s *Server) failUnread(ctx *fasthttp.RequestCtx, ae *apiError, headersRead 
 	s.log.Info("request", fields...)
 }
 
-// quietRead reports whether the request is a look at hotswap itself (the
-// admin API's reads, the status page, a metrics scrape): pages and
-// scrapers ask every few seconds, and their lines would bury the
-// requests' own, so they are logged at debug.
-func quietRead(ctx *fasthttp.RequestCtx) bool {
-	if !ctx.IsGet() && !ctx.IsHead() {
-		return false
-	}
-	p := ctx.Path()
-	return bytes.HasPrefix(p, []byte("/admin/")) || bytes.HasPrefix(p, []byte("/ui")) || string(p) == "/metrics"
-}
-
 // logRequest writes the one line each request gets. Failures of hotswap or
 // a backend are warnings; a client's own mistakes are not.
 func (s *Server) logRequest(ctx *fasthttp.RequestCtx, model string, status, bytes int, err error) {
+	s.logLine(ctx, model, status, bytes, err, zap.InfoLevel)
+}
+
+// logRead is logRequest for a look at hotswap itself that succeeded (the
+// admin API's reads, the status page): pages and scrapers ask every few
+// seconds, and their lines would bury the requests' own, so they are
+// logged at debug. The handlers that serve them say so, so that the
+// proxy's own path does not look.
+func (s *Server) logRead(ctx *fasthttp.RequestCtx, status, bytes int) {
+	level := zap.InfoLevel
+	if status < 400 && (ctx.IsGet() || ctx.IsHead()) {
+		level = zap.DebugLevel
+	}
+	s.logLine(ctx, "", status, bytes, nil, level)
+}
+
+// logLine counts a request and logs it at level, or as a warning when
+// hotswap or a backend failed it.
+func (s *Server) logLine(ctx *fasthttp.RequestCtx, model string, status, bytes int, err error, level zapcore.Level) {
 	took := time.Since(ctx.Time())
 	if s.metrics != nil {
 		s.metrics.Request(model, endpointLabel(ctx.Path()), status, took)
 	}
-	level := zap.InfoLevel
-	switch {
-	case status >= 500 || (err != nil && status < 400):
+	if status >= 500 || (err != nil && status < 400) {
 		level = zap.WarnLevel
-	case status < 400 && quietRead(ctx):
-		level = zap.DebugLevel
 	}
 	// Checked first: at a level that does not log requests, the line
 	// costs nothing, not even its fields.

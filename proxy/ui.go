@@ -75,14 +75,12 @@ func (s *Server) handleUI(ctx *fasthttp.RequestCtx, path []byte) {
 	open := len(s.adminKeys()) == 0
 	switch {
 	case string(path) == "/ui":
-		ctx.Response.Header.Set("Location", "/ui/")
-		ctx.SetStatusCode(fasthttp.StatusMovedPermanently)
-		s.logRequest(ctx, "", fasthttp.StatusMovedPermanently, 0, nil)
+		s.redirect(ctx, "/ui/", fasthttp.StatusMovedPermanently)
 	case name == "login" && ctx.IsPost():
 		s.signIn(ctx)
 	case name == "login" && (ctx.IsGet() || ctx.IsHead()):
 		if open {
-			s.redirect(ctx, "/ui/")
+			s.redirect(ctx, "/ui/", fasthttp.StatusSeeOther)
 			return
 		}
 		s.page(ctx, fasthttp.StatusOK, "text/html; charset=utf-8", ui.Login(false))
@@ -92,11 +90,11 @@ func (s *Server) handleUI(ctx *fasthttp.RequestCtx, path []byte) {
 		c.SetPath("/")
 		c.SetExpire(fasthttp.CookieExpireDelete)
 		ctx.Response.Header.SetCookie(&c)
-		s.redirect(ctx, "/ui/login")
+		s.redirect(ctx, "/ui/login", fasthttp.StatusSeeOther)
 	case name == "session" && (ctx.IsGet() || ctx.IsHead()):
 		// Whether the page needs a key: it offers to sign out if so.
 		s.writeJSON(ctx, map[string]bool{"keys": !open})
-		s.logRequest(ctx, "", fasthttp.StatusOK, len(ctx.Response.Body()), nil)
+		s.logRead(ctx, fasthttp.StatusOK, len(ctx.Response.Body()))
 	case name == "login", name == "logout", name == "session":
 		s.fail(ctx, "", methodNotAllowed(map[string]string{"login": "GET or POST", "logout": "POST", "session": "GET"}[name]))
 	case !ctx.IsGet() && !ctx.IsHead():
@@ -104,7 +102,7 @@ func (s *Server) handleUI(ctx *fasthttp.RequestCtx, path []byte) {
 	case !s.adminAuthorized(ctx):
 		// A browser is sent to sign in; a script gets the API's error.
 		if name == "" && bytes.Contains(ctx.Request.Header.Peek("Accept"), []byte("text/html")) {
-			s.redirect(ctx, "/ui/login")
+			s.redirect(ctx, "/ui/login", fasthttp.StatusSeeOther)
 			return
 		}
 		s.fail(ctx, "", errUnauthorized)
@@ -121,22 +119,16 @@ func (s *Server) handleUI(ctx *fasthttp.RequestCtx, path []byte) {
 // signIn checks the form's key and, if it is an admin key, sets the
 // page's cookie.
 func (s *Server) signIn(ctx *fasthttp.RequestCtx) {
-	key := string(ctx.PostArgs().Peek("key"))
+	key := ctx.PostArgs().Peek("key")
 	keys := s.adminKeys()
-	ok := len(keys) == 0
-	for _, k := range keys {
-		if hmac.Equal([]byte(key), []byte(k)) {
-			ok = true
-		}
-	}
-	if !ok || !sameOrigin(ctx) {
+	if (len(keys) > 0 && !oneOf(key, keys)) || !sameOrigin(ctx) {
 		s.page(ctx, fasthttp.StatusUnauthorized, "text/html; charset=utf-8", ui.Login(true))
 		return
 	}
-	if key != "" {
+	if len(key) > 0 {
 		var c fasthttp.Cookie
 		c.SetKey(sessionCookie)
-		c.SetValueBytes(sessionToken(key))
+		c.SetValueBytes(sessionToken(string(key)))
 		c.SetPath("/")
 		c.SetHTTPOnly(true)
 		c.SetSameSite(fasthttp.CookieSameSiteStrictMode)
@@ -144,15 +136,15 @@ func (s *Server) signIn(ctx *fasthttp.RequestCtx) {
 		c.SetMaxAge(int((30 * 24 * time.Hour).Seconds()))
 		ctx.Response.Header.SetCookie(&c)
 	}
-	s.redirect(ctx, "/ui/")
+	s.redirect(ctx, "/ui/", fasthttp.StatusSeeOther)
 }
 
 // redirect sends the browser to to, a path: relative, so that it holds
 // behind a proxy that serves hotswap under another host.
-func (s *Server) redirect(ctx *fasthttp.RequestCtx, to string) {
+func (s *Server) redirect(ctx *fasthttp.RequestCtx, to string, status int) {
 	ctx.Response.Header.Set("Location", to)
-	ctx.SetStatusCode(fasthttp.StatusSeeOther)
-	s.logRequest(ctx, "", fasthttp.StatusSeeOther, 0, nil)
+	ctx.SetStatusCode(status)
+	s.logRead(ctx, status, 0)
 }
 
 // page answers with one of the page's files. The page loads only its
@@ -170,5 +162,5 @@ func (s *Server) page(ctx *fasthttp.RequestCtx, status int, contentType string, 
 	ctx.SetStatusCode(status)
 	ctx.SetContentType(contentType)
 	ctx.SetBody(body)
-	s.logRequest(ctx, "", status, len(body), nil)
+	s.logRead(ctx, status, len(body))
 }
