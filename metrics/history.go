@@ -2,8 +2,12 @@ package metrics
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // The status page plots the last minutes of traffic without a Prometheus
@@ -45,7 +49,7 @@ type history struct {
 // Sample ends an interval at now: the requests answered since the last
 // sample, and the queues as they are.
 func (m *Metrics) Sample(now time.Time) {
-	answered, failed := m.answered.Load(), m.failed.Load()
+	answered, failed := m.requestTotals()
 	p := Point{Time: now}
 	if q := m.q; q != nil {
 		m.mu.RLock()
@@ -76,6 +80,38 @@ func (m *Metrics) History() History {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return History{IntervalSeconds: h.interval.Seconds(), Points: append([]Point{}, h.points...)}
+}
+
+// requestTotals adds up hotswap_requests_total: every request answered,
+// and those with a status of 400 or more (or outside HTTP's range). It is
+// read from the counter the requests already count in, every interval,
+// so that the history costs the request path nothing.
+func (m *Metrics) requestTotals() (answered, failed uint64) {
+	ch := make(chan prometheus.Metric, 64)
+	go func() {
+		m.requests.Collect(ch)
+		close(ch)
+	}()
+	for pm := range ch {
+		var d dto.Metric
+		if pm.Write(&d) != nil {
+			continue
+		}
+		n := uint64(d.GetCounter().GetValue())
+		answered += n
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "status" && !isBelow400(l.GetValue()) {
+				failed += n
+			}
+		}
+	}
+	return answered, failed
+}
+
+// isBelow400 reports whether a status label is a status under 400.
+func isBelow400(label string) bool {
+	code, err := strconv.Atoi(label)
+	return err == nil && code < 400
 }
 
 // Record samples every interval until ctx ends.

@@ -76,10 +76,7 @@ type Metrics struct {
 	refusals     *prometheus.CounterVec
 	crashes      *prometheus.CounterVec
 
-	// answered and failed count every request, and those answered with a
-	// status of 400 or more, for the history.
-	answered, failed atomic.Uint64
-	history          history
+	history history
 }
 
 // Eviction reasons: what the swapper says, folded into label values.
@@ -209,10 +206,6 @@ func (m *Metrics) modelLocked(model string) string {
 
 // Request records a request answered with status after took.
 func (m *Metrics) Request(model, endpoint string, status int, took time.Duration) {
-	m.answered.Add(1)
-	if status >= 400 {
-		m.failed.Add(1)
-	}
 	endpoint = m.endpoints.get(endpoint)
 	code := other
 	// Anything outside the HTTP range is a bug somewhere, and must not
