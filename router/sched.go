@@ -88,11 +88,11 @@ func (s *sched) handle(ev event, now time.Time) {
 	switch ev.kind {
 	case evArrive:
 		if m == nil || m.emptied != nil {
-			s.decide(t, nil, fmt.Errorf("%w: %q was removed by a reload", swapper.ErrUnknownModel, t.model))
+			s.decide(t, fmt.Errorf("%w: %q was removed by a reload", swapper.ErrUnknownModel, t.model))
 			return
 		}
 		if len(m.queue) >= s.opts.QueueSize {
-			s.decide(t, nil, &QueueFullError{Model: m.id, Size: len(m.queue), RetryAfter: m.retryAfter(len(m.queue))})
+			s.decide(t, &QueueFullError{Model: m.id, Size: len(m.queue), RetryAfter: m.retryAfter(len(m.queue))})
 			return
 		}
 		t.queued = true
@@ -106,7 +106,7 @@ func (s *sched) handle(ev event, now time.Time) {
 		m.queue = slices.Delete(m.queue, i, i+1)
 		s.queued--
 		t.queued = false
-		s.decide(t, nil, ev.err)
+		s.decide(t, ev.err)
 	case evDone:
 		m.inflight--
 		m.lastDone = now
@@ -116,9 +116,10 @@ func (s *sched) handle(ev event, now time.Time) {
 	m.publish()
 }
 
-// decide tells the ticket's owner: a lease, or refused with err.
-func (s *sched) decide(t *Ticket, l *swapper.Lease, err error) {
-	t.granted, t.err = l, err
+// decide tells the ticket's owner: refused with err, or, with none, its
+// lease (made in the ticket by TryLease).
+func (s *sched) decide(t *Ticket, err error) {
+	t.err = err
 	t.ready.Store(true)
 	if t.signal != nil {
 		t.signal <- struct{}{}
@@ -150,7 +151,7 @@ func (s *sched) refuseAll(err error) {
 func (s *sched) refuse(m *mstate, err error) {
 	for _, t := range m.queue {
 		t.queued = false
-		s.decide(t, nil, err)
+		s.decide(t, err)
 	}
 	s.queued -= len(m.queue)
 	m.queue = nil
@@ -234,16 +235,15 @@ func (s *sched) waitingByAge() []*mstate {
 // serve leases m's backend to its queue, up to its parallel setting.
 func (s *sched) serve(m *mstate, now time.Time) {
 	for len(m.queue) > 0 && m.inflight < m.parallel {
-		l := &m.queue[0].slease
-		if !s.b.TryLease(m.id, l) {
+		if !s.b.TryLease(m.id, &m.queue[0].slease) {
 			return
 		}
-		s.grant(m, l, now)
+		s.grant(m)
 	}
 }
 
-// grant hands the head of m's queue its lease.
-func (s *sched) grant(m *mstate, l *swapper.Lease, now time.Time) {
+// grant hands the head of m's queue the lease TryLease made in its ticket.
+func (s *sched) grant(m *mstate) {
 	t := m.queue[0]
 	// Shifted rather than resliced, so that the queue keeps its array and
 	// the next request's append does not allocate (queues are short).
@@ -254,7 +254,7 @@ func (s *sched) grant(m *mstate, l *swapper.Lease, now time.Time) {
 	t.queued = false
 	m.inflight++
 	m.publish()
-	s.decide(t, l, nil)
+	s.decide(t, nil)
 }
 
 // start asks the swapper to bring m in, with what the router knows: which

@@ -37,17 +37,16 @@ type Ticket struct {
 	// queueTimeout is the router's when the request arrived.
 	queueTimeout time.Duration
 
-	// ready is set by sched once it has decided: a lease (granted), or
-	// refused with err, both written before it. signal, made only when
-	// the owner has to wait, then receives one value. sched decides, and
-	// the owner makes signal, under the router's lock: a request whose
-	// backend is free is served without a channel.
-	ready   atomic.Bool
-	signal  chan struct{}
-	granted *swapper.Lease
-	err     error
-	phase   phaseValue
-	// slease is where sched leases the backend on the fast path: part of
+	// ready is set by sched once it has decided: refused with err, or,
+	// with none, granted slease (both written before it). signal, made
+	// only when the owner has to wait, then receives one value. sched
+	// decides, and the owner makes signal, under the router's lock: a
+	// request whose backend is free is served without a channel.
+	ready  atomic.Bool
+	signal chan struct{}
+	err    error
+	phase  phaseValue
+	// slease is the lease sched grants, made here by TryLease: part of
 	// the ticket, so that a request costs one allocation fewer.
 	slease swapper.Lease
 
@@ -106,7 +105,7 @@ func (t *Ticket) Next(d time.Duration) (*Lease, error) {
 		}
 	}
 	t.decided = true
-	if t.granted == nil {
+	if t.err != nil {
 		return nil, t.finish(nil, t.err)
 	}
 	l := t.lease0()
@@ -136,9 +135,9 @@ func (t *Ticket) leave(err error) error {
 	// answer is there when send returns.
 	t.r.send(event{kind: evCancel, t: t, err: err})
 	t.decided = true
-	if t.granted != nil {
+	if t.err == nil {
 		t.lease0().Release()
-	} else if t.err != nil && !errors.Is(t.err, err) {
+	} else if !errors.Is(t.err, err) {
 		err = t.err // refused before it left: that is the answer
 	}
 	return t.finish(nil, err)
@@ -146,7 +145,7 @@ func (t *Ticket) leave(err error) error {
 
 // lease0 makes the ticket's own lease of what sched granted.
 func (t *Ticket) lease0() *Lease {
-	t.own.Lease, t.own.t, t.own.start = t.granted, t, t.r.clock.Now()
+	t.own.Lease, t.own.t, t.own.start = &t.slease, t, t.r.clock.Now()
 	return &t.own
 }
 
