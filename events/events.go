@@ -187,7 +187,17 @@ type Subscription struct {
 // Subscribe returns a stream of the events published from now on, log
 // lines included if logs is set, buffering up to n.
 func (h *Hub) Subscribe(n int, logs bool) *Subscription {
-	s, _ := h.SubscribeAfter(n, logs, h.Last())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.subscribeLocked(n, logs)
+}
+
+func (h *Hub) subscribeLocked(n int, logs bool) *Subscription {
+	s := &Subscription{h: h, c: make(chan Event, n), logs: logs}
+	h.subs[s] = struct{}{}
+	if logs {
+		h.logSubs.Add(1)
+	}
 	return s
 }
 
@@ -200,13 +210,9 @@ func (h *Hub) Subscribe(n int, logs bool) *Subscription {
 // lines are made, and so kept, only while some watcher asks for them:
 // otherwise nobody pays for making them.
 func (h *Hub) SubscribeAfter(n int, logs bool, after uint64) (*Subscription, []Event) {
-	s := &Subscription{h: h, c: make(chan Event, n), logs: logs}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.subs[s] = struct{}{}
-	if logs {
-		h.logSubs.Add(1)
-	}
+	s := h.subscribeLocked(n, logs)
 	if after >= h.last {
 		return s, nil
 	}

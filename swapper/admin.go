@@ -65,7 +65,17 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 	// Stopped alone would wait for ever when a stop and the next start
 	// follow each other under the lock, as they do for queued requests.
 	cur, dec := b.cur, b.start
-	for b.state != Stopped && !(cur != nil && isClosed(cur.gone)) && !(cur == nil && dec != nil && b.start != dec && b.cur == nil) {
+	ended := func() bool {
+		switch {
+		case b.state == Stopped:
+			return true
+		case cur != nil: // a process: its exit
+			return isClosed(cur.gone)
+		default: // a start not yet spawned: called off, and no other run since
+			return dec != nil && b.start != dec && b.cur == nil
+		}
+	}
+	for !ended() {
 		wait := b.changed
 		s.mu.Unlock()
 		select {
