@@ -190,9 +190,9 @@ func (c *Controller) loaded(cfg *config.Config, leaving bool) []string {
 	return out
 }
 
-// Running is one model as GET /admin/models shows it (and, for the ones
-// not stopped, GET /admin/running).
-type Running struct {
+// ModelStatus is one model as GET /admin/models shows it (and, for the
+// ones not stopped, GET /admin/running).
+type ModelStatus struct {
 	Model string `json:"model"`
 	// State is stopped, starting, ready, draining or stopping; or failed:
 	// stopped, and refused until RetryInSeconds have passed because its
@@ -231,8 +231,8 @@ type Running struct {
 
 // Running reports the models that are starting, ready, draining or
 // stopping, in configuration order.
-func (c *Controller) Running() []Running {
-	out := []Running{}
+func (c *Controller) Running() []ModelStatus {
+	out := []ModelStatus{}
 	for _, r := range c.Models() {
 		if r.State != "stopped" && r.State != "failed" {
 			out = append(out, r)
@@ -242,21 +242,21 @@ func (c *Controller) Running() []Running {
 }
 
 // Models reports every configured model, in configuration order.
-func (c *Controller) Models() []Running {
+func (c *Controller) Models() []ModelStatus {
 	cfg := c.config()
 	now := c.now()
 	byID := map[string]swapper.Status{}
 	for _, st := range c.opts.Lifecycle.Statuses() {
 		byID[st.Model] = st
 	}
-	out := make([]Running, 0, len(cfg.ModelIDs))
+	out := make([]ModelStatus, 0, len(cfg.ModelIDs))
 	for _, id := range cfg.ModelIDs {
 		m := cfg.Models[id]
 		st, ok := byID[id]
 		if !ok {
 			st = swapper.Status{Model: id, State: swapper.Stopped, Need: m.Memory}
 		}
-		r := Running{Model: id, State: st.State.String(), Kind: m.Kind, Pinned: m.Pinned, Pid: st.Pid,
+		r := ModelStatus{Model: id, State: st.State.String(), Kind: m.Kind, Pinned: m.Pinned, Pid: st.Pid,
 			Port: st.Port, Device: st.Device, RAM: st.Usage.RAM, VRAM: st.Usage.TotalVRAM(),
 			DeclaredRAM: m.Memory.RAM, DeclaredVRAM: m.Memory.VRAM, NeedRAM: st.Need.RAM,
 			NeedVRAM: st.Need.VRAM, Parallel: m.Parallel, InFlight: st.InFlight, LastUsed: st.LastUsed,

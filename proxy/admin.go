@@ -22,8 +22,8 @@ import (
 
 // Admin is what the admin API asks of the control plane.
 type Admin interface {
-	Running() []control.Running
-	Models() []control.Running
+	Running() []control.ModelStatus
+	Models() []control.ModelStatus
 	Memory(device string) ([]swapper.DeviceReport, error)
 	Load(ctx context.Context, model string) error
 	Unload(ctx context.Context, model string, force bool) error

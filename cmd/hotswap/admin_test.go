@@ -109,11 +109,11 @@ func errCode(b []byte) string {
 }
 
 // running is GET /admin/running, by model.
-func (c client) running() map[string]control.Running {
+func (c client) running() map[string]control.ModelStatus {
 	c.t.Helper()
-	var list []control.Running
+	var list []control.ModelStatus
 	c.json("GET", "/admin/running", "", 200, &list)
-	out := map[string]control.Running{}
+	out := map[string]control.ModelStatus{}
 	for _, r := range list {
 		out[r.Model] = r
 	}

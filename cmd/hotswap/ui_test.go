@@ -145,11 +145,11 @@ func TestAdminModelsAndHistory(t *testing.T) {
 modes:`, 1)))
 	admin := client{t, base, "admin-key"}
 	user := client{t, base, "user-key"}
-	models := func() map[string]control.Running {
+	models := func() map[string]control.ModelStatus {
 		t.Helper()
-		var list []control.Running
+		var list []control.ModelStatus
 		admin.json("GET", "/admin/models", "", 200, &list)
-		out := map[string]control.Running{}
+		out := map[string]control.ModelStatus{}
 		for i, r := range list {
 			out[r.Model] = r
 			if want := []string{"a", "b", "c", "huge", "broken"}[i]; r.Model != want {
