@@ -19,7 +19,6 @@ function el(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
     if (k === 'class') e.className = v;
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? '' : v);
   }
   for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
@@ -113,12 +112,10 @@ async function act(button, method, path) {
 
 const connection = {
   up: false,
-  since: Date.now(),
   set(up, why) {
     const c = $('#conn');
     if (up === this.up && c.textContent !== 'connecting…') return;
     this.up = up;
-    this.since = Date.now();
     c.classList.toggle('down', !up);
     setText(c, up ? 'live' : 'connection to hotswap lost' + (why ? ' (' + why + ')' : '') + ': reconnecting…');
   },
@@ -211,15 +208,13 @@ function fillModel(r) {
     detail = m.last_error || '';
   }
   setText(state, s);
-  setText(why, shortError(detail));
+  const short = shortError(detail);
+  setText(why, short);
   why.title = detail;
+  // The whole error, when the line shows only its ends.
   const full = c.state.querySelector('details');
-  if (shortError(detail) !== detail) {
-    setText(full.querySelector('pre'), detail);
-    full.hidden = false;
-  } else {
-    full.hidden = true;
-  }
+  full.hidden = short === detail;
+  setText(full.querySelector('pre'), full.hidden ? '' : detail);
   setText(c.device, m.device || '');
   const measured = (m.ram || 0) + (m.vram || 0);
   const declared = (m.declared_ram || 0) + (m.declared_vram || 0);
