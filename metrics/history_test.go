@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/metrics"
 	"github.com/hotswap/hotswap/router"
 )
@@ -55,10 +56,7 @@ func TestRecordSamplesUntilCancelled(t *testing.T) {
 		defer close(done)
 		m.Record(ctx, 10*time.Millisecond)
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(m.History().Points) < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond) // polling, bounded by the deadline
-	}
+	mocktest.Eventually(5*time.Second, func() bool { return len(m.History().Points) >= 2 })
 	cancel()
 	<-done
 	if h := m.History(); len(h.Points) < 2 || h.IntervalSeconds != 0.01 {

@@ -315,18 +315,15 @@ func eval[T any](p *page, script string) T {
 // showed.
 func (p *page) waitFor(what, script string, timeout time.Duration) {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var err error
+	if !mocktest.Eventually(timeout, func() bool {
 		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](script))
-		cancel()
-		if err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("waited %v for %s (last error: %v); the page said:\n%s", timeout, what, err, p.text())
-		}
-		time.Sleep(50 * time.Millisecond) // polling the page: see the deadline above
+		defer cancel()
+		var ok bool
+		ok, err = chromedp.Run(ctx, chromedp.Evaluate[bool](script))
+		return err == nil && ok
+	}) {
+		p.t.Fatalf("waited %v for %s (last error: %v); the page said:\n%s", timeout, what, err, p.text())
 	}
 }
 

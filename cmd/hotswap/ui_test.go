@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hotswap/hotswap/control"
+	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/metrics"
 )
 
@@ -186,14 +187,10 @@ modes:`, 1)))
 	// The history gets a point every 5 s, with the requests answered in
 	// it (the 503 above is an error).
 	var h metrics.History
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	mocktest.Eventually(15*time.Second, func() bool {
 		admin.json("GET", "/admin/history", "", 200, &h)
-		if len(h.Points) > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // polling, bounded by the deadline
-	}
+		return len(h.Points) > 0
+	})
 	if h.IntervalSeconds != 5 || len(h.Points) == 0 {
 		t.Fatalf("history: %+v", h)
 	}
