@@ -32,6 +32,10 @@ const (
 	DefaultIdleTimeout   = 2 * time.Minute
 	DefaultStallTimeout  = time.Minute
 	DefaultShutdownGrace = 10 * time.Second
+	// DefaultBodyMemory bounds the request bodies held at once; a
+	// max_body above half of it raises it (see Server.BodyMemory).
+	DefaultBodyMemory = 256 << 20
+	DefaultSessionTTL = 24 * time.Hour
 
 	DefaultPolicy       = PolicyBatch
 	DefaultMaxWait      = 30 * time.Second
@@ -72,6 +76,12 @@ type Config struct {
 	// CORSOrigins are the browser origins allowed to call /v1 (answering
 	// OPTIONS preflights); "*" allows any. Empty means none.
 	CORSOrigins []string
+	// AllowedHosts are the names, besides loopback names, IP addresses,
+	// the listen address's host and the machine's own name, that a
+	// request's Host may give: a page that rebinds its own name to this
+	// machine gets refused. "*" allows any; "*.example.com" any name
+	// under example.com. Lower case.
+	AllowedHosts []string
 	// MaxBody is the largest request body accepted, in bytes.
 	MaxBody int64
 	// Ports is the range ${PORT} is drawn from.
@@ -131,6 +141,12 @@ type Server struct {
 	// ShutdownGrace is how long answers in flight may run on once hotswap
 	// is told to stop.
 	ShutdownGrace time.Duration
+	// BodyMemory bounds the bytes of request bodies held at once, over
+	// all connections; a body that would pass it is refused (503) before
+	// it is read. Never less than MaxBody.
+	BodyMemory int64
+	// SessionTTL is how long the status page's sign-in lasts.
+	SessionTTL time.Duration
 }
 
 // Memory holds the memory planning settings.
@@ -212,7 +228,15 @@ type Model struct {
 	HealthTimeout     time.Duration
 	StopTimeout       time.Duration
 	UpstreamKeepalive time.Duration
+	// Headers are set on every request forwarded to the backend (its own
+	// API key, say), replacing what the client sent under those names.
+	// Their values may come from hotswap's environment (${env:NAME}), so
+	// that secrets stay out of the file; they are never logged.
+	Headers []Header
 }
+
+// Header is one header a model sets on the requests sent to its backend.
+type Header struct{ Name, Value string }
 
 // Default returns a Config with every default applied and no models.
 func Default() *Config {
@@ -230,6 +254,8 @@ func Default() *Config {
 			IdleTimeout:   DefaultIdleTimeout,
 			StallTimeout:  DefaultStallTimeout,
 			ShutdownGrace: DefaultShutdownGrace,
+			BodyMemory:    DefaultBodyMemory,
+			SessionTTL:    DefaultSessionTTL,
 		},
 		Memory: Memory{
 			ReserveRAM:  DefaultReserveRAM,

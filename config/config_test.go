@@ -152,7 +152,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}
 	wantServer := Server{HeaderTimeout: 10 * time.Second, BodyMinRate: 64 << 10, IdleTimeout: 2 * time.Minute,
-		StallTimeout: time.Minute, ShutdownGrace: 10 * time.Second}
+		StallTimeout: time.Minute, ShutdownGrace: 10 * time.Second, BodyMemory: 256 << 20, SessionTTL: 24 * time.Hour}
 	if c.Server != wantServer {
 		t.Errorf("Server = %+v, want %+v", c.Server, wantServer)
 	}
@@ -256,7 +256,7 @@ modes:
 		t.Errorf("Memory = %+v, want %+v", c.Memory, wantMem)
 	}
 	wantServer := Server{MaxConns: 500, MaxConnsPerIP: 50, HeaderTimeout: 5 * time.Second, BodyMinRate: 1 << 20,
-		IdleTimeout: 30 * time.Second, ShutdownGrace: time.Minute}
+		IdleTimeout: 30 * time.Second, ShutdownGrace: time.Minute, BodyMemory: 256 << 20, SessionTTL: 24 * time.Hour}
 	if c.Server != wantServer {
 		t.Errorf("Server = %+v, want %+v", c.Server, wantServer)
 	}

@@ -31,12 +31,14 @@ func (p *parser) config(doc *yaml.Node) *Config {
 	// come from top-level settings, and modes refer to models, wherever
 	// they appear in the file.
 	var models, modes *yaml.Node
+	bodyMemorySet := false
 	p.fields(root, "", map[string]setter{
 		"listen":             p.listen(&c.Listen),
 		"log_level":          p.oneOf(&c.LogLevel, "debug", "info", "warn", "error"),
 		"api_keys":           p.apiKeys(&c.APIKeys),
 		"admin_keys":         p.apiKeys(&c.AdminKeys),
 		"cors_origins":       p.origins(&c.CORSOrigins),
+		"allowed_hosts":      p.hosts(&c.AllowedHosts),
 		"max_body":           p.size(&c.MaxBody, false),
 		"ports":              p.ports(&c.Ports),
 		"health_timeout":     p.duration(&c.HealthTimeout, false),
@@ -51,6 +53,11 @@ func (p *parser) config(doc *yaml.Node) *Config {
 				"idle_timeout":     p.duration(&c.Server.IdleTimeout, false),
 				"stall_timeout":    p.duration(&c.Server.StallTimeout, true),
 				"shutdown_grace":   p.duration(&c.Server.ShutdownGrace, true),
+				"body_memory": func(v *yaml.Node, path string) {
+					bodyMemorySet = true
+					p.size(&c.Server.BodyMemory, false)(v, path)
+				},
+				"session_ttl": p.duration(&c.Server.SessionTTL, false),
 			})
 		},
 		"memory": func(v *yaml.Node, path string) {
@@ -77,6 +84,14 @@ func (p *parser) config(doc *yaml.Node) *Config {
 		"modes":  func(v *yaml.Node, _ string) { modes = v },
 	})
 
+	switch {
+	case !bodyMemorySet:
+		// Room for a few bodies of the largest size at once.
+		c.Server.BodyMemory = max(c.Server.BodyMemory, 2*c.MaxBody)
+	case c.Server.BodyMemory < c.MaxBody:
+		p.addf("server.body_memory", "%s is less than max_body (%s): a body max_body allows could never be read",
+			FormatSize(c.Server.BodyMemory), FormatSize(c.MaxBody))
+	}
 	if c.Server.MaxConns > 0 && c.Server.MaxConnsPerIP > c.Server.MaxConns {
 		p.addf("server.max_conns_per_ip", "%d is more than max_conns (%d)", c.Server.MaxConnsPerIP, c.Server.MaxConns)
 	}
@@ -121,8 +136,18 @@ func (p *parser) apiKeys(dst *[]string) setter {
 	return func(v *yaml.Node, path string) {
 		keys, ok := p.strList(v, path)
 		for i, k := range keys {
-			if strings.TrimSpace(k) == "" {
+			k, good := p.expandEnv(index(path, i), k)
+			keys[i] = k
+			switch {
+			case !good:
+				ok = false
+			case strings.TrimSpace(k) == "":
 				p.addf(index(path, i), "must not be empty")
+				ok = false
+			case strings.TrimSpace(k) != k || strings.ContainsFunc(k, unicode.IsControl):
+				// A client could never send it: headers lose the spaces
+				// at their ends and may not hold control characters.
+				p.addf(index(path, i), "must not start or end with a space nor hold control characters")
 				ok = false
 			}
 		}
@@ -251,6 +276,7 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 			"health_timeout":     p.duration(&m.HealthTimeout, false),
 			"stop_timeout":       p.duration(&m.StopTimeout, false),
 			"upstream_keepalive": p.duration(&m.UpstreamKeepalive, true),
+			"headers":            p.headers(&m.Headers),
 		})
 	}
 	if !hasCmd {

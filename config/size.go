@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 )
 
@@ -66,4 +67,22 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid size %q: too large", s)
 	}
 	return n.Int64(), nil
+}
+
+// FormatSize writes n in the largest binary unit that keeps one decimal
+// ("1.5GiB", "300MiB", "12B"): what ParseSize reads back.
+func FormatSize(n int64) string {
+	const unit = 1024
+	if n < unit && n > -unit {
+		return strconv.FormatInt(n, 10) + "B"
+	}
+	units := "KMGTPE"
+	v := float64(n)
+	i := -1
+	for (v >= unit || v <= -unit) && i < len(units)-1 {
+		v /= unit
+		i++
+	}
+	s := strconv.FormatFloat(v, 'f', 1, 64)
+	return strings.TrimSuffix(s, ".0") + units[i:i+1] + "iB"
 }

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/hotswap/hotswap/config"
 )
 
 // ramDevice is the index of system RAM in plans; GPUs use their own index.
@@ -294,19 +296,5 @@ func (e *InsufficientMemoryError) Error() string {
 	return b.String()
 }
 
-// FormatBytes writes n in the largest binary unit that keeps one decimal.
-func FormatBytes(n int64) string {
-	const unit = 1024
-	if n < unit && n > -unit {
-		return strconv.FormatInt(n, 10) + "B"
-	}
-	units := "KMGTPE"
-	v := float64(n)
-	i := -1
-	for (v >= unit || v <= -unit) && i < len(units)-1 {
-		v /= unit
-		i++
-	}
-	s := strconv.FormatFloat(v, 'f', 1, 64)
-	return strings.TrimSuffix(s, ".0") + units[i:i+1] + "iB"
-}
+// FormatBytes writes n as config.FormatSize does.
+func FormatBytes(n int64) string { return config.FormatSize(n) }
