@@ -82,6 +82,10 @@ type Metrics struct {
 // Eviction reasons: what the swapper says, folded into label values.
 var evictReasons = []string{"making_room", "ttl", "unload", other}
 
+// failCauses are the causes a fail event gives (the swapper's failCause),
+// each a series at zero from the start for every model.
+var failCauses = []string{"out_of_memory", "exited", "not_healthy", "memory_not_back", "not_started"}
+
 // New returns the metrics of a proxy serving models (the configured model
 // ids), reading src and q at scrape time; either may be nil, and its
 // metrics are then left out.
@@ -94,7 +98,7 @@ func New(models []string, src Source, q Queues) *Metrics {
 		q:         q,
 		reg:       prometheus.NewRegistry(),
 		endpoints: newLabelSet(maxEndpoints),
-		causes:    newLabelSet(maxCauses),
+		causes:    newLabelSet(maxCauses, failCauses...),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hotswap_requests_total",
 			Help: "Requests answered, by model, endpoint and HTTP status.",
@@ -170,12 +174,18 @@ func (m *Metrics) SetModels(models []string) {
 			m.deleteModel(id)
 		}
 	}
-	// Zeros, so that a dashboard shows a model that never started, crashed
-	// or was refused, and rate() sees the first one.
+	// Counters at zero, so that a dashboard shows a model that never
+	// started, failed, crashed or was refused, and rate() sees the first
+	// one. A model added by a reload gets them here too. (Histograms are
+	// left to their first observation: a series per bucket for every
+	// model would multiply what a scrape carries.)
 	for _, id := range ids {
 		m.starts.WithLabelValues(id)
 		m.crashes.WithLabelValues(id)
 		m.refusals.WithLabelValues(id)
+		for _, c := range failCauses {
+			m.failures.WithLabelValues(id, c)
+		}
 		for _, r := range evictReasons {
 			m.evictions.WithLabelValues(id, r)
 		}
@@ -333,9 +343,15 @@ type labelSet struct {
 	max  int
 }
 
-func newLabelSet(max int) *labelSet {
+// newLabelSet keeps known, and the first values given beyond them up to
+// max in all.
+func newLabelSet(max int, known ...string) *labelSet {
 	l := &labelSet{max: max}
-	l.seen.Store(&map[string]bool{})
+	seen := map[string]bool{}
+	for _, v := range known {
+		seen[v] = true
+	}
+	l.seen.Store(&seen)
 	return l
 }
 

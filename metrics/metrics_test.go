@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -442,6 +443,59 @@ func TestLive(t *testing.T) {
 	}
 	if got := value(t, f, "hotswap_models_loaded"); got != 1 {
 		t.Errorf("models_loaded = %v, want 1", got)
+	}
+}
+
+// TestCountersStartAtZero: every counter a dashboard plots per model is
+// there before anything happened, for the models configured at the start
+// and for one a reload adds; a removed model's series go.
+func TestCountersStartAtZero(t *testing.T) {
+	m := metrics.New([]string{"llama"}, nil, nil)
+	m.SetModels([]string{"llama", "added"})
+	// What a fail event can say (the swapper's causes, as the README lists
+	// them), and an eviction.
+	causes := []string{"out_of_memory", "exited", "not_healthy", "memory_not_back", "not_started"}
+	reasons := []string{"making_room", "ttl", "unload", "other"}
+	f := scrape(t, m)
+	for _, id := range []string{"llama", "added"} {
+		for _, name := range []string{"hotswap_backend_starts_total", "hotswap_backend_crashes_total",
+			"hotswap_insufficient_memory_total"} {
+			if got := value(t, f, name, "model", id); got != 0 {
+				t.Errorf("%s{%s} = %v, want 0", name, id, got)
+			}
+		}
+		for _, c := range causes {
+			if got := value(t, f, "hotswap_backend_start_failures_total", "model", id, "cause", c); got != 0 {
+				t.Errorf("start_failures{%s,%s} = %v, want 0", id, c, got)
+			}
+		}
+		for _, r := range reasons {
+			if got := value(t, f, "hotswap_evictions_total", "model", id, "reason", r); got != 0 {
+				t.Errorf("evictions{%s,%s} = %v, want 0", id, r, got)
+			}
+		}
+	}
+	if got := labelValues(f, "hotswap_backend_start_failures_total", "cause"); !slices.Equal(got, slices.Sorted(slices.Values(causes))) {
+		t.Errorf("causes at the start: %v, want %v", got, causes)
+	}
+
+	// The causes known from the start keep their series however many
+	// strange ones come first.
+	h := events.NewHub(nil)
+	m.Listen(h)
+	for i := range 40 {
+		h.Publish(events.Event{Type: events.Fail, Model: "added", Data: map[string]any{"cause": fmt.Sprint("odd", i)}})
+	}
+	h.Publish(events.Event{Type: events.Fail, Model: "added", Data: map[string]any{"cause": "not_healthy"}})
+	m.SetModels([]string{"added"})
+	f = scrape(t, m)
+	if got := value(t, f, "hotswap_backend_start_failures_total", "model", "added", "cause", "not_healthy"); got != 1 {
+		t.Errorf("start_failures{added,not_healthy} = %v after 40 odd causes, want 1", got)
+	}
+	for _, v := range labelValues(f, "hotswap_backend_start_failures_total", "model") {
+		if v == "llama" {
+			t.Error("a removed model's start failures are still scraped")
+		}
 	}
 }
 
