@@ -93,10 +93,12 @@ type options struct {
 	ignoreSIGTERM    bool
 	quiet            bool // print nothing, not even when ready
 	dim              int
-	// Connection habits of real backends (llama-server has both).
+	// Connection habits of real backends (llama-server has the first
+	// three, Python's servers the last).
 	closeAfterStream bool
 	idleTimeout      time.Duration
 	cors             bool
+	splitWrites      bool // Python's http.server: headers and body in two writes, Nagle on
 }
 
 // parseFlags parses and checks the flags. On a bad flag it has already
@@ -131,6 +133,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing, not even progress or the ready line, as some backends do")
 	fs.BoolVar(&o.closeAfterStream, "close-after-stream", false, "close the connection after each streamed answer without a Connection: close header (llama-server does)")
 	fs.BoolVar(&o.cors, "cors", false, "allow any origin: Access-Control-Allow-Origin echoes each request's Origin (llama-server does)")
+	fs.BoolVar(&o.splitWrites, "split-writes", false, "write each answer's headers and body in two writes, with TCP_NODELAY off (Python's http.server and Flask's development server do)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long, announcing it in a Keep-Alive header (llama-server: 5s; 0: never)")
 	// The problem is printed after the usage, so that it is the last line,
 	// where real backends print theirs and where hotswap looks.

@@ -70,6 +70,13 @@ const killed = -9
 
 func start(t *testing.T, args ...string) *fixture {
 	t.Helper()
+	return startOn(t, func(ln net.Listener) net.Listener { return ln }, args...)
+}
+
+// startOn is start with the listener wrapped, so that a test can watch the
+// connections the mock writes to.
+func startOn(t *testing.T, wrap func(net.Listener) net.Listener, args ...string) *fixture {
+	t.Helper()
 	opts, err := parseFlags(append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +85,7 @@ func start(t *testing.T, args ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln = wrap(ln)
 	f := &fixture{
 		t:      t,
 		url:    "http://" + ln.Addr().String(),

@@ -135,7 +135,10 @@ func newMock(opts options, stdout, stderr io.Writer, exit func(int)) *mock {
 func (m *mock) server() *http.Server {
 	return &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: m.opts.idleTimeout,
 		ConnState: m.countConn,
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
+			if m.opts.splitWrites {
+				noDelayOff(conn)
+			}
 			return context.WithValue(ctx, connKey{}, new(connUse))
 		}}
 }
@@ -176,10 +179,22 @@ func (m *mock) countConn(_ net.Conn, state http.ConnState) {
 	}
 }
 
-// ServeHTTP routes a request, answers 503 on the model's endpoints while
+// ServeHTTP serves a request, its answer split in two writes with
+// -split-writes (health and stats too, as a Python server's would be).
+func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !m.opts.splitWrites {
+		m.serve(w, r)
+		return
+	}
+	sw := &splitWriter{ResponseWriter: w}
+	m.serve(sw, r)
+	sw.finish()
+}
+
+// serve routes a request, answers 503 on the model's endpoints while
 // loading, and counts their POSTs, crashing on the -crash-after one and
 // answering -error-every's with an error.
-func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (m *mock) serve(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Mock-Pid", strconv.Itoa(m.pid))
 	h.Set("X-Mock-Model", m.opts.model)
