@@ -292,6 +292,48 @@ func TestModelThatFitsIsNotHeldBack(t *testing.T) {
 	}
 }
 
+// TestFittingStartDoesNotWaitForASwap: a serves a long request and b,
+// which does not fit beside a, waits (under fifo for a's drain, under
+// batch for max_wait). c fits beside either: it is started and served
+// while a's long request is still in flight, under both policies.
+func TestFittingStartDoesNotWaitForASwap(t *testing.T) {
+	for _, policy := range []string{config.PolicyFIFO, config.PolicyBatch} {
+		t.Run(policy, func(t *testing.T) {
+			g := newRig(t, func(o *router.Options) { o.Policy, o.MaxWait = policy, time.Minute })
+			long := g.acquire(t, "a")
+			forB := g.enqueue(t, "b")
+			if policy == config.PolicyFIFO &&
+				!mocktest.Eventually(5*time.Second, func() bool { return g.sw.State("a") == swapper.Draining }) {
+				t.Fatalf("fifo did not swap b in over a: a is %v", g.sw.State("a"))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			lc, err := g.r.Acquire(ctx, "c")
+			if err != nil {
+				t.Fatalf("c, which fits beside a and b, while b waits: %v", err)
+			}
+			if _, err := call(lc, "c"); err != nil {
+				t.Fatal(err)
+			}
+			lc.Release()
+			if st := g.sw.State("b"); st == swapper.Ready {
+				t.Error("b is ready: c was not served before b")
+			}
+			if n := g.r.Stats("a").InFlight.Load(); n != 1 {
+				t.Errorf("a has %d in flight, want its long request: c waited for it", n)
+			}
+			long.Release()
+			if policy == config.PolicyFIFO {
+				lb, err := forB.Next(0)
+				if err != nil {
+					t.Fatalf("b after a's drain: %v", err)
+				}
+				lb.Release()
+			}
+		})
+	}
+}
+
 func TestQueueFullAndTimeout(t *testing.T) {
 	g := newRig(t, func(o *router.Options) { o.QueueSize, o.QueueTimeout = 1, 300*time.Millisecond })
 	held := g.acquire(t, "c")

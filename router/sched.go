@@ -184,38 +184,58 @@ func (s *sched) batch(now time.Time) (wake time.Time) {
 		if len(m.queue) == 0 || m.inflight >= m.parallel {
 			continue
 		}
-		waited := now.Sub(m.queue[0].enqueued)
-		if w := s.start(m, now, waited >= s.opts.MaxWait); !w.IsZero() && (wake.IsZero() || w.Before(wake)) {
+		may := stopIdle
+		if now.Sub(m.queue[0].enqueued) >= s.opts.MaxWait {
+			may = stopAny
+		}
+		if w := s.start(m, now, may); !w.IsZero() && (wake.IsZero() || w.Before(wake)) {
 			wake = w
 		}
 	}
 	return wake
 }
 
-// fifo serves requests strictly in arrival order: the oldest waiting
-// request goes next, its model started over whatever is in the way, and
-// nothing younger overtakes it.
+// fifo keeps arrival order wherever order costs someone: the oldest
+// waiting request's model is started over whatever is in the way, and no
+// younger request's model stops anything before that request is served.
+// A younger request that takes nothing from the oldest goes at once: its
+// model is ready, or starts beside what is loaded without stopping
+// anything. The oldest's model is ready by then, or its start committed
+// (its memory reserved, its victims draining), so the younger one cannot
+// delay it.
+//
+// Only while the oldest's start is not committed (it waits for memory
+// held by loads or stops in progress, or for its own model to finish
+// leaving) does everything younger wait too: the memory that frees then
+// is the oldest's, and a model served meanwhile could be the one its
+// start has to drain.
 func (s *sched) fifo(now time.Time) time.Time {
-	for {
-		var m *mstate
-		for _, o := range s.models {
-			if len(o.queue) > 0 && (m == nil || o.queue[0].enqueued.Before(m.queue[0].enqueued)) {
-				m = o
+	head := true // the next model with a request left waiting holds the oldest
+	for _, m := range s.waitingByAge() {
+		// Its model is in: what else waits for it goes too, up to
+		// parallel, as it would have had it been sent together.
+		s.serve(m, now)
+		if len(m.queue) == 0 {
+			continue
+		}
+		if !head {
+			if m.inflight < m.parallel {
+				s.start(m, now, stopNothing)
+			}
+			continue
+		}
+		if m.inflight < m.parallel {
+			s.start(m, now, stopAny)
+			if len(m.queue) == 0 {
+				continue // refused: the next oldest is the oldest now
 			}
 		}
-		if m == nil || m.inflight >= m.parallel {
-			return time.Time{}
+		head = false
+		if st := s.b.State(m.id); st != swapper.Ready && st != swapper.Starting {
+			return time.Time{} // its start waits for what is in transit; the change comes as evChanged
 		}
-		if s.b.State(m.id) == swapper.Ready {
-			// Its model is in: what else waits for it goes too, up to
-			// parallel, as it would have had it been sent together.
-			s.serve(m, now)
-			if len(m.queue) == 0 || m.inflight >= m.parallel {
-				continue
-			}
-		}
-		return s.start(m, now, true)
 	}
+	return time.Time{}
 }
 
 // waitingByAge lists the models with queued requests, the longest waiting
@@ -257,10 +277,23 @@ func (s *sched) grant(m *mstate) {
 	s.decide(t, nil)
 }
 
+// room is what a start may stop to make room for its model.
+type room int
+
+const (
+	stopIdle    room = iota // idle models only
+	stopAny                 // busy ones too, after draining them
+	stopNothing             // nothing: the model fits beside what is loaded, or waits
+)
+
+// everyModelBusy counts every model as busy, so that a start that would
+// stop any of them is refused (*swapper.BusyError) and nothing is stopped.
+func everyModelBusy(string) bool { return true }
+
 // start asks the swapper to bring m in, with what the router knows: which
-// models are busy, and whether m may stop them (evictBusy). It returns
-// when to look again if m must wait.
-func (s *sched) start(m *mstate, now time.Time, evictBusy bool) (wake time.Time) {
+// models are busy, and what m may stop. It returns when to look again if
+// m must wait.
+func (s *sched) start(m *mstate, now time.Time, may room) (wake time.Time) {
 	switch s.b.State(m.id) {
 	case swapper.Starting:
 		s.loading(m)
@@ -269,24 +302,31 @@ func (s *sched) start(m *mstate, now time.Time, evictBusy bool) (wake time.Time)
 		return time.Time{} // serving to capacity, or leaving: wait for a change
 	}
 	waited := now.Sub(m.queue[0].enqueued)
-	reason := "the models in the way are idle"
-	if evictBusy {
-		reason = "waited max_wait"
+	var p swapper.Policy
+	switch may {
+	case stopNothing:
+		p.Busy, p.Reason = everyModelBusy, "fits beside what is loaded"
+	case stopIdle:
+		p.Busy, p.Reason = s.busyAt(now), "the models in the way are idle"
+	case stopAny:
+		p.Busy, p.EvictBusy, p.Reason = s.busyAt(now), true, "waited max_wait"
 		if s.opts.Policy == config.PolicyFIFO {
-			reason = "oldest request"
+			p.Reason = "oldest request"
 		}
 	}
-	d, err := s.b.Start(m.id, swapper.Policy{Busy: s.busyAt(now), EvictBusy: evictBusy, Reason: reason})
+	d, err := s.b.Start(m.id, p)
 	var be *swapper.BusyError
 	switch {
 	case err == nil:
 		if d.Started {
 			s.log.Info("swapping in", zap.String("model", m.id), zap.Strings("evicting", d.Victims),
-				zap.Strings("busy", d.Busy), zap.String("reason", reason), zap.Duration("waited", waited),
+				zap.Strings("busy", d.Busy), zap.String("reason", p.Reason), zap.Duration("waited", waited),
 				zap.Int("queued", len(m.queue)), zap.String("policy", s.opts.Policy))
 		}
 		s.loading(m)
 		return time.Time{}
+	case errors.As(err, &be) && may == stopNothing:
+		return time.Time{} // its turn comes when those older are served
 	case errors.As(err, &be):
 		return s.busyUntil(m, be.Busy)
 	case errors.Is(err, swapper.ErrMemoryInTransit), errors.Is(err, swapper.ErrLeaving):

@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,7 +17,9 @@ type fakeBackends struct {
 	states   map[string]swapper.State
 	evict    map[string][]string
 	startErr error
-	started  []string // models Start began, in order
+	// errs are start errors for one model, before startErr.
+	errs    map[string]error
+	started []string // models Start began, in order
 }
 
 func (f *fakeBackends) TryLease(model string, _ *swapper.Lease) bool {
@@ -27,6 +30,9 @@ func (f *fakeBackends) State(model string) swapper.State { return f.states[model
 func (f *fakeBackends) Watch(func(string))               {}
 
 func (f *fakeBackends) Start(model string, p swapper.Policy) (swapper.Decision, error) {
+	if err := f.errs[model]; err != nil {
+		return swapper.Decision{}, err
+	}
 	if f.startErr != nil {
 		return swapper.Decision{}, f.startErr
 	}
@@ -56,7 +62,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, policy string, parallel map[string]int) *harness {
-	f := &fakeBackends{states: map[string]swapper.State{}, evict: map[string][]string{}}
+	f := &fakeBackends{states: map[string]swapper.State{}, evict: map[string][]string{}, errs: map[string]error{}}
 	s := newSched(f, Options{Parallel: parallel, Policy: policy, MaxWait: 10 * time.Second,
 		IdleGrace: time.Second, QueueSize: 3})
 	return &harness{t: t, s: s, f: f}
@@ -258,9 +264,12 @@ func TestSchedFIFOSwapsForTheOldest(t *testing.T) {
 		t.Fatalf("the oldest waiting was not swapped in at once: %v", h.f.started)
 	}
 	a2 := h.arrive("a", 2*time.Second)
-	h.wantGranted(a2, false)
+	h.wantGranted(a2, false) // a is leaving; bringing it back would stop b, so a2 waits for b1
+	if len(h.f.started) != 1 {
+		t.Fatalf("a2 overtook b1: starts %v", h.f.started)
+	}
 	c1 := h.arrive("c", 3*time.Second)
-	h.wantGranted(c1, false) // nothing overtakes b1, then a2
+	h.wantGranted(c1, true) // c is ready and in nobody's way: it takes nothing from b1
 	h.f.states["a"], h.f.states["b"] = swapper.Stopped, swapper.Ready
 	h.f.evict["a"] = []string{"b"}
 	h.changed(4 * time.Second)
@@ -268,7 +277,123 @@ func TestSchedFIFOSwapsForTheOldest(t *testing.T) {
 	if len(h.f.started) != 2 || h.f.started[1] != "a" {
 		t.Fatalf("a was not swapped back in over b: %v", h.f.started) // fifo thrashes
 	}
+}
+
+// TestSchedStartThatFitsGoesAtOnce is issue 26's case: a serves a long
+// request, b does not fit beside a, c fits beside either. fifo decides b's
+// start at once (it waits for a's drain); batch keeps b waiting for
+// max_wait. Under both, c, asked for while b waits, starts at once and is
+// served as soon as it is ready, a's long request still in flight: a start
+// that stops nothing takes memory from no one.
+func TestSchedStartThatFitsGoesAtOnce(t *testing.T) {
+	for _, c := range []struct {
+		policy string
+		before []string // the starts decided before c is asked for
+	}{
+		{config.PolicyFIFO, []string{"b"}},
+		{config.PolicyBatch, nil},
+	} {
+		t.Run(c.policy, func(t *testing.T) {
+			h := newHarness(t, c.policy, map[string]int{"a": 1, "b": 1, "c": 1})
+			h.f.states["a"] = swapper.Ready
+			h.f.evict["b"] = []string{"a"}
+			a1 := h.arrive("a", 0)
+			h.wantGranted(a1, true) // the long request
+			b1 := h.arrive("b", time.Second)
+			if !slices.Equal(h.f.started, c.before) {
+				t.Fatalf("starts %v when b was asked for, want %v", h.f.started, c.before)
+			}
+			c1 := h.arrive("c", 1500*time.Millisecond)
+			if want := append(slices.Clone(c.before), "c"); !slices.Equal(h.f.started, want) {
+				t.Fatalf("starts %v when c was asked for, want %v: c waits behind b", h.f.started, want)
+			}
+			if c1.Phase() != Loading {
+				t.Error("c's request is not marked loading")
+			}
+			h.f.states["c"] = swapper.Ready
+			h.changed(2 * time.Second)
+			h.wantGranted(c1, true)
+			h.wantGranted(b1, false)
+			if n := h.s.models["a"].inflight; n != 1 {
+				t.Fatalf("a has %d in flight, want its long request", n)
+			}
+		})
+	}
+}
+
+// Under fifo, a younger request whose model would stop anything, even an
+// idle model, waits until the older ones are served; one that stops
+// nothing does not.
+func TestSchedFIFONothingThatStopsOvertakes(t *testing.T) {
+	h := newHarness(t, config.PolicyFIFO, map[string]int{"a": 1, "b": 1, "c": 1, "d": 1, "e": 1})
+	h.f.states["a"], h.f.states["e"] = swapper.Ready, swapper.Ready
+	h.f.evict["b"] = []string{"a"}
+	h.f.evict["d"] = []string{"e"} // e is idle
+	h.wantGranted(h.arrive("a", 0), true)
+	b1 := h.arrive("b", time.Second)
+	d1 := h.arrive("d", 2*time.Second)
+	c1 := h.arrive("c", 3*time.Second)
+	if want := []string{"b", "c"}; !slices.Equal(h.f.started, want) {
+		t.Fatalf("starts %v, want %v: d would stop e, so it waits for b1", h.f.started, want)
+	}
+	if h.f.states["e"] != swapper.Ready {
+		t.Fatalf("e is %v", h.f.states["e"])
+	}
+	h.f.states["a"], h.f.states["b"], h.f.states["c"] = swapper.Stopped, swapper.Ready, swapper.Ready
+	h.changed(4 * time.Second)
+	h.wantGranted(b1, true)
+	h.wantGranted(c1, true)
+	h.wantGranted(d1, false) // loading, now that it is the oldest
+	if want := []string{"b", "c", "d"}; !slices.Equal(h.f.started, want) {
+		t.Fatalf("starts %v once b1 was served, want %v", h.f.started, want)
+	}
+}
+
+// Under fifo, while the oldest request's start waits for memory held by
+// loads or stops in progress, the memory that frees is its own: nothing
+// younger starts, nor is served, before its start is decided.
+func TestSchedFIFOHeadWaitingForMemoryHoldsTheRest(t *testing.T) {
+	h := newHarness(t, config.PolicyFIFO, map[string]int{"b": 1, "c": 1, "e": 1})
+	h.f.states["e"] = swapper.Ready
+	h.f.errs["b"] = swapper.ErrMemoryInTransit
+	b1 := h.arrive("b", 0)
+	c1 := h.arrive("c", time.Second)
+	e1 := h.arrive("e", 2*time.Second)
+	if len(h.f.started) != 0 {
+		t.Fatalf("starts %v while the oldest waits for memory", h.f.started)
+	}
+	h.wantGranted(e1, false)
+	delete(h.f.errs, "b")
+	h.changed(3 * time.Second)
+	if want := []string{"b", "c"}; !slices.Equal(h.f.started, want) {
+		t.Fatalf("starts %v once b's start could be decided, want %v", h.f.started, want)
+	}
+	h.wantGranted(e1, true)
+	h.wantGranted(b1, false)
 	h.wantGranted(c1, false)
+}
+
+// Under fifo, when the oldest request's model is refused, the next oldest
+// is decided in the same pass, not at some later event.
+func TestSchedFIFORefusedHeadPassesTheTurn(t *testing.T) {
+	h := newHarness(t, config.PolicyFIFO, map[string]int{"a": 1, "b": 1, "d": 1})
+	h.f.states["a"] = swapper.Ready
+	h.f.evict["d"] = []string{"a"}
+	h.wantGranted(h.arrive("a", 0), true)
+	h.f.errs["b"] = swapper.ErrMemoryInTransit
+	b1 := h.arrive("b", time.Second)
+	h.arrive("d", 2*time.Second)
+	if len(h.f.started) != 0 {
+		t.Fatalf("starts %v while the oldest waits for memory", h.f.started)
+	}
+	h.f.errs["b"] = &swapper.InsufficientMemoryError{Model: "b", Device: "ram"}
+	h.changed(3 * time.Second)
+	if !h.decided(b1) || b1.err == nil {
+		t.Fatal("b's request was not refused")
+	}
+	if want := []string{"d"}; !slices.Equal(h.f.started, want) {
+		t.Fatalf("starts %v after b was refused, want %v", h.f.started, want)
+	}
 }
 
 func TestSchedStartErrorsAreTold(t *testing.T) {
