@@ -1,6 +1,10 @@
 package events
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -146,5 +150,72 @@ func TestLogLinesAreKeptApartAndTaggedWithTheirModel(t *testing.T) {
 	want := []string{"chat|starting backend", "tts|listening on 8080", "|hotswap listening"}
 	if !slices.Equal(got, want) {
 		t.Errorf("lines %q, want %q", got, want)
+	}
+}
+
+// TestLogFieldsReadAsTheConsoleWritesThem: a log line's fields reach the
+// event as a person reads them (a duration as 1.20105ms, not 1201050
+// nanoseconds), and every one encodes as JSON, for a field JSON refuses
+// (a NaN, a complex number) would end the stream of whoever watches.
+func TestLogFieldsReadAsTheConsoleWritesThem(t *testing.T) {
+	h := NewHub(nil)
+	watch := h.Subscribe(4, true)
+	defer watch.Close()
+	at := time.Date(2026, 11, 27, 12, 0, 0, 500, time.UTC)
+	type odd struct{ Ratio float64 }
+	log := zap.New(LogCore(h, zapcore.InfoLevel)).With(zap.Duration("grace", 10*time.Second))
+	log.Info("request",
+		zap.Duration("took", 1201050*time.Nanosecond),
+		zap.Durations("waits", []time.Duration{time.Millisecond, 90 * time.Second}),
+		zap.Time("at", at),
+		zap.Time("far", time.Date(12026, 1, 1, 0, 0, 0, 0, time.UTC)),
+		zap.Strings("evicting", []string{"a", "b"}),
+		zap.ByteString("method", []byte("POST")),
+		zap.Error(errors.New("exit status 1")),
+		zap.Float64("nan", math.NaN()),
+		zap.Float64("share", 0.25),
+		zap.Complex128("z", complex(1, 2)),
+		zap.Int64("bytes", 512),
+		zap.Object("inner", zapcore.ObjectMarshalerFunc(func(enc zapcore.ObjectEncoder) error {
+			enc.AddDuration("cooldown", 2500*time.Millisecond)
+			return nil
+		})),
+		zap.Any("ratio", odd{math.Inf(1)}),
+		zap.Any("models", []string{"x"}),
+	)
+	e := <-watch.C()
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatalf("the event does not encode: %v", err)
+	}
+	var got struct {
+		Data struct {
+			Fields map[string]any `json:"fields"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	f := got.Data.Fields
+	for key, want := range map[string]any{
+		"took":     "1.20105ms",
+		"grace":    "10s",
+		"waits":    []any{"1ms", "1m30s"},
+		"at":       "2026-11-27T12:00:00.0000005Z",
+		"far":      "12026-01-01T00:00:00Z",
+		"evicting": []any{"a", "b"},
+		"method":   "POST",
+		"error":    "exit status 1",
+		"nan":      "NaN",
+		"share":    0.25,
+		"z":        "(1+2i)",
+		"bytes":    512.0,
+		"inner":    map[string]any{"cooldown": "2.5s"},
+		"ratio":    "{Ratio:+Inf}",
+		"models":   []any{"x"},
+	} {
+		if fmt.Sprint(f[key]) != fmt.Sprint(want) {
+			t.Errorf("%s = %#v, want %#v", key, f[key], want)
+		}
 	}
 }

@@ -40,9 +40,12 @@ function bytes(n) {
   return (n < 0 ? '-' : '') + (v >= 100 || i === 0 ? v.toFixed(0) : v.toFixed(1)) + ' ' + units[i];
 }
 
+// duration says s seconds for people: under a second in ms (a cool-down
+// of 40 ms is not "0.0 s"), then s, min and h.
 function duration(s) {
-  if (s === undefined || s === null) return '';
+  if (s === undefined || s === null || typeof s !== 'number' || isNaN(s)) return '';
   s = Math.max(0, s);
+  if (s < 0.9995) return Math.round(s * 1000) + ' ms';
   if (s < 60) return s.toFixed(s < 10 ? 1 : 0) + ' s';
   if (s < 3600) return Math.floor(s / 60) + ' min ' + Math.floor(s % 60) + ' s';
   return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
