@@ -38,6 +38,17 @@ func (l *Lease) Cause() error {
 	return l.inst.cause
 }
 
+// Unreachable reports that a connection to the backend was refused:
+// nothing listens on its port any more, though its process (a wrapper
+// script, say) may live on. The backend is then treated as crashed: it
+// takes no new requests, its process group is stopped and its memory
+// freed, and the next request starts it again. Any other error (a timeout,
+// a reset) is ignored: a slow or busy backend is not dead. So is a report
+// on a run of the backend that has been replaced or is being stopped. It
+// reports whether the backend was taken for dead now. The lease must still
+// be released.
+func (l *Lease) Unreachable(err error) bool { return l.s.unreachable(l.b, l.inst, err) }
+
 // Release gives the lease back. It is safe to call more than once.
 func (l *Lease) Release() {
 	l.once.Do(func() {

@@ -36,7 +36,9 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain 
 	// Not ended by Close: Close gives these requests its own grace, and
 	// its stop ends this wait (the instance is gone).
 	waitIdleLocked(s, inst, timeout.C(), inst.cut)
-	if b.cur != inst { // it died, or was stopped, while draining
+	// It died, was found dead (its watch stops it) or was stopped while
+	// draining.
+	if b.cur != inst || inst.deadErr != nil {
 		s.mu.Unlock()
 		return
 	}
@@ -94,29 +96,44 @@ func (s *Swapper) retireLocked(b *backend, inst *instance) {
 	}
 }
 
-// watch notices a backend that exits on its own. A start in progress sees
-// its own process exit (the readiness wait ends); a stop owns the exit it
-// causes.
+// watch notices a backend that dies: its process exits on its own, or it
+// is found with nothing listening on its port while its process (a
+// wrapper script, say) lives on (see unreachable). Either is a crash: the
+// process group is stopped, the instance retired, and the next request
+// starts the model again. A start in progress sees its own process exit
+// (the readiness wait ends); a stop owns the exit it causes.
 func (s *Swapper) watch(b *backend, inst *instance) {
 	defer s.wg.Done()
-	<-inst.proc.Done()
+	select {
+	case <-inst.proc.Done():
+	case <-inst.dead:
+	}
 	s.mu.Lock()
-	if b.cur != inst || b.state == Stopping || b.state == Starting {
+	// unreachable moved it to Stopping on purpose: that stop is this one.
+	dead := inst.deadErr
+	if b.cur != inst || dead == nil && (b.state == Stopping || b.state == Starting) {
 		s.mu.Unlock()
 		return
 	}
 	s.mu.Unlock()
-	s.log.Error("backend exited unexpectedly",
-		zap.String("model", b.model.ID),
-		zap.Int("pid", inst.proc.Pid()),
-		zap.NamedError("exit", inst.proc.ExitErr()),
-		zap.Strings("output", inst.proc.Tail()))
-	s.opts.Events.Publish(events.Event{Type: events.Crash, Model: b.model.ID,
-		Data: map[string]any{"exit": describeExit(inst.proc.ExitErr())}})
+	log := s.log.With(zap.String("model", b.model.ID), zap.Int("pid", inst.proc.Pid()))
+	if dead != nil {
+		log.Error("backend stopped answering; stopping it as crashed", zap.Error(dead),
+			zap.Strings("output", inst.proc.Tail()))
+		s.opts.Events.Publish(events.Event{Type: events.Crash, Model: b.model.ID, Message: stoppedAnswering(dead),
+			Data: map[string]any{"pid": inst.proc.Pid()}})
+		inst.proc.Stop(b.model.StopTimeout)
+	} else {
+		log.Error("backend exited unexpectedly", zap.NamedError("exit", inst.proc.ExitErr()),
+			zap.Strings("output", inst.proc.Tail()))
+		s.opts.Events.Publish(events.Event{Type: events.Crash, Model: b.model.ID,
+			Data: map[string]any{"exit": describeExit(inst.proc.ExitErr())}})
+	}
 	s.retire(b, inst)
 }
 
-// janitor unloads models that have been idle for their ttl.
+// janitor unloads models that have been idle for their ttl, and looks
+// for idle backends that stopped answering (see checkIdle).
 func (s *Swapper) janitor() {
 	defer s.wg.Done()
 	for {
@@ -138,6 +155,7 @@ func (s *Swapper) janitor() {
 			}
 		}
 		s.mu.Unlock()
+		s.checkIdle(now)
 	}
 }
 

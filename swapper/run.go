@@ -183,6 +183,8 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 		started:  s.clock.Now(),
 		gone:     make(chan struct{}),
 		cut:      make(chan struct{}),
+		dead:     make(chan struct{}),
+		addr:     hostPort(upstream),
 		gpu:      dec.gpu,
 		need:     dec.need,
 	}

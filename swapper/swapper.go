@@ -107,8 +107,9 @@ type Options struct {
 	// RefreshInterval is how often memory is looked at again (default 1s;
 	// also at every start, ready backend and exit), MeasureInterval how
 	// often a ready backend is measured (default 5s; a loading one, at
-	// every refresh), TTLInterval how often idle backends are checked
-	// against their ttl (default 1s).
+	// every refresh) and an idle one's port is connected to (see
+	// checkIdle), TTLInterval how often idle backends are checked against
+	// their ttl (default 1s).
 	RefreshInterval, MeasureInterval, TTLInterval time.Duration
 }
 
@@ -200,6 +201,15 @@ type instance struct {
 	cause error
 	// cut, once closed, ends its drain at once (a forced unload).
 	cut chan struct{}
+	// dead is closed when the backend is found with nothing listening on
+	// its port, deadErr saying how (see unreachable): its watch then
+	// stops it as crashed, though its process may still run.
+	dead    chan struct{}
+	deadErr error
+	// addr is the host:port of upstream, which the idle check connects
+	// to; checkedAt when it last did.
+	addr      string
+	checkedAt time.Time
 
 	gpu  int         // the GPU it was placed on, or ramDevice
 	need config.Need // what planning counts for it
