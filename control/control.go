@@ -115,8 +115,9 @@ var ErrNothingToRestore = errors.New("no mode switch to restore")
 
 func (c *Controller) config() *config.Config { return c.cfg.Load() }
 
-// resolve maps a model name or alias to its id.
-func (c *Controller) resolve(name string) (string, error) {
+// Resolve maps a model name or alias to its id; an unknown name is
+// swapper.ErrUnknownModel.
+func (c *Controller) Resolve(name string) (string, error) {
 	m, ok := c.config().Resolve(name)
 	if !ok {
 		return "", fmt.Errorf("%w: %q", swapper.ErrUnknownModel, name)
@@ -127,7 +128,7 @@ func (c *Controller) resolve(name string) (string, error) {
 // Load brings model in as a request would (the same queue, policy and
 // memory rules), and returns once it is ready.
 func (c *Controller) Load(ctx context.Context, name string) error {
-	id, err := c.resolve(name)
+	id, err := c.Resolve(name)
 	if err != nil {
 		return err
 	}
@@ -141,7 +142,7 @@ func (c *Controller) Load(ctx context.Context, name string) error {
 
 // Unload drains and stops model (see swapper.Unload).
 func (c *Controller) Unload(ctx context.Context, name string, force bool) error {
-	id, err := c.resolve(name)
+	id, err := c.Resolve(name)
 	if err != nil {
 		return err
 	}
@@ -348,6 +349,10 @@ func (c *Controller) Modes() ModesInfo {
 // (each drains first), and loads the mode's models, each beside the ones
 // loaded before it. A model that does not fit is refused with the reason,
 // and the others are loaded all the same.
+//
+// A switch while a mode is active keeps what the first switch remembered:
+// restore goes back to how things were before any mode, not to the mode
+// before this one.
 func (c *Controller) SwitchMode(ctx context.Context, name string) (ModeResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -356,8 +361,15 @@ func (c *Controller) SwitchMode(ctx context.Context, name string) (ModeResult, e
 	if !ok {
 		return ModeResult{}, fmt.Errorf("%w %q", ErrUnknownMode, name)
 	}
-	remembered := c.loaded(cfg, false)
-	res, err := c.becomeLocked(ctx, want, remembered, "mode "+name)
+	loaded := c.loaded(cfg, false)
+	remembered := loaded
+	if prev := c.opts.Modes.Mode(); prev.Active != "" {
+		remembered = prev.Remembered
+	}
+	if remembered == nil {
+		remembered = []string{}
+	}
+	res, err := c.becomeLocked(ctx, want, loaded, "mode "+name)
 	res.Mode, res.Remembered = name, remembered
 	if serr := c.opts.Modes.SetMode(swapper.ModeMemory{Active: name, Remembered: remembered}); serr != nil {
 		c.log.Warn("saving the mode", zap.Error(serr))

@@ -22,6 +22,9 @@ import (
 
 // Admin is what the admin API asks of the control plane.
 type Admin interface {
+	// Resolve maps a model name or alias to its id, or refuses an unknown
+	// one (swapper.ErrUnknownModel), as Load and Unload would.
+	Resolve(name string) (string, error)
 	Running() []control.ModelStatus
 	Models() []control.ModelStatus
 	Memory(device string) ([]swapper.DeviceReport, error)
@@ -103,6 +106,12 @@ func (s *Server) adminModel(ctx *fasthttp.RequestCtx, rest string) {
 	switch verb {
 	case "load":
 		if wait := ctx.QueryArgs().Peek("wait"); len(wait) > 0 && !ctx.QueryArgs().GetBool("wait") {
+			// Asked now, so that an unknown model gets the 404 a waiting
+			// load gets, rather than a 202 for a load that cannot happen.
+			if _, err := s.admin.Resolve(name); err != nil {
+				s.fail(ctx, "", err)
+				return
+			}
 			s.loadInBackground(name)
 			ctx.SetStatusCode(fasthttp.StatusAccepted)
 			s.writeJSON(ctx, map[string]string{"model": name, "state": "loading"})

@@ -385,8 +385,13 @@ func TestModesSwitchAndRestore(t *testing.T) {
 	if got := keys(admin.loaded()); !slices.Equal(got, []string{"c"}) {
 		t.Errorf("after switching to big: %v", got)
 	}
-	// Restore goes back to exactly what was loaded before the last switch.
-	before = map[string]int{"b": 0}
+	// A switch from one mode to another keeps what the first switch
+	// remembered, across the restart: b, loaded in work, is not the set
+	// before any mode.
+	if !slices.Equal(res.Remembered, []string{"a", "b"}) {
+		t.Errorf("switch from work to big remembered %v, want [a b]", res.Remembered)
+	}
+	// Restore goes back to exactly what was loaded before the first switch.
 	admin.json("POST", "/admin/modes/restore", "", 200, &res)
 	if got := keys(admin.loaded()); !slices.Equal(got, keys(before)) {
 		t.Errorf("after restore: %v, want %v", got, keys(before))
