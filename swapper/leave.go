@@ -116,8 +116,19 @@ func (s *Swapper) watch(b *backend, inst *instance) {
 		return
 	}
 	s.mu.Unlock()
-	log := s.log.With(zap.String("model", b.model.ID), zap.Int("pid", inst.proc.Pid()))
 	if dead != nil {
+		// A server that exits is refused connections a moment before its
+		// exit is seen: give the exit that moment, so that the crash says
+		// how it died.
+		t := time.NewTimer(exitGrace)
+		select {
+		case <-inst.proc.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	log := s.log.With(zap.String("model", b.model.ID), zap.Int("pid", inst.proc.Pid()))
+	if dead != nil && !isClosed(inst.proc.Done()) {
 		log.Error("backend stopped answering; stopping it as crashed", zap.Error(dead),
 			zap.Strings("output", inst.proc.Tail()))
 		s.opts.Events.Publish(events.Event{Type: events.Crash, Model: b.model.ID, Message: stoppedAnswering(dead),
@@ -131,6 +142,10 @@ func (s *Swapper) watch(b *backend, inst *instance) {
 	}
 	s.retire(b, inst)
 }
+
+// exitGrace is how long a backend found dead is given to be seen exiting
+// (see watch).
+const exitGrace = 100 * time.Millisecond
 
 // janitor unloads models that have been idle for their ttl, and looks
 // for idle backends that stopped answering (see checkIdle).
