@@ -43,16 +43,18 @@ type fakeModes struct{ m swapper.ModeMemory }
 func (f *fakeModes) Mode() swapper.ModeMemory           { return f.m }
 func (f *fakeModes) SetMode(m swapper.ModeMemory) error { f.m = m; return nil }
 
+// twoModels' programs are the mock backend (MOCK), so that a reload finds
+// them; nothing here starts them.
 const twoModels = `
 models:
-  a: {cmd: "srv --port ${PORT}", ttl: 10m}
-  b: {cmd: "srv --port ${PORT}"}
+  a: {cmd: "MOCK --port ${PORT}", ttl: 10m}
+  b: {cmd: "MOCK --port ${PORT}"}
 `
 
 func newController(t *testing.T, text string, lc *fakeLifecycle) (*Controller, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, "MOCK", mockExe)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
@@ -123,7 +125,7 @@ func TestReloadRefusesABadFileAndKeepsTheOld(t *testing.T) {
 func TestReloadKeepsWhatNeedsARestart(t *testing.T) {
 	lc := &fakeLifecycle{}
 	c, path := newController(t, "listen: 127.0.0.1:9000\n"+twoModels, lc)
-	os.WriteFile(path, []byte("listen: 127.0.0.1:9001\nlog_level: debug\n"+twoModels), 0o644)
+	os.WriteFile(path, []byte("listen: 127.0.0.1:9001\nlog_level: debug\n"+strings.ReplaceAll(twoModels, "MOCK", mockExe)), 0o644)
 	res, err := c.Reload(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -133,5 +135,42 @@ func TestReloadKeepsWhatNeedsARestart(t *testing.T) {
 	}
 	if cfg := c.config(); cfg.Listen != "127.0.0.1:9000" || cfg.LogLevel != "debug" {
 		t.Errorf("after reload: listen %s, log_level %s", cfg.Listen, cfg.LogLevel)
+	}
+}
+
+// TestReloadRefusesAProgramThatCannotRun: a reload that would replace a
+// model's backend with one whose program is missing, or is no program, is
+// refused whole; the configuration in use goes on.
+func TestReloadRefusesAProgramThatCannotRun(t *testing.T) {
+	lc := &fakeLifecycle{}
+	c, path := newController(t, twoModels, lc)
+	plain := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(plain, []byte("not a program"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next := "log_level: debug\nmodels:\n" +
+		"  a: {cmd: \"/opt/nowhere/llama-server --port ${PORT}\", ttl: 1m}\n" +
+		"  b: {cmd: \"" + plain + " --port ${PORT}\"}\n" +
+		"  c: {cmd: \"" + mockExe + " --port ${PORT}\"}\n"
+	os.WriteFile(path, []byte(next), 0o644)
+	_, err := c.Reload(context.Background())
+	var verr *config.ValidationError
+	if !errors.Is(err, ErrInvalidConfig) || !errors.As(err, &verr) || len(verr.Problems) != 2 ||
+		!strings.Contains(verr.Problems[0], `models.a.cmd: program "/opt/nowhere/llama-server" is not found`) ||
+		!strings.Contains(verr.Problems[1], "models.b.cmd: program") || !strings.Contains(verr.Problems[1], "is not executable") {
+		t.Fatalf("reload with programs that cannot run: %v", err)
+	}
+	cfg := c.config()
+	if lc.reconfigured != 0 || len(cfg.Models) != 2 || cfg.Models["a"].TTL != 10*time.Minute ||
+		cfg.Models["a"].Cmd[0] != mockExe || cfg.LogLevel != "info" {
+		t.Error("a refused reload changed something")
+	}
+	// Fixed, the same file applies.
+	os.WriteFile(path, []byte(strings.ReplaceAll(next, "/opt/nowhere/llama-server", mockExe)+"  b2: {cmd: \"sh -c x ${PORT}\"}\n"), 0o644)
+	if err := os.Chmod(plain, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Reload(context.Background()); err != nil || len(res.Added) != 2 || lc.reconfigured != 1 {
+		t.Errorf("reload of the fixed file: %+v %v", res, err)
 	}
 }

@@ -22,8 +22,8 @@ type ReloadResult struct {
 }
 
 // Reload reads the configuration file again and applies it. An invalid
-// file changes nothing: the error lists every problem
-// (*config.ValidationError). Otherwise:
+// file, or one naming a program that cannot run, changes nothing: the
+// error lists every problem (*config.ValidationError). Otherwise:
 //   - added models are known at once (and started, if preload);
 //   - a removed model takes no new requests; those queued and in flight
 //     are served, then it stops and is forgotten (in the background);
@@ -41,7 +41,10 @@ func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
 	if c.opts.Path == "" {
 		return ReloadResult{}, fmt.Errorf("%w: hotswap was not started from a file", ErrNoConfigFile)
 	}
-	next, err := config.Load(c.opts.Path)
+	// A model whose program cannot run is refused with the file's other
+	// problems: applied, it would stop a working backend for one that
+	// can only fail to start.
+	next, err := config.LoadRunnable(c.opts.Path)
 	if err != nil {
 		c.log.Warn("reload refused; the configuration in use is unchanged", zap.Error(err))
 		return ReloadResult{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)

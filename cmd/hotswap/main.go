@@ -65,7 +65,9 @@ func run(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*path)
+	// As check does: a model whose program cannot run would only ever
+	// fail to start.
+	cfg, err := config.LoadRunnable(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -97,7 +99,9 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// check validates a configuration and lists every problem.
+// check validates a configuration and lists every problem, programs that
+// cannot run among them: it refuses what hotswap would refuse to start
+// with, here, from this directory.
 func check(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hotswap check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -105,7 +109,7 @@ func check(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.LoadRunnable(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -181,7 +181,8 @@ func TestSIGTERMStopsBackendsAndExitsCleanly(t *testing.T) {
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("models:\n  a:\n    cmd: x --port ${PORT}\n"), 0o644)
+	// check looks the program up: sh is on every PATH.
+	os.WriteFile(good, []byte("models:\n  a:\n    cmd: sh -c x --port ${PORT}\n"), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("listen: [\nmodels:\n"), 0o644)
 	typos := filepath.Join(dir, "typos.yaml")
