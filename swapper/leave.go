@@ -145,7 +145,7 @@ func (s *Swapper) watch(b *backend, inst *instance) {
 
 // exitGrace is how long a backend found dead is given to be seen exiting
 // (see watch).
-const exitGrace = 100 * time.Millisecond
+const exitGrace = 50 * time.Millisecond
 
 // janitor unloads models that have been idle for their ttl, and looks
 // for idle backends that stopped answering (see checkIdle).
