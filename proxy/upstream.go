@@ -131,7 +131,7 @@ func dialUpstream(addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &upConn{Conn: conn, alive: aliveCheck(conn)}
+	c := &upConn{Conn: conn, alive: aliveCheck(conn), quickAck: quickAck(conn)}
 	c.local = &connAddr{Addr: conn.LocalAddr(), conn: c}
 	return c, nil
 }
@@ -147,6 +147,7 @@ type upConn struct {
 	net.Conn
 	local    *connAddr
 	alive    func() bool // see aliveCheck; nil where it cannot look
+	quickAck func()      // see quickAck; nil where there is no such option
 	requests int         // requests begun on it
 	answered bool        // the current request has had a byte of answer
 }
@@ -177,6 +178,14 @@ func (c *upConn) Write(p []byte) (int, error) {
 }
 
 func (c *upConn) Read(p []byte) (int, error) {
+	if c.answered && c.quickAck != nil {
+		// The answer has begun and more of it is awaited: acknowledge
+		// what came, now. A backend that wrote its headers and body
+		// apart without TCP_NODELAY sends the body only then. An answer
+		// that came whole in one read never gets here: the fast path
+		// pays nothing.
+		c.quickAck()
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.answered = true
