@@ -40,6 +40,11 @@ var errClientGone = errors.New("the client closed the connection")
 // errBackendDied marks an upstream failure on a backend that exited.
 var errBackendDied = errors.New("the model's backend exited while handling the request")
 
+// errBackendGone marks a request that found nothing listening on its
+// backend's port: it never reached the backend, which is being started
+// again, so it may be sent again (see dispatch).
+var errBackendGone = errors.New("the model's backend stopped answering (nothing listens on its port) and is started again")
+
 // toAPIError maps any error to what the client is told.
 func toAPIError(err error) *apiError {
 	var ae *apiError
@@ -81,7 +86,7 @@ func toAPIError(err error) *apiError {
 		return &apiError{Status: 503, Type: "server_error", Code: "drain_timeout", Message: err.Error()}
 	case errors.Is(err, swapper.ErrClosed):
 		return &apiError{Status: 503, Type: "server_error", Code: "shutting_down", Message: err.Error()}
-	case errors.Is(err, errBackendDied):
+	case errors.Is(err, errBackendDied), errors.Is(err, errBackendGone):
 		return &apiError{Status: 502, Type: "server_error", Code: "backend_died", Message: err.Error()}
 	case errors.Is(err, errUpstream):
 		return &apiError{Status: 502, Type: "server_error", Code: "backend_unreachable", Message: err.Error()}

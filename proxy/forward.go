@@ -69,52 +69,67 @@ func (s *Server) handleUpstream(ctx *fasthttp.RequestCtx) {
 // dispatch waits for the request's turn at model's backend, then forwards
 // it there on path. A streaming request that waits long is sent keep-alive
 // comments.
+//
+// A request that finds its backend dead before reaching it (nothing
+// listens on its port: the server behind a wrapper script died) goes round
+// once more: it queues again, and is served by the backend started in the
+// dead one's place instead of failing.
 func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool, path []byte) {
-	t, err := s.router.Enqueue(context.Background(), model)
-	if err != nil {
-		s.fail(ctx, model, err)
-		return
-	}
-	lease, err := t.Next(fastPathWait)
-	hangup := func() {}
-	if lease == nil && err == nil {
-		// It has to wait: from now on a client that hangs up ends the wait.
-		// Not the RequestCtx: its Done fires at shutdown, and a request
-		// waiting then is told it was refused (by the router or swapper
-		// closing), not that its client left.
-		var wait context.Context
-		wait, hangup = context.WithCancel(context.Background())
-		t.Bind(wait)
-		stopWatch := watchHangup(ctx.Conn(), hangup)
-		every := s.config().Scheduling.StreamKeepalive
-		if stream && every > 0 {
-			if lease, err = t.Next(every - fastPathWait); lease == nil && err == nil {
-				// The wait goes on as the answer is written: the body owns it.
-				s.streamWaiting(ctx, model, path, t, every, func() { stopWatch(); hangup() })
-				return
-			}
-		} else {
-			lease, err = t.Next(0)
+	for resend := true; ; resend = false {
+		t, err := s.router.Enqueue(context.Background(), model)
+		if err != nil {
+			s.fail(ctx, model, err)
+			return
 		}
-		stopWatch()
+		lease, err := t.Next(fastPathWait)
+		hangup := func() {}
+		if lease == nil && err == nil {
+			// It has to wait: from now on a client that hangs up ends the
+			// wait. Not the RequestCtx: its Done fires at shutdown, and a
+			// request waiting then is told it was refused (by the router or
+			// swapper closing), not that its client left.
+			var wait context.Context
+			wait, hangup = context.WithCancel(context.Background())
+			t.Bind(wait)
+			stopWatch := watchHangup(ctx.Conn(), hangup)
+			every := s.config().Scheduling.StreamKeepalive
+			if stream && every > 0 {
+				if lease, err = t.Next(every - fastPathWait); lease == nil && err == nil {
+					// The wait goes on as the answer is written: the body
+					// owns it.
+					s.streamWaiting(ctx, model, path, t, every, func() { stopWatch(); hangup() })
+					return
+				}
+			} else {
+				lease, err = t.Next(0)
+			}
+			stopWatch()
+		}
+		hangup()
+		if err != nil {
+			t.Close()
+			s.fail(ctx, model, err)
+			return
+		}
+		s.waited(model, t)
+		if !s.forward(ctx, model, lease, path, resend) {
+			return
+		}
 	}
-	hangup()
-	if err != nil {
-		t.Close()
-		s.fail(ctx, model, err)
-		return
-	}
-	s.waited(model, t)
-	s.forward(ctx, model, lease, path)
 }
 
 // forward sends the request to the lease's backend and streams the answer
 // back. The lease is released when the answer has been sent, or has failed.
-func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.Lease, path []byte) {
+// With resend, a request that found the backend dead before reaching it is
+// not answered: forward reports true, and the caller sends it again.
+func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.Lease, path []byte, resend bool) (again bool) {
 	resp, err := s.roundTrip(ctx, model, lease, path)
 	if err != nil {
+		if resend && errors.Is(err, errBackendGone) {
+			return true
+		}
 		s.fail(ctx, model, err)
-		return
+		return false
 	}
 	resp.Header.CopyTo(&ctx.Response.Header)
 	for _, h := range hopHeaders {
@@ -128,7 +143,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.L
 		fasthttp.ReleaseResponse(resp)
 		lease.Release()
 		s.logRequest(ctx, model, ctx.Response.StatusCode(), len(ctx.Response.Body()), nil)
-		return
+		return false
 	}
 	sse := bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream"))
 	// Headers go out at once, so a client sees the stream open before the
@@ -143,6 +158,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.L
 		status: resp.StatusCode(), pooled: true,
 	}
 	ctx.Response.SetBodyStream(b, resp.Header.ContentLength())
+	return false
 }
 
 // upstreamBody is the answer's body as the client receives it: read from

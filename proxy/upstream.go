@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -119,10 +120,22 @@ func (c *upstreamClient) do(req *fasthttp.Request, resp *fasthttp.Response) erro
 			resent = true
 			c.hc.CloseIdleConnections()
 		default:
+			if resent {
+				return &resentError{err}
+			}
 			return err
 		}
 	}
 }
+
+// resentError is the failure of a request do sent a second time. Its
+// first try went out, on a connection that failed unanswered: if the
+// backend turns out to be dead, it may have died of this request, which
+// must then not be sent to another backend (see upstreamErr).
+type resentError struct{ err error }
+
+func (e *resentError) Error() string { return e.err.Error() }
+func (e *resentError) Unwrap() error { return e.err }
 
 // dialUpstream connects to a backend, on a connection that keeps count of
 // its requests.
@@ -272,11 +285,33 @@ func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router
 
 // upstreamErr says whether a failed round trip means the backend died, or
 // that hotswap is stopping it as it shuts down.
+//
+// A refused connection means nothing listens on the backend's port: it is
+// dead, even if its process (a wrapper script) lives on. Its owner is told,
+// and stops it; the next request starts it again. A request none of whose
+// tries went out (refused, or meant for pooled connections found closed)
+// never reached the backend, and may wait for the new one
+// (errBackendGone); one that went out before may have been begun, and
+// killed it (errBackendDied). Nothing else (a timeout, a reset) is taken
+// for death.
 func (s *Server) upstreamErr(lease *router.Lease, err error) error {
 	select {
 	case <-s.done:
 		return fmt.Errorf("%w: %w", swapper.ErrClosed, err)
 	default:
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		lease.Unreachable(err)
+		// Stopped on purpose (its drain timeout, a forced unload): that is
+		// the answer, not a new backend.
+		if cause := lease.Cause(); cause != nil {
+			return fmt.Errorf("%w: %w", cause, err)
+		}
+		var sent *resentError
+		if errors.As(err, &sent) {
+			return fmt.Errorf("%w: %w", errBackendDied, err)
+		}
+		return fmt.Errorf("%w: %w", errBackendGone, err)
 	}
 	select {
 	case <-lease.Gone():
