@@ -28,6 +28,10 @@ const fastPathWait = time.Millisecond
 // handleForward serves a request for a model's backend: one that names a
 // model, on a path hotswap does not serve itself.
 func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
+	if err := s.readBody(ctx, s.maxBody); err != nil {
+		s.fail(ctx, "", err)
+		return
+	}
 	name, stream, err := requestModel(ctx)
 	if err != nil {
 		s.fail(ctx, "", err)
@@ -61,6 +65,10 @@ func (s *Server) handleUpstream(ctx *fasthttp.RequestCtx) {
 	m, ok := s.config().Resolve(string(name))
 	if !ok {
 		s.fail(ctx, string(name), s.unknownModel(string(name)))
+		return
+	}
+	if err := s.readBody(ctx, s.maxBody); err != nil {
+		s.fail(ctx, m.ID, err)
 		return
 	}
 	s.dispatch(ctx, m.ID, false, path)
@@ -214,6 +222,7 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 }
 
 func (b *upstreamBody) Close() error {
+	b.s.dropBody(b.ctx)
 	err := b.resp.CloseBodyStream()
 	fasthttp.ReleaseResponse(b.resp)
 	b.lease.Release()

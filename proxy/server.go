@@ -24,6 +24,7 @@ import (
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/session"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -48,6 +49,9 @@ type Options struct {
 	Events *events.Hub
 	// Metrics counts requests and serves /metrics; nil leaves it out.
 	Metrics Metrics
+	// SessionFile keeps the status page's signed-out sessions, so that a
+	// restart does not bring them back; "" keeps them in memory.
+	SessionFile string
 }
 
 // Server is the proxy. Serve it with Serve; stop it with Shutdown.
@@ -76,6 +80,12 @@ type Server struct {
 	events     *events.Hub
 	metrics    Metrics
 	background sync.WaitGroup // loads not waited for
+	// budget bounds the request bodies held at once (server.body_memory).
+	budget bodyBudget
+	// ownNames are the names besides addresses and loopback names that
+	// the Host may give (see hostAllowed).
+	ownNames []string
+	sessions *session.Store
 
 	mu      sync.Mutex
 	clients map[string]*upstreamClient // by model id
@@ -101,6 +111,13 @@ func New(opts Options) *Server {
 	}
 	s.conf.Store(opts.Config)
 	s.server, s.maxBody = opts.Config.Server, opts.Config.MaxBody
+	s.budget.limit = opts.Config.Server.BodyMemory
+	s.ownNames = ownNames(opts.Config.Listen)
+	sessions, err := session.Open(opts.SessionFile, nil)
+	if err != nil {
+		log.Warn("signed-out status page sessions are not known: they are good again until they expire", zap.Error(err))
+	}
+	s.sessions = sessions
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handle,
 		ErrorHandler:       s.handleParseError,
@@ -119,7 +136,10 @@ func New(opts Options) *Server {
 		IdleTimeout:                  opts.Config.Server.IdleTimeout,
 		NoDefaultServerHeader:        false,
 		DisablePreParseMultipartForm: true,
-		CloseOnShutdown:              true,
+		// The handler reads the body, once the request has passed the
+		// gate and within the budget (see readBody).
+		StreamRequestBody: true,
+		CloseOnShutdown:   true,
 		// A connection holds its read buffer only while it reads a request
 		// and its write buffer while it writes an answer: a thousand
 		// streams, or idle keep-alive clients, do not each keep both.
@@ -162,6 +182,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			"connections wait to be accepted", zap.Int("max_conns", conns), zap.Uint64("open_file_limit", files))
 	}
 	l := newListener(ln, s.log.Named("http"), conns, perIP, sc.StallTimeout)
+	if host := hostName([]byte(ln.Addr().String())); len(host) > 0 && !isIPLiteral(host) {
+		s.ownNames = append(s.ownNames, strings.ToLower(string(host)))
+	}
 	s.mu.Lock()
 	s.ln = l
 	s.mu.Unlock()
@@ -199,50 +222,51 @@ func (s *Server) bodyDeadline(h *fasthttp.RequestHeader) fasthttp.RequestConfig 
 	return fasthttp.RequestConfig{ReadTimeout: d}
 }
 
-// expect answers "Expect: 100-continue": a body declared larger than
-// max_body is refused before the client sends it.
+// expect answers "Expect: 100-continue": a request the gate refuses, or
+// whose body is declared larger than max_body, is answered before the
+// client sends its body.
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	if n := ctx.Request.Header.ContentLength(); n > int(s.maxBody) {
-		ae := s.tooLarge()
+	ae := s.gate(ctx, ctx.Path())
+	if ae == nil && ctx.Request.Header.ContentLength() > int(s.maxBody) {
+		ae = s.tooLarge(s.maxBody)
+	}
+	if ae != nil {
 		s.failUnread(ctx, ae, true)
 		return ae.Status
 	}
 	return fasthttp.StatusContinue
 }
 
-func (s *Server) tooLarge() *apiError {
+func (s *Server) tooLarge(limit int64) *apiError {
+	what := "max_body"
+	if limit != s.maxBody {
+		what = "what this path takes"
+	}
 	return &apiError{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
-		Message: "request body is larger than max_body (" + swapper.FormatBytes(s.maxBody) + ")"}
+		Message: "request body is larger than " + what + " (" + config.FormatSize(limit) + ")"}
 }
 
 // Handle serves one request. The path stays fasthttp's bytes on the way
 // to a backend (the hot path allocates nothing for it); the other routes
-// take it as a string.
+// take it as a string. Nothing reads the body before the gate has let the
+// request in.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
+	if ae := s.gate(ctx, path); ae != nil {
+		s.fail(ctx, "", ae)
+		return
+	}
 	switch {
 	case string(path) == "/health":
 		s.handleHealth(ctx)
 	case bytes.HasPrefix(path, []byte("/admin/")):
-		if s.adminAuthorized(ctx) {
-			s.handleAdmin(ctx, string(path))
-		} else {
-			s.fail(ctx, "", errUnauthorized)
-		}
+		s.handleAdmin(ctx, string(path))
 	case string(path) == "/ui" || bytes.HasPrefix(path, []byte("/ui/")):
 		s.handleUI(ctx, path)
 	case string(path) == "/metrics" && s.metrics != nil:
-		if s.adminAuthorized(ctx) {
-			s.handleMetrics(ctx)
-		} else {
-			s.fail(ctx, "", errUnauthorized)
-		}
+		s.handleMetrics(ctx)
 	case bytes.HasPrefix(path, []byte("/upstream/")):
-		if s.authorized(ctx, s.config().APIKeys) {
-			s.handleUpstream(ctx)
-		} else {
-			s.fail(ctx, "", errUnauthorized)
-		}
+		s.handleUpstream(ctx)
 	case !forwardable(path):
 		s.fail(ctx, "", unknownPath(string(path)))
 	case isPreflight(ctx):
@@ -251,14 +275,15 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.handleAPI(ctx, path)
 		s.corsHeaders(ctx)
 	}
+	if !ctx.Response.IsBodyStream() {
+		// The answer is whole: the body, if one was read, is done with.
+		// A streamed answer lets go of it when it ends.
+		s.dropBody(ctx)
+	}
 }
 
 // handleAPI serves /v1 and the backends' native paths.
 func (s *Server) handleAPI(ctx *fasthttp.RequestCtx, path []byte) {
-	if !s.authorized(ctx, s.config().APIKeys) {
-		s.fail(ctx, "", errUnauthorized)
-		return
-	}
 	switch {
 	case string(path) == "/v1/models":
 		s.handleModels(ctx)
@@ -270,7 +295,7 @@ func (s *Server) handleAPI(ctx *fasthttp.RequestCtx, path []byte) {
 }
 
 var errUnauthorized = &apiError{Status: 401, Type: "invalid_request_error", Code: "invalid_api_key",
-	Message: "missing or invalid API key: send Authorization: Bearer <key>"}
+	Message: "missing or invalid API key: send Authorization: Bearer <key> (or x-api-key: <key>)"}
 
 // adminKeys are the keys of /admin and /metrics: admin_keys, or api_keys
 // when there are none.
@@ -280,21 +305,6 @@ func (s *Server) adminKeys() []string {
 		return cfg.AdminKeys
 	}
 	return cfg.APIKeys
-}
-
-// authorized reports whether the request carries one of keys (any
-// request does, when there are none). Keys are compared in constant time
-// and never logged.
-func (s *Server) authorized(ctx *fasthttp.RequestCtx, keys []string) bool {
-	if len(keys) == 0 {
-		return true
-	}
-	auth := ctx.Request.Header.Peek("Authorization")
-	key, ok := bytes.CutPrefix(auth, []byte("Bearer "))
-	if !ok {
-		return false
-	}
-	return oneOf(key, keys)
 }
 
 // oneOf reports whether key is one of keys, comparing in constant time.
@@ -307,21 +317,22 @@ func oneOf(key []byte, keys []string) bool {
 	return false
 }
 
-// handleParseError answers requests fasthttp could not read.
+// handleParseError answers requests fasthttp could not read. Its errors
+// quote what it read, the client's key at times: the answer and the log
+// say what was wrong in hotswap's own words.
 func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s.failUnread(ctx, s.tooLarge(), true)
+		s.failUnread(ctx, s.tooLarge(s.maxBody), true)
 	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
 		s.failUnread(ctx, &apiError{Status: 431, Type: "invalid_request_error", Code: "request_header_fields_too_large",
-			Message: "the request line and headers are larger than " + swapper.FormatBytes(maxHeaderBytes)}, false)
+			Message: "the request line and headers are larger than " + config.FormatSize(maxHeaderBytes)}, false)
 	case errors.Is(err, fasthttp.ErrTimeout) || errors.As(err, &ne) && ne.Timeout():
-		s.failUnread(ctx, &apiError{Status: 408, Type: "invalid_request_error", Code: "request_timeout",
-			Message: "the request did not arrive in time (server.header_timeout, server.body_min_rate)"}, false)
+		s.failUnread(ctx, errSlowRequest, false)
 	default:
-		s.failUnread(ctx, badRequest("malformed_request", "malformed HTTP request: "+err.Error()), false)
+		s.failUnread(ctx, badRequest("malformed_request", "malformed HTTP request: "+describeParseError(err)), false)
 	}
 }
 
@@ -424,10 +435,18 @@ func (s *Server) unknownModel(name string) error {
 		Message: "the model `" + clip(name) + "` does not exist; known models: " + strings.Join(s.config().ModelIDs, ", ")}
 }
 
-// fail answers with err and logs the request.
+// fail answers with err and logs the request. A key of hotswap's that
+// the message echoes (a client put it in a model name or path) is
+// redacted.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, model string, err error) {
-	ae := writeError(ctx, err)
-	s.logRequest(ctx, model, ae.Status, 0, ae)
+	ae := toAPIError(err)
+	if s.mentionsKey([]byte(ae.Message)) {
+		clean := *ae
+		clean.Message = s.redactKeys(ae.Message)
+		ae = &clean
+	}
+	writeError(ctx, ae)
+	s.logRequest(ctx, model, ae.Status, len(ctx.Response.Body()), ae)
 }
 
 // failUnread answers a request fasthttp could not read, or refused to read
@@ -485,9 +504,13 @@ func (s *Server) logLine(ctx *fasthttp.RequestCtx, model string, status, bytes i
 	}
 	// ByteString copies fasthttp's buffers when a line is kept (the event
 	// stream keeps it).
+	path := clipBytes(ctx.Path())
+	if s.mentionsKey(path) || s.mentionsKey([]byte(model)) {
+		path, model = []byte(s.redactKeys(string(path))), s.redactKeys(model)
+	}
 	fields := [7]zap.Field{
 		zap.ByteString("method", ctx.Method()),
-		zap.ByteString("path", clipBytes(ctx.Path())),
+		zap.ByteString("path", path),
 		zap.String("model", clip(model)),
 		zap.Int("status", status),
 		zap.Int("bytes", bytes),
@@ -504,8 +527,21 @@ func (s *Server) logLine(ctx *fasthttp.RequestCtx, model string, status, bytes i
 // fasthttpLogger sends fasthttp's own messages (connection errors, mostly
 // clients that went away) to the debug log: each is also answered to the
 // client, and the request line says what happened.
+// Its errors quote what the client sent (a key among it): they are
+// cut short before the quote.
 type fasthttpLogger struct{ log *zap.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Debug(fmt.Sprintf(format, args...))
+	if !l.log.Core().Enabled(zap.DebugLevel) {
+		return
+	}
+	for i, a := range args {
+		switch v := a.(type) {
+		case error:
+			args[i] = safeError(v)
+		case string:
+			args[i] = redactCredentials(v)
+		}
+	}
+	l.log.Debug(redactCredentials(fmt.Sprintf(format, args...)))
 }

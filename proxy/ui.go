@@ -2,13 +2,10 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"net/url"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
 	"github.com/hotswap/hotswap/ui"
 )
@@ -16,57 +13,49 @@ import (
 // The status page (/ui/) is protected like the admin API. A browser
 // cannot put a Bearer key on the page's own loads nor on an EventSource,
 // so the page signs in once with a form and gets a cookie that stands for
-// the key: the HMAC of the key, which proves it was known without holding
-// it. It stays valid while the key is in admin_keys (api_keys when there
-// are none), so it outlives restarts and dies with the key. The cookie is
-// SameSite=Strict and HttpOnly, and a request it authorizes must come from
-// hotswap's own origin, so that another site cannot drive the admin API
-// through a signed-in browser.
+// the key for server.session_ttl (see package session): it proves the key
+// was known without holding it, dies with the key, is renewed while the
+// page is used, and signing out revokes it. The cookie is SameSite=Strict
+// and HttpOnly, and a request it authorizes must come from hotswap's own
+// origin, so that another site cannot drive the admin API through a
+// signed-in browser.
 
 const sessionCookie = "hotswap_session"
 
-// sessionToken is what the cookie holds for key.
-func sessionToken(key string) []byte {
-	mac := hmac.New(sha256.New, []byte(key))
-	mac.Write([]byte("hotswap status page session"))
-	return []byte(hex.EncodeToString(mac.Sum(nil)))
-}
-
 // adminAuthorized reports whether the request may use the admin API: with
-// a key, or the page's cookie from a page of hotswap's own.
+// a key, or the page's cookie from a page of hotswap's own. A cookie past
+// half its life is renewed on the answer.
 func (s *Server) adminAuthorized(ctx *fasthttp.RequestCtx) bool {
 	keys := s.adminKeys()
-	if s.authorized(ctx, keys) {
+	if hasKey(&ctx.Request.Header, keys) {
 		return true
 	}
 	cookie := ctx.Request.Header.Cookie(sessionCookie)
 	if len(cookie) == 0 || !sameOrigin(ctx) {
 		return false
 	}
-	for _, k := range keys {
-		if hmac.Equal(cookie, sessionToken(k)) {
-			return true
-		}
-	}
-	return false
-}
-
-// sameOrigin reports whether a browser's request comes from a page of
-// this host: it has no Origin (browsers send one with every POST, and
-// with cross-origin reads) or one whose host is the one asked, directly
-// or (behind a reverse proxy) as X-Forwarded-Host. A page elsewhere
-// cannot set that header without a preflight, which /admin refuses.
-func sameOrigin(ctx *fasthttp.RequestCtx) bool {
-	origin := ctx.Request.Header.Peek("Origin")
-	if len(origin) == 0 {
-		return true
-	}
-	u, err := url.Parse(string(origin))
-	if err != nil || u.Host == "" {
+	tok, key, ok := s.sessions.Check(cookie, keys)
+	if !ok {
 		return false
 	}
-	fwd := ctx.Request.Header.Peek("X-Forwarded-Host")
-	return u.Host == string(ctx.Host()) || (len(fwd) > 0 && u.Host == string(fwd))
+	if ttl := s.server.SessionTTL; time.Until(tok.Expires()) < ttl/2 {
+		_, value := s.sessions.Renew(tok, key, ttl)
+		s.setSessionCookie(ctx, value, ttl)
+	}
+	return true
+}
+
+// setSessionCookie sets the page's cookie to value, for ttl.
+func (s *Server) setSessionCookie(ctx *fasthttp.RequestCtx, value string, ttl time.Duration) {
+	var c fasthttp.Cookie
+	c.SetKey(sessionCookie)
+	c.SetValue(value)
+	c.SetPath("/")
+	c.SetHTTPOnly(true)
+	c.SetSameSite(fasthttp.CookieSameSiteStrictMode)
+	c.SetSecure(ctx.IsTLS())
+	c.SetMaxAge(int(ttl.Seconds()))
+	ctx.Response.Header.SetCookie(&c)
 }
 
 // handleUI serves /ui/ and its files, the sign-in form and sign-out.
@@ -85,6 +74,7 @@ func (s *Server) handleUI(ctx *fasthttp.RequestCtx, path []byte) {
 		}
 		s.page(ctx, fasthttp.StatusOK, "text/html; charset=utf-8", ui.Login(false))
 	case name == "logout" && ctx.IsPost():
+		s.signOut(ctx)
 		var c fasthttp.Cookie
 		c.SetKey(sessionCookie)
 		c.SetPath("/")
@@ -117,8 +107,13 @@ func (s *Server) handleUI(ctx *fasthttp.RequestCtx, path []byte) {
 }
 
 // signIn checks the form's key and, if it is an admin key, sets the
-// page's cookie.
+// page's cookie. The form is read only up to loginBody: nobody signed in
+// yet can make hotswap read more.
 func (s *Server) signIn(ctx *fasthttp.RequestCtx) {
+	if err := s.readBody(ctx, loginBody); err != nil {
+		s.fail(ctx, "", err)
+		return
+	}
 	key := ctx.PostArgs().Peek("key")
 	keys := s.adminKeys()
 	if (len(keys) > 0 && !oneOf(key, keys)) || !sameOrigin(ctx) {
@@ -126,17 +121,26 @@ func (s *Server) signIn(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if len(key) > 0 {
-		var c fasthttp.Cookie
-		c.SetKey(sessionCookie)
-		c.SetValueBytes(sessionToken(string(key)))
-		c.SetPath("/")
-		c.SetHTTPOnly(true)
-		c.SetSameSite(fasthttp.CookieSameSiteStrictMode)
-		c.SetSecure(ctx.IsTLS())
-		c.SetMaxAge(int((30 * 24 * time.Hour).Seconds()))
-		ctx.Response.Header.SetCookie(&c)
+		ttl := s.server.SessionTTL
+		_, value := s.sessions.Issue(string(key), ttl)
+		s.setSessionCookie(ctx, value, ttl)
 	}
 	s.redirect(ctx, "/ui/", fasthttp.StatusSeeOther)
+}
+
+// signOut revokes the session of the request's cookie, if it is good:
+// a copy of the cookie taken before is no longer good either.
+func (s *Server) signOut(ctx *fasthttp.RequestCtx) {
+	cookie := ctx.Request.Header.Cookie(sessionCookie)
+	if len(cookie) == 0 || !sameOrigin(ctx) {
+		return
+	}
+	if tok, _, ok := s.sessions.Check(cookie, s.adminKeys()); ok {
+		if err := s.sessions.Revoke(tok); err != nil {
+			s.log.Warn("the signed-out session could not be written down: a restart would make it good again until it expires",
+				zap.Error(err))
+		}
+	}
 }
 
 // redirect sends the browser to to, a path: relative, so that it holds

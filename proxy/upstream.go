@@ -255,6 +255,8 @@ func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router
 	for _, h := range hopHeaders {
 		req.Header.Del(h)
 	}
+	cfg := s.config()
+	forBackend(&req.Header, cfg, cfg.Models[model])
 	req.Header.SetHost(c.host)
 	if !c.keepalive {
 		req.Header.SetConnectionClose()

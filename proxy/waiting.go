@@ -161,6 +161,7 @@ func (b *waitingBody) Close() error {
 		return b.up.Close()
 	}
 	b.t.Close()
+	b.s.dropBody(b.ctx)
 	if b.failure == nil {
 		b.failure = fmt.Errorf("client gone while waiting for %s: %w", b.model, errClientGone)
 		b.status = 499

@@ -210,7 +210,8 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 		},
 	})
 	px = proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: log,
-		Admin: ctl, Events: hub, Metrics: mx})
+		Admin: ctl, Events: hub, Metrics: mx,
+		SessionFile: filepath.Join(filepath.Dir(statePath), "revoked-sessions.json")})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

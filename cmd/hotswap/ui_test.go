@@ -62,12 +62,12 @@ func TestStatusPageAccess(t *testing.T) {
 	if r := get("/ui/login"); r.StatusCode != 200 || !strings.Contains(r.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
 		t.Errorf("the sign-in page: %d %v", r.StatusCode, r.Header)
 	}
-	// Wrong keys, the API's key, and a form posted from another site are
-	// refused, with no cookie.
-	for _, r := range []*http.Response{signIn("wrong"), signIn("user-key"), signIn("admin-key", "Origin", "http://evil.example"),
+	// Wrong keys and the API's key are refused, and a form posted from
+	// another site is not even read, with no cookie.
+	for i, r := range []*http.Response{signIn("wrong"), signIn("user-key"), signIn("admin-key", "Origin", "http://evil.example"),
 		signIn("admin-key", "Origin", "null")} {
-		if r.StatusCode != 401 || len(r.Cookies()) > 0 {
-			t.Errorf("refused sign-in answered %d, cookies %v", r.StatusCode, r.Cookies())
+		if want := []int{401, 401, 403, 403}[i]; r.StatusCode != want || len(r.Cookies()) > 0 {
+			t.Errorf("refused sign-in %d answered %d (want %d), cookies %v", i, r.StatusCode, want, r.Cookies())
 		}
 	}
 	r := signIn("admin-key", "Origin", base)
@@ -96,7 +96,7 @@ func TestStatusPageAccess(t *testing.T) {
 	if code, _, _ := same.do("POST", "/admin/models/b/load", "", "Cookie", cookie, "Origin", "http://"+u.Host); code != 200 {
 		t.Errorf("a load from the page: %d", code)
 	}
-	if code, body, _ := same.do("POST", "/admin/unload", "", "Cookie", cookie, "Origin", "http://evil.example"); code != 401 {
+	if code, body, _ := same.do("POST", "/admin/unload", "", "Cookie", cookie, "Origin", "http://evil.example"); code != 403 {
 		t.Errorf("a command from another site with the cookie: %d %s", code, body)
 	}
 	// Behind a reverse proxy, the page's origin is the proxy's host.
