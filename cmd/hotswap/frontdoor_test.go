@@ -515,3 +515,62 @@ models:
 		t.Errorf("after the uploads hotswap holds %d MiB, %d before", after>>20, before>>20)
 	}
 }
+
+// TestBackendNeverSeesHotswapsKeys: a backend that logs (here, records)
+// every header it gets never sees hotswap's keys nor the status page's
+// cookie, whichever header a client put them in, and does get the headers
+// its model sets, its own key from hotswap's environment among them.
+func TestBackendNeverSeesHotswapsKeys(t *testing.T) {
+	t.Setenv("HS_TEST_BACKEND_KEY", "sk-the-backends-own")
+	seen := make(chan http.Header, 16)
+	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" {
+			seen <- r.Header.Clone()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"object":"chat.completion"}`)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go backend.Serve(ln)
+	t.Cleanup(func() { backend.Close() })
+	b := build(t)
+	_, base := start(t, b, writeConfig(t, b, `
+api_keys: [`+leakAPIKey+`]
+admin_keys: [`+leakAdminKey+`]
+ports: 22000-22999
+models:
+  remote:
+    # Started for its lifecycle; hotswap forwards to the server above.
+    cmd: MOCK -listen 127.0.0.1:0 -progress-interval 0
+    proxy: http://`+ln.Addr().String()+`
+    headers:
+      Authorization: Bearer ${env:HS_TEST_BACKEND_KEY}
+`))
+	c := client{t, base, ""}
+	chat := `{"model":"remote","messages":[{"role":"user","content":"hi"}]}`
+	for _, creds := range [][]string{
+		{"Authorization", "Bearer " + leakAPIKey},
+		{"X-Api-Key", leakAPIKey, "Cookie", "hotswap_session=" + leakAdminKey + "; theme=dark"},
+		{"Api-Key", leakAPIKey, "X-Api-Key", leakAdminKey},
+		{"Authorization", "Basic " + basicKey(leakAPIKey)},
+	} {
+		if code, body, _ := c.do("POST", "/v1/chat/completions", chat, creds...); code != 200 {
+			t.Fatalf("%q: %d %s", creds, code, body)
+		}
+		h := <-seen
+		for name, values := range h {
+			for _, v := range values {
+				if strings.Contains(v, leakAPIKey) || strings.Contains(v, leakAdminKey) || strings.Contains(v, "hotswap_session") ||
+					strings.Contains(v, basicKey(leakAPIKey)) {
+					t.Errorf("%q: the backend got %s: %s", creds, name, v)
+				}
+			}
+		}
+		if got := h.Get("Authorization"); got != "Bearer sk-the-backends-own" {
+			t.Errorf("%q: the backend's own key: %q", creds, got)
+		}
+	}
+}
