@@ -239,7 +239,9 @@ type page struct {
 	thrown []string // the page's uncaught exceptions
 }
 
-func newPage(t *testing.T, width, height int) *page {
+// newPage opens a tab in a browser of its own, started with flags besides
+// the usual ones.
+func newPage(t *testing.T, width, height int, flags ...chromedp.ExecAllocatorOption) *page {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
@@ -247,6 +249,7 @@ func newPage(t *testing.T, width, height int) *page {
 		chromedp.NoSandbox, // CI runs as root
 		chromedp.Flag("disable-gpu", true),
 	)
+	opts = append(opts, flags...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
 	p := &page{t: t, ctx: ctx}
