@@ -9,9 +9,9 @@ import (
 )
 
 // llama.cpp's own endpoints, which its clients (and its web UI) use beside
-// the OpenAI ones: /completion and /infill, /tokenize, /detokenize and
-// /props, in llama-server's shapes. /embedding and /reranking answer as
-// /v1/embeddings and /v1/rerank do.
+// the OpenAI ones: /completion and /infill, /tokenize, /detokenize,
+// /apply-template and /props, in llama-server's shapes. /embedding,
+// /reranking and /rerank answer as /v1/embeddings and /v1/rerank do.
 
 // vocabSize bounds the mock's token ids.
 const vocabSize = 32000
@@ -81,6 +81,27 @@ func (m *mock) detokenize(w http.ResponseWriter, r *http.Request, c *call) {
 		words[i] = "t" + strconv.Itoa(t)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"content": strings.Join(words, " ")})
+}
+
+// applyTemplate answers POST /apply-template as llama-server does: the
+// chat's messages formatted by the model's chat template (ChatML in the
+// mock) into the one prompt the model would be given, ending where the
+// assistant's answer begins. Nothing is generated.
+func (m *mock) applyTemplate(w http.ResponseWriter, r *http.Request, c *call) {
+	var req completionRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if len(req.Messages) == 0 {
+		badRequest(w, "missing_messages", "messages: at least one message is required")
+		return
+	}
+	var prompt strings.Builder
+	for _, msg := range req.Messages {
+		prompt.WriteString("<|im_start|>" + msg.Role + "\n" + text(msg.Content) + "<|im_end|>\n")
+	}
+	prompt.WriteString("<|im_start|>assistant\n")
+	writeJSON(w, http.StatusOK, map[string]string{"prompt": prompt.String()})
 }
 
 // props answers GET /props with the few settings clients look at.

@@ -119,13 +119,19 @@ func newMock(opts options, stdout, stderr io.Writer, exit func(int)) *mock {
 		"/v1/images/variations":     post(m.imageEdits),
 
 		// llama.cpp's own endpoints, in their shapes.
-		"/completion": streaming(m.llamaCompletion),
-		"/infill":     streaming(m.llamaCompletion),
-		"/tokenize":   post(m.tokenize),
-		"/detokenize": post(m.detokenize),
-		"/embedding":  post(m.embeddings),
-		"/reranking":  post(m.rerank),
-		"/props":      get(true, m.props),
+		"/completion":     streaming(m.llamaCompletion),
+		"/infill":         streaming(m.llamaCompletion),
+		"/tokenize":       post(m.tokenize),
+		"/detokenize":     post(m.detokenize),
+		"/apply-template": post(m.applyTemplate),
+		"/embedding":      post(m.embeddings),
+		"/reranking":      post(m.rerank),
+		"/rerank":         post(m.rerank),
+		"/props":          get(true, m.props),
+		// llama-server serves its OpenAI endpoints without /v1 too.
+		"/chat/completions": streaming(m.chatCompletions),
+		"/completions":      streaming(m.textCompletions),
+		"/embeddings":       post(m.embeddings),
 	}
 	return m
 }
@@ -316,7 +322,8 @@ type stats struct {
 	// Errors counts the model POSTs answered with -error-every's error.
 	Errors int `json:"errors"`
 	// Tokens counts the completion tokens sent by chat and text
-	// completions (/v1/chat/completions, /v1/completions) only: a whole
+	// completions (/v1/chat/completions, /v1/completions, and the same
+	// without /v1) only: a whole
 	// answer's n (its usage's completion_tokens) when it is written, and
 	// a stream's content chunks one by one as each is sent, so that a
 	// stream the client abandons counts only what went out. llama.cpp's
