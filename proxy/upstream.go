@@ -195,8 +195,9 @@ func (c *upConn) Read(p []byte) (int, error) {
 		// The answer has begun and more of it is awaited: acknowledge
 		// what came, now. A backend that wrote its headers and body
 		// apart without TCP_NODELAY sends the body only then. An answer
-		// that came whole in one read never gets here: the fast path
-		// pays nothing.
+		// that comes whole in one read (most backends' whole answers)
+		// never gets here, so the fast path pays nothing; a stream pays
+		// one system call (under a microsecond) per read after its first.
 		c.quickAck()
 	}
 	n, err := c.Conn.Read(p)
