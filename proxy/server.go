@@ -254,6 +254,10 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	if ae := s.gate(ctx, path); ae != nil {
 		s.fail(ctx, "", ae)
+		if forwardable(path) {
+			// An allowed page reads why (a 401, say).
+			s.corsHeaders(ctx)
+		}
 		return
 	}
 	switch {

@@ -24,12 +24,32 @@ import (
 // bins holds the binaries built for these tests.
 type bins struct{ hotswap, mock string }
 
+// built are this package's binaries, built once for all its tests by
+// TestMain (each go build, even from the cache, takes seconds).
+var (
+	built    bins
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hotswap-cmd-test")
+	if err != nil {
+		panic(err)
+	}
+	built.hotswap, built.mock, buildErr = mocktest.BuildPair(dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// build returns the binaries, and checks when the test ends that no mock
+// backend is left running.
 func build(t *testing.T) bins {
 	t.Helper()
-	hs, mock, err := mocktest.BuildPair(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
+	hs, mock := built.hotswap, built.mock
 	t.Cleanup(func() {
 		if left := mocktest.Leftovers(mock, 5*time.Second); len(left) > 0 {
 			t.Errorf("mock backends left running: %v", left)
