@@ -460,11 +460,19 @@ func BenchmarkInStep(b *testing.B) {
 // both are that one start's lag).
 func BenchmarkReadinessLag(b *testing.B) {
 	hs := start(b)
-	c := &http.Client{}
+	coldStartLags(b, hs, &http.Client{}, "quiet-a", "quiet-b")
+}
+
+// coldStartLags starts models one and other in turn, b.N times (each
+// start stopping the other, so every one is cold), and reports the median
+// and the largest lag between the backend turning ready (its own clock)
+// and hotswap marking it ready, as ms-median and ms-max. c asks the
+// backends when they turned ready.
+func coldStartLags(b *testing.B, hs *hotswap, c *http.Client, one, other string) {
 	lags := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
-		model := []string{"quiet-a", "quiet-b"}[i%2]
+		model := []string{one, other}[i%2]
 		if !chat(b, hs.url, model) { // stops the other: every start is cold
 			b.FailNow()
 		}

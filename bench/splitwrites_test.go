@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
@@ -143,34 +142,7 @@ func BenchmarkSplitWritesReadinessLag(b *testing.B) {
 	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	for _, kind := range []string{"split", "plain"} {
 		b.Run(kind, func(b *testing.B) {
-			lags := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := range b.N {
-				model := kind + []string{"-quiet-a", "-quiet-b"}[i%2]
-				if !chat(b, hs.url, model) { // stops the other: every start is cold
-					b.FailNow()
-				}
-				b.StopTimer() // asking the backend when it turned ready is not the start
-				st, _ := hs.sw.Status(model)
-				resp, err := c.Get(st.Upstream + "/mock/stats")
-				if err != nil {
-					b.Fatal(err)
-				}
-				var mock struct {
-					ReadyAt int64 `json:"ready_at"`
-				}
-				err = json.NewDecoder(resp.Body).Decode(&mock)
-				resp.Body.Close()
-				if err != nil {
-					b.Fatal(err)
-				}
-				lags = append(lags, st.ReadyAt.Sub(time.Unix(0, mock.ReadyAt)))
-				b.StartTimer()
-			}
-			b.StopTimer()
-			slices.Sort(lags)
-			b.ReportMetric(ms(lags[len(lags)/2]), "ms-median")
-			b.ReportMetric(ms(lags[len(lags)-1]), "ms-max")
+			coldStartLags(b, hs, c, kind+"-quiet-a", kind+"-quiet-b")
 		})
 	}
 }

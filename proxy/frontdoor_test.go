@@ -362,20 +362,7 @@ func TestMalformedRequestsEchoNoKey(t *testing.T) {
 // and headers go on.
 func TestCredentialsStayInHotswap(t *testing.T) {
 	t.Setenv("HS_TEST_BACKEND_KEY", "sk-backend-own")
-	seen := make(chan http.Header, 16)
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/health" {
-			seen <- r.Header.Clone()
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"ok":true}`)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go backend.Serve(ln)
-	t.Cleanup(func() { backend.Close() })
+	addr, seen := mocktest.HeaderRecorder(t)
 	s := newStack(t, `
 api_keys: [`+apiKey+`]
 admin_keys: [sk-frontdoor-admin]
@@ -384,7 +371,7 @@ models:
   remote:
     # A process to start, and the backend hotswap forwards to.
     cmd: MOCK -listen 127.0.0.1:0 -progress-interval 0
-    proxy: http://`+ln.Addr().String()+`
+    proxy: http://`+addr+`
     headers:
       Authorization: Bearer ${env:HS_TEST_BACKEND_KEY}
       X-Team: ml

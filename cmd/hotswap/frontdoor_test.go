@@ -522,20 +522,7 @@ models:
 // its model sets, its own key from hotswap's environment among them.
 func TestBackendNeverSeesHotswapsKeys(t *testing.T) {
 	t.Setenv("HS_TEST_BACKEND_KEY", "sk-the-backends-own")
-	seen := make(chan http.Header, 16)
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/health" {
-			seen <- r.Header.Clone()
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"object":"chat.completion"}`)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go backend.Serve(ln)
-	t.Cleanup(func() { backend.Close() })
+	addr, seen := mocktest.HeaderRecorder(t)
 	b := build(t)
 	_, base := start(t, b, writeConfig(t, b, `
 api_keys: [`+leakAPIKey+`]
@@ -545,7 +532,7 @@ models:
   remote:
     # Started for its lifecycle; hotswap forwards to the server above.
     cmd: MOCK -listen 127.0.0.1:0 -progress-interval 0
-    proxy: http://`+ln.Addr().String()+`
+    proxy: http://`+addr+`
     headers:
       Authorization: Bearer ${env:HS_TEST_BACKEND_KEY}
 `))
