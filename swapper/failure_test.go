@@ -2,6 +2,7 @@ package swapper
 
 import (
 	"os/exec"
+	"slices"
 	"testing"
 )
 
@@ -76,5 +77,18 @@ func TestDescribeExit(t *testing.T) {
 		if got := describeExit(c.exit); got != c.want {
 			t.Errorf("describeExit(%v) = %q, want %q", c.exit, got, c.want)
 		}
+	}
+}
+
+func TestRedactArgv(t *testing.T) {
+	argv := []string{"llama-server", "-m", "/models/x.gguf", "--api-key", "sk-1", "--port", "1",
+		"--hf-token=hf_abc", "-ngl", "99", "--API_KEY", "sk-2", "--token-budget", "5", "--password"}
+	want := []string{"llama-server", "-m", "/models/x.gguf", "--api-key", "[redacted]", "--port", "1",
+		"--hf-token=[redacted]", "-ngl", "99", "--API_KEY", "[redacted]", "--token-budget", "5", "--password"}
+	if got := redactArgv(argv); !slices.Equal(got, want) {
+		t.Errorf("redactArgv = %q\nwant %q", got, want)
+	}
+	if argv[4] != "sk-1" {
+		t.Error("redactArgv changed its argument")
 	}
 }

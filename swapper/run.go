@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -156,7 +158,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 		env = append(env, "CUDA_VISIBLE_DEVICES="+strconv.Itoa(dec.gpu))
 	}
 	out := s.log.Named("backend").With(zap.String("model", m.ID))
-	s.log.Info("starting backend", zap.String("model", m.ID), zap.Strings("argv", argv),
+	s.log.Info("starting backend", zap.String("model", m.ID), zap.Strings("argv", redactArgv(argv)),
 		zap.Int("port", port), zap.String("device", deviceName(dec.gpu)))
 	s.mu.Lock()
 	s.spawning++
@@ -193,6 +195,29 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 	s.wg.Add(1)
 	go s.watch(b, inst)
 	return inst, nil
+}
+
+// secretFlag matches the flags whose value is a secret: llama-server's and
+// vLLM's --api-key, a --hf-token, a --password.
+var secretFlag = regexp.MustCompile(`(?i)^--?[a-z0-9_-]*(api[-_]?key|token|secret|password|passwd)$`)
+
+// redactArgv is argv as the log shows it: the value of a secret flag
+// (--api-key KEY, --api-key=KEY) replaced, since the log reaches the
+// status page and whoever reads it.
+func redactArgv(argv []string) []string {
+	out := slices.Clone(argv)
+	for i := 1; i < len(out); i++ {
+		flag, _, inline := strings.Cut(out[i], "=")
+		switch {
+		case !secretFlag.MatchString(flag):
+		case inline:
+			out[i] = flag + "=[redacted]"
+		case i+1 < len(out):
+			out[i+1] = "[redacted]"
+			i++
+		}
+	}
+	return out
 }
 
 func hasEnv(env []string, key string) bool {
