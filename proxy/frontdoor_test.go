@@ -353,6 +353,10 @@ func TestMalformedRequestsEchoNoKey(t *testing.T) {
 		if strings.Contains(line, apiKey) {
 			t.Errorf("the key is logged: %s", line)
 		}
+		// An error answer's line counts the error body it sent.
+		if f := e.ContextMap(); e.Message == "request" && f["status"] == int64(404) && f["bytes"] == int64(0) {
+			t.Errorf("a 404's log line says it sent nothing: %v", f)
+		}
 	}
 }
 
