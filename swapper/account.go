@@ -124,6 +124,12 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 			}
 		}
 	}
+	for _, f := range s.unseen {
+		transit[ramDevice] += f.ram
+		if f.gpu != ramDevice && !unified {
+			transit[f.gpu] += f.vram
+		}
+	}
 	for _, d := range s.snap.devs {
 		switch {
 		case d.Index == ramDevice:

@@ -68,16 +68,42 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain 
 // looked at first: until then the snapshot counts the process's memory as
 // used, and a decision made on it would refuse what now fits.
 func (s *Swapper) retire(b *backend, inst *instance) {
+	exited := s.lookMark()
 	s.refresh()
 	s.mu.Lock()
-	s.retireLocked(b, inst)
+	s.retireLocked(b, inst, exited)
 	s.settledLocked(b)
 	s.mu.Unlock()
 }
 
+// lookMark numbers the looks at memory begun so far: a look numbered
+// after it began after lookMark was called.
+func (s *Swapper) lookMark() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.looks
+}
+
+// unseenFree is the memory of a stopped backend that the snapshot still
+// counts as used: the snapshot's look began before the process had gone
+// (the look made as it went failed, or was dropped while another backend
+// started). Until a look that began after sees it free, it is memory in
+// transit, so that a start that needs it waits for that look rather than
+// being refused, or evicting another model for memory already free.
+type unseenFree struct {
+	ram, vram int64
+	gpu       int
+	mark      uint64 // the look mark taken once the process had gone
+}
+
 // retireLocked marks inst as gone: b is stopped, its port free, and
-// whoever waits on the instance is told.
-func (s *Swapper) retireLocked(b *backend, inst *instance) {
+// whoever waits on the instance is told. exited is a look mark taken once
+// its process had gone (see lookMark).
+func (s *Swapper) retireLocked(b *backend, inst *instance, exited uint64) {
+	if b.cur == inst && s.opts.Memory != nil && s.snap.look <= exited {
+		mram, mvram, nram, nvram := inst.counts(s.snap.unified)
+		s.unseen = append(s.unseen, unseenFree{ram: max(mram, nram), vram: max(mvram, nvram), gpu: inst.gpu, mark: exited})
+	}
 	if b.cur == inst {
 		b.enter(Stopped, s.clock.Now())
 		b.cur = nil
@@ -198,7 +224,7 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 	s.mu.Unlock()
 	inst.proc.Stop(b.model.StopTimeout)
 	s.mu.Lock()
-	s.retireLocked(b, inst)
+	s.retireLocked(b, inst, s.looks)
 	s.settledLocked(b)
 	s.mu.Unlock()
 }

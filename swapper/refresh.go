@@ -3,6 +3,7 @@ package swapper
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -90,6 +91,8 @@ func (s *Swapper) refresh(also ...due) {
 					inst.usage, inst.measured, inst.measuredAt, inst.look = u, true, s.snap.at, look
 				}
 			}
+			// This look began after these had gone: it saw them free.
+			s.unseen = slices.DeleteFunc(s.unseen, func(f unseenFree) bool { return f.mark < look })
 			s.changedLocked(nil)
 		}
 		s.mu.Unlock()

@@ -281,6 +281,7 @@ func (s *Swapper) failed(b *backend, dec *decision, inst *instance, err error) {
 // memory next to other models: every idle model goes. It reports false
 // when there is nothing to retry with (no model was loaded beside it).
 func (s *Swapper) retryOOM(b *backend, inst *instance, se *StartError) bool {
+	exited := s.lookMark()
 	s.refresh() // the process is gone: decide on what that freed
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -295,7 +296,7 @@ func (s *Swapper) retryOOM(b *backend, inst *instance, se *StartError) bool {
 	}
 	s.log.Warn("backend ran out of memory while loading next to other models; stopping idle models and retrying once",
 		zap.String("model", b.model.ID), zap.Int("resident", others), zap.Error(se))
-	s.retireLocked(b, inst)
+	s.retireLocked(b, inst, exited)
 	b.enter(Stopped, s.clock.Now())
 	b.start = nil
 	if _, err := s.decideLocked(b, Policy{evictIdle: true, Reason: "retry after running out of memory"}); err != nil {
@@ -311,13 +312,15 @@ func (s *Swapper) retryOOM(b *backend, inst *instance, se *StartError) bool {
 // shutdown does not, since nothing is wrong with the backend. Callers
 // waiting on b see it stopped and decide again.
 func (s *Swapper) fail(b *backend, inst *instance, err error) {
+	var exited uint64
 	if inst != nil {
 		inst.proc.Stop(b.model.StopTimeout)
+		exited = s.lookMark()
 		s.refresh()
 	}
 	s.mu.Lock()
 	if inst != nil && b.cur == inst {
-		s.retireLocked(b, inst)
+		s.retireLocked(b, inst, exited)
 	}
 	s.failLocked(b, err)
 	s.settledLocked(b)

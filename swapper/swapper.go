@@ -145,6 +145,10 @@ type Swapper struct {
 	watchers  []func(model string)
 	instances uint64 // last instance id handed out
 	looks     uint64 // looks at memory begun (see refresh)
+	// unseen is the memory of backends stopped since the snapshot's look
+	// began: the snapshot still counts it as used, by no backend hotswap
+	// knows. It is in transit until a look sees it free (see retireLocked).
+	unseen []unseenFree
 	// spawning counts processes being started, spawnGen every start and
 	// end of one: a look at memory during one is not used (see refresh).
 	spawning int
