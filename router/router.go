@@ -51,7 +51,9 @@ func (e *QueueFullError) Error() string {
 
 func (e *QueueFullError) Unwrap() error { return ErrQueueFull }
 
-// Backends is what the router needs of the swapper. None of it waits.
+// Backends is what the router needs of the swapper: the request path's
+// decisions, none of which waits, and the operator's intents the router
+// passes on (see intents.go), which may.
 type Backends interface {
 	// TryLease leases model's backend into l if it is ready.
 	TryLease(model string, l *swapper.Lease) bool
@@ -62,6 +64,13 @@ type Backends interface {
 	// Watch has f called on every change of a backend's state, and when
 	// memory was looked at again.
 	Watch(f func(model string))
+
+	// Unload stops model's backend (draining it first unless force),
+	// returning once it has stopped or ctx has ended.
+	Unload(ctx context.Context, model string, force bool) error
+	// Reconfigure and Remove apply a reload (see swapper.Reconfigure).
+	Reconfigure(models map[string]*config.Model, set swapper.Settings)
+	Remove(ctx context.Context, model string) error
 }
 
 // Options configure a Router.
@@ -91,6 +100,7 @@ type Options struct {
 type Router struct {
 	opts  Options
 	clock clock.Clock
+	log   *zap.Logger // opts.Log, which a reload does not change
 
 	// mu serialises every decision: only its holder touches s.
 	mu sync.Mutex
@@ -121,8 +131,7 @@ func New(backends Backends, opts Options) *Router {
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	r := &Router{opts: opts, clock: clock.Or(opts.Clock), s: newSched(backends, opts)}
-	r.s.log = opts.Log
+	r := &Router{opts: opts, clock: clock.Or(opts.Clock), log: opts.Log, s: newSched(backends, opts)}
 	r.publishStatsLocked()
 	r.queueTimeout.Store(int64(opts.QueueTimeout))
 	r.timer = r.clock.AfterFunc(time.Hour, r.wake)
@@ -136,19 +145,25 @@ func New(backends Backends, opts Options) *Router {
 // come and the backend is ready. ctx bounds the wait: when it ends, the
 // request leaves the queue. The caller must Close the ticket.
 func (r *Router) Enqueue(ctx context.Context, model string) (*Ticket, error) {
+	return r.enqueue(ctx, model, nil)
+}
+
+// enqueue is Enqueue for a request or, with load, an operator's load.
+func (r *Router) enqueue(ctx context.Context, model string, load *LoadOptions) (*Ticket, error) {
 	// A model removed between this look and the queue is refused there.
 	if _, ok := (*r.stats.Load())[model]; !ok {
 		return nil, fmt.Errorf("%w: %q", swapper.ErrUnknownModel, model)
 	}
 	t := &Ticket{r: r, model: model, ctx: ctx, enqueued: r.clock.Now(),
-		queueTimeout: time.Duration(r.queueTimeout.Load())}
+		queueTimeout: time.Duration(r.queueTimeout.Load()), load: load}
 	if !r.send(event{kind: evArrive, t: t}) {
 		return nil, swapper.ErrClosed
 	}
 	return t, nil
 }
 
-// Acquire waits for model's turn and backend, as Enqueue followed by Next.
+// Acquire waits for model's turn and backend, as a request does: Enqueue
+// followed by Next. The lease holds the backend until released.
 func (r *Router) Acquire(ctx context.Context, model string) (*Lease, error) {
 	t, err := r.Enqueue(ctx, model)
 	if err != nil {
@@ -185,9 +200,8 @@ func (r *Router) publishStatsLocked() {
 // new requests for it are refused as for an unknown model, and those
 // queued are served; the channel returned for it is closed once its queue
 // is empty (see Remove).
-func (r *Router) Reconfigure(opts Options) map[string]<-chan struct{} {
+func (r *Router) reconfigure(opts Options) map[string]<-chan struct{} {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	opts.Log, opts.Clock = r.opts.Log, r.opts.Clock
 	if opts.Policy == "" {
 		opts.Policy = config.PolicyBatch
@@ -223,23 +237,10 @@ func (r *Router) Reconfigure(opts Options) map[string]<-chan struct{} {
 	if !r.closed {
 		r.scheduleLocked() // a larger cap may serve more at once
 	}
+	fx := r.s.fx.take()
+	r.mu.Unlock()
+	fx.do(r.log)
 	return removed
-}
-
-// Busy lists the models that have work as the scheduler counts it: in
-// flight, queued, or used within IdleGrace. It is a snapshot, for a caller
-// that decides with the swapper (whose lock it must not hold here).
-func (r *Router) Busy() map[string]bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	busy := r.s.busyAt(r.clock.Now())
-	out := map[string]bool{}
-	for id := range r.s.models {
-		if busy(id) {
-			out[id] = true
-		}
-	}
-	return out
 }
 
 func isClosed(c <-chan struct{}) bool {
@@ -251,9 +252,9 @@ func isClosed(c <-chan struct{}) bool {
 	}
 }
 
-// Remove forgets a model a reload removed. Requests still queued for it
+// forget forgets a model a reload removed. Requests still queued for it
 // (its queue did not empty in time) are refused as for an unknown model.
-func (r *Router) Remove(model string) {
+func (r *Router) forget(model string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m, ok := r.s.models[model]
@@ -285,12 +286,15 @@ func (r *Router) Close() {
 // router is closed.
 func (r *Router) send(ev event) bool {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return false
 	}
 	r.s.handle(ev, r.clock.Now())
 	r.scheduleLocked()
+	fx := r.s.fx.take()
+	r.mu.Unlock()
+	fx.do(r.log)
 	return true
 }
 
@@ -298,11 +302,13 @@ func (r *Router) send(ev event) bool {
 // way is looked at again.
 func (r *Router) wake() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.armed = time.Time{}
 	if !r.closed {
 		r.scheduleLocked()
 	}
+	fx := r.s.fx.take()
+	r.mu.Unlock()
+	fx.do(r.log)
 }
 
 func (r *Router) scheduleLocked() {

@@ -45,6 +45,16 @@ type rig struct {
 	r      *router.Router
 	sw     *swapper.Swapper
 	starts *mocktest.Starter
+	cfg    *config.Config
+}
+
+// reconfigure reloads opts, and for the swapper the models opts names.
+func (g *rig) reconfigure(opts router.Options) map[string]<-chan struct{} {
+	models := map[string]*config.Model{}
+	for id := range opts.Parallel {
+		models[id] = g.cfg.Models[id]
+	}
+	return g.r.Reconfigure(opts, models, swapper.Settings{})
 }
 
 // newRig runs the router over a real swapper and mock backends. Memory is
@@ -59,7 +69,7 @@ func newRig(t *testing.T, edit func(*router.Options)) *rig {
 	mem := probe.NewFake(mockExe, 10<<30)
 	mem.Script("a", probe.Usage{RAM: 6 << 30})
 	mem.Script("b", probe.Usage{RAM: 6 << 30})
-	g := &rig{starts: &mocktest.Starter{}}
+	g := &rig{starts: &mocktest.Starter{}, cfg: cfg}
 	g.sw = swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Memory: mem, Starter: g.starts})
 	opts := router.ConfigOptions(cfg, zap.NewNop())
 	if edit != nil {
@@ -461,7 +471,7 @@ func TestReconfigureParallelAppliesAtOnce(t *testing.T) {
 		t.Fatalf("c's second request went past parallel 1: queued %d, in flight %d", st.Queued.Load(), st.InFlight.Load())
 	}
 	opts.Parallel = map[string]int{"a": 2, "b": 2, "c": 2}
-	g.r.Reconfigure(opts)
+	g.reconfigure(opts)
 	l, err := queued.Next(5 * time.Second)
 	if l == nil || err != nil {
 		t.Fatalf("after raising c's parallel to 2: %v %v", l, err)
@@ -477,7 +487,7 @@ func TestReconfigureRemovesAModelAfterItsQueue(t *testing.T) {
 	held := g.acquire(t, "c")
 	queued := g.enqueue(t, "c")
 	opts.Parallel = map[string]int{"a": 2, "b": 2}
-	emptied := g.r.Reconfigure(opts)
+	emptied := g.reconfigure(opts)
 	done, ok := emptied["c"]
 	if !ok || len(emptied) != 1 {
 		t.Fatalf("removed: %v", emptied)
@@ -501,13 +511,13 @@ func TestReconfigureRemovesAModelAfterItsQueue(t *testing.T) {
 		t.Fatal("c's queue emptied without saying so")
 	}
 	l.Release()
-	g.r.Remove("c")
+	g.r.Remove(context.Background(), "c")
 	if g.r.Stats("c") != nil {
 		t.Error("c is still known after Remove")
 	}
 	// Brought back by a later reload, it is served again.
 	opts.Parallel = map[string]int{"a": 2, "b": 2, "c": 1}
-	g.r.Reconfigure(opts)
+	g.reconfigure(opts)
 	g.acquire(t, "c").Release()
 }
 
@@ -522,15 +532,15 @@ func TestReconfigureBringsARemovedModelBack(t *testing.T) {
 	g.enqueue(t, "c")
 	all := opts.Parallel
 	opts.Parallel = map[string]int{"a": 2, "b": 2}
-	emptied := g.r.Reconfigure(opts)["c"]
+	emptied := g.reconfigure(opts)["c"]
 	opts.Parallel = all
-	g.r.Reconfigure(opts)
+	g.reconfigure(opts)
 	select {
 	case <-emptied:
 	default:
 		t.Fatal("the removal's wait was not let go when c came back")
 	}
-	g.r.Remove("c") // too late: c is configured again
+	g.r.Remove(context.Background(), "c") // too late: c is configured again
 	if g.r.Stats("c") == nil {
 		t.Fatal("c was forgotten although it is back")
 	}

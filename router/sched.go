@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/swapper"
 )
@@ -37,12 +35,15 @@ func (p *phaseValue) store(x Phase) { p.v.Store(int32(x)) }
 // sched is the router's state and its decisions. Only the holder of the
 // router's lock touches it, and nothing it calls waits: the swapper's
 // TryLease and Start answer from memory, and the waits they start run
-// elsewhere and come back as evChanged. So it is tested by driving it
-// directly with a fake Backends and a fake clock.
+// elsewhere and come back as evChanged. It does no I/O either, and has no
+// logger to do it with: what its decisions want said goes into fx, which
+// the router says once it has let go of the lock. So it is tested by
+// driving it directly with a fake Backends and a fake clock, and by the
+// effects it returns.
 type sched struct {
 	b      Backends
 	opts   Options
-	log    *zap.Logger
+	fx     effects
 	models map[string]*mstate
 	// waiting is waitingByAge's slice, reused: schedule runs for every
 	// request and must not allocate on the fast path.
@@ -72,7 +73,7 @@ type mstate struct {
 }
 
 func newSched(b Backends, opts Options) *sched {
-	s := &sched{b: b, opts: opts, log: zap.NewNop(), models: make(map[string]*mstate, len(opts.Parallel))}
+	s := &sched{b: b, opts: opts, models: make(map[string]*mstate, len(opts.Parallel))}
 	for id, n := range opts.Parallel {
 		s.models[id] = &mstate{id: id, parallel: max(1, n), stats: &Stats{}}
 	}
@@ -301,7 +302,13 @@ func (s *sched) start(m *mstate, now time.Time, may room) (wake time.Time) {
 	case swapper.Ready, swapper.Draining, swapper.Stopping:
 		return time.Time{} // serving to capacity, or leaving: wait for a change
 	}
-	waited := now.Sub(m.queue[0].enqueued)
+	head := m.queue[0]
+	waited := now.Sub(head.enqueued)
+	if o := head.load; o != nil && (o.Refuse || len(o.Protect) > 0) {
+		// A mode's load never drains a busy model: it is refused, or
+		// waits for the model to go idle.
+		may = min(may, stopIdle)
+	}
 	var p swapper.Policy
 	switch may {
 	case stopNothing:
@@ -314,16 +321,29 @@ func (s *sched) start(m *mstate, now time.Time, may room) (wake time.Time) {
 			p.Reason = "oldest request"
 		}
 	}
+	if o := head.load; o != nil {
+		p.Busy = protecting(p.Busy, o.Protect)
+		if o.Reason != "" {
+			p.Reason = o.Reason
+		}
+	}
 	d, err := s.b.Start(m.id, p)
 	var be *swapper.BusyError
 	switch {
 	case err == nil:
 		if d.Started {
-			s.log.Info("swapping in", zap.String("model", m.id), zap.Strings("evicting", d.Victims),
-				zap.Strings("busy", d.Busy), zap.String("reason", p.Reason), zap.Duration("waited", waited),
-				zap.Int("queued", len(m.queue)), zap.String("policy", s.opts.Policy))
+			s.fx.swaps = append(s.fx.swaps, swapIn{model: m.id, d: d, reason: p.Reason, waited: waited,
+				queued: len(m.queue), policy: s.opts.Policy})
 		}
 		s.loading(m)
+		return time.Time{}
+	case errors.As(err, &be) && head.load != nil && head.load.Refuse:
+		// It does not fit beside the busy models: the operator is told
+		// so now, and whatever waits behind it is decided on its own.
+		s.dropHead(m, err)
+		if len(m.queue) > 0 {
+			return s.start(m, now, may)
+		}
 		return time.Time{}
 	case errors.As(err, &be) && may == stopNothing:
 		return time.Time{} // its turn comes when those older are served
@@ -371,6 +391,26 @@ func (s *sched) busyAt(now time.Time) func(string) bool {
 		o, ok := s.models[id]
 		return ok && (o.inflight > 0 || len(o.queue) > 0 || now.Sub(o.lastDone) < s.opts.IdleGrace)
 	}
+}
+
+// protecting is busy, with the protected models counted as busy too.
+func protecting(busy func(string) bool, protect []string) func(string) bool {
+	if len(protect) == 0 {
+		return busy
+	}
+	return func(id string) bool { return slices.Contains(protect, id) || busy(id) }
+}
+
+// dropHead refuses the head of m's queue with err.
+func (s *sched) dropHead(m *mstate, err error) {
+	t := m.queue[0]
+	n := copy(m.queue, m.queue[1:])
+	m.queue[n] = nil
+	m.queue = m.queue[:n]
+	s.queued--
+	t.queued = false
+	m.publish()
+	s.decide(t, err)
 }
 
 // loading marks m's queued requests as waiting for the load.

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -14,6 +15,7 @@ import (
 // model evicts, and errors. Its starts are recorded, and it applies the
 // policy the way the swapper does: busy victims need EvictBusy.
 type fakeBackends struct {
+	noIntents
 	states   map[string]swapper.State
 	evict    map[string][]string
 	startErr error
@@ -21,6 +23,13 @@ type fakeBackends struct {
 	errs    map[string]error
 	started []string // models Start began, in order
 }
+
+// noIntents is a Backends' operator side, for fakes of the request path.
+type noIntents struct{}
+
+func (noIntents) Unload(context.Context, string, bool) error             { return nil }
+func (noIntents) Reconfigure(map[string]*config.Model, swapper.Settings) {}
+func (noIntents) Remove(context.Context, string) error                   { return nil }
 
 func (f *fakeBackends) TryLease(model string, _ *swapper.Lease) bool {
 	return f.states[model] == swapper.Ready
@@ -438,6 +447,7 @@ func TestSchedRefuseAll(t *testing.T) {
 // is in, by the swapper's rule (a busy one only with EvictBusy), waits
 // for its requests to finish, and loads in loadTime.
 type oneAtATime struct {
+	noIntents
 	states   map[string]swapper.State
 	inflight map[string]int
 	readyAt  time.Time // of the model starting

@@ -50,6 +50,9 @@ type Ticket struct {
 	// the ticket, so that a request costs one allocation fewer.
 	slease swapper.Lease
 
+	// load is an operator's load's options; nil for a request.
+	load *LoadOptions
+
 	// Owned by sched.
 	queued bool
 
