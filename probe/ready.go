@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/hotswap/hotswap/clock"
 )
 
 // ErrNotReady is wrapped by Wait when a backend did not become healthy in
@@ -27,6 +29,11 @@ type Readiness struct {
 	Client *fasthttp.Client
 	// CheckTimeout bounds one health request; 0 means 2s.
 	CheckTimeout time.Duration
+	// Clock is the time Wait's polling and stall timeout go by; nil is the
+	// real clock. Its owner gives its own (the swapper's), so that a
+	// start's timeout goes by the same time as the rest of the lifecycle,
+	// and tests move it by hand instead of waiting out real timeouts.
+	Clock clock.Clock
 
 	once sync.Once
 	own  *fasthttp.Client
@@ -34,13 +41,14 @@ type Readiness struct {
 
 // WaitOptions tune one Wait.
 type WaitOptions struct {
-	// Timeout is how long the backend may go without becoming healthy.
-	// With LastActivity set it is a stall timeout: it restarts whenever
-	// the backend shows activity, so a slow but visibly progressing load
-	// is not killed while a silent hung one is.
+	// Timeout is how long the backend may go without becoming healthy
+	// (0: no limit but ctx's). With LastActivity set it is a stall
+	// timeout: it restarts whenever the backend shows activity, so a slow
+	// but visibly progressing load is not killed while a silent hung one
+	// is.
 	Timeout time.Duration
 	// LastActivity, if set, reports when the backend last showed a sign of
-	// life (wrote output, say).
+	// life (wrote output, say), on the Readiness's clock.
 	LastActivity func() time.Time
 	// Exited, if set, is closed when the backend's process ends; Wait then
 	// gives up at once instead of polling a dead port.
@@ -62,18 +70,29 @@ const DefaultInterval = 5 * time.Millisecond
 
 // Check sends one GET to url and reports nil if it answered 200.
 func (r *Readiness) Check(ctx context.Context, url string) error {
-	timeout := r.CheckTimeout
-	if timeout <= 0 {
-		timeout = 2 * time.Second
+	return r.check(ctx, url, r.checkTimeout())
+}
+
+func (r *Readiness) checkTimeout() time.Duration {
+	if r.CheckTimeout <= 0 {
+		return 2 * time.Second
 	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
-		timeout = time.Until(d)
-		if timeout <= 0 {
+	return r.CheckTimeout
+}
+
+// check is Check within timeout. A context's deadline is on the real
+// clock (the context package's timers are), so it is compared with the
+// real time, whatever r.Clock is; so is timeout, which bounds network I/O.
+func (r *Readiness) check(ctx context.Context, url string, timeout time.Duration) error {
+	if d, ok := ctx.Deadline(); ok {
+		left := time.Until(d)
+		if left <= 0 {
 			// Not ctx.Err(): it is nil until the context's own timer has
 			// run, which on a busy machine can be after its deadline, and
 			// nil here would say the backend is ready.
 			return fmt.Errorf("GET %s: %w", url, context.DeadlineExceeded)
 		}
+		timeout = min(timeout, left)
 	}
 	client := r.client()
 	req := fasthttp.AcquireRequest()
@@ -116,23 +135,31 @@ func (r *Readiness) client() *fasthttp.Client {
 }
 
 // Wait polls url until it answers 200, the backend exits, the timeout
-// passes without activity, or ctx ends.
+// passes without activity, or ctx ends. The polling interval and the
+// timeout are on r.Clock; one check, being network I/O, is bounded in real
+// time by CheckTimeout and by what is left of the timeout.
 func (r *Readiness) Wait(ctx context.Context, url string, opts WaitOptions) error {
+	c := clock.Or(r.Clock)
 	interval := opts.Interval
 	if interval <= 0 {
 		interval = DefaultInterval
 	}
-	start := time.Now()
-	deadline := func() time.Time {
+	start := c.Now()
+	// left is how long until the backend is given up on; ok is false
+	// without a timeout.
+	left := func() (d time.Duration, ok bool) {
+		if opts.Timeout <= 0 {
+			return 0, false
+		}
 		from := start
 		if opts.LastActivity != nil {
 			if t := opts.LastActivity(); t.After(from) {
 				from = t
 			}
 		}
-		return from.Add(opts.Timeout)
+		return from.Add(opts.Timeout).Sub(c.Now()), true
 	}
-	timer := time.NewTimer(0)
+	timer := c.NewTimer(0)
 	defer timer.Stop()
 	var last error
 	for {
@@ -142,11 +169,19 @@ func (r *Readiness) Wait(ctx context.Context, url string, opts WaitOptions) erro
 		case <-opts.Exited:
 			return ErrExited
 		case <-opts.Wake:
-		case <-timer.C:
+		case <-timer.C():
 		}
-		checkCtx, cancel := context.WithDeadline(ctx, deadline())
-		last = r.Check(checkCtx, url)
-		cancel()
+		timeout := r.checkTimeout()
+		if d, ok := left(); ok {
+			if d <= 0 {
+				if last == nil { // no check had the time to be made
+					return fmt.Errorf("%w within %s", ErrNotReady, opts.Timeout)
+				}
+				return fmt.Errorf("%w within %s: %w", ErrNotReady, opts.Timeout, last)
+			}
+			timeout = min(timeout, d)
+		}
+		last = r.check(ctx, url, timeout)
 		if last == nil {
 			return nil
 		}
@@ -157,15 +192,19 @@ func (r *Readiness) Wait(ctx context.Context, url string, opts WaitOptions) erro
 			return ErrExited
 		default:
 		}
-		if opts.Timeout > 0 && !time.Now().Before(deadline()) {
-			return fmt.Errorf("%w within %s: %w", ErrNotReady, opts.Timeout, last)
+		// The next check comes after the interval, or when the timeout
+		// ends if that is sooner: a backend silent for its timeout is
+		// given up on then, not up to an interval later.
+		next := interval
+		if d, ok := left(); ok {
+			next = max(min(next, d), 0)
 		}
 		if !timer.Stop() {
 			select {
-			case <-timer.C:
+			case <-timer.C():
 			default:
 			}
 		}
-		timer.Reset(interval)
+		timer.Reset(next)
 	}
 }
