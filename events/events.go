@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hotswap/hotswap/clock"
 )
 
 // Event types.
@@ -53,7 +55,7 @@ type Hub struct {
 	mu        sync.Mutex
 	listeners []func(Event)
 	subs      map[*Subscription]struct{}
-	now       func() time.Time
+	clock     clock.Clock
 	logSubs   atomic.Int32 // subscribers that want log lines
 	first     uint64       // the first ID to give
 	last      uint64       // the last ID given
@@ -114,13 +116,12 @@ func (r *ring) oldest() uint64 {
 	}
 }
 
-// NewHub returns a hub; now is its clock (nil: time.Now).
-func NewHub(now func() time.Time) *Hub {
-	if now == nil {
-		now = time.Now
-	}
-	h := &Hub{subs: make(map[*Subscription]struct{}), now: now}
-	h.first = uint64(max(1, now().UnixMicro()))
+// NewHub returns a hub that stamps events with c's time (nil: the real
+// clock), the clock the rest of hotswap goes by, so that an event's time
+// agrees with the times the swapper and router report.
+func NewHub(c clock.Clock) *Hub {
+	h := &Hub{subs: make(map[*Subscription]struct{}), clock: clock.Or(c)}
+	h.first = uint64(max(1, h.clock.Now().UnixMicro()))
 	h.last = h.first - 1
 	return h
 }
@@ -143,7 +144,7 @@ func (h *Hub) Publish(e Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if e.Time.IsZero() {
-		e.Time = h.now()
+		e.Time = h.clock.Now()
 	}
 	h.last++
 	e.ID = h.last
@@ -220,9 +221,9 @@ func (h *Hub) SubscribeAfter(n int, logs bool, after uint64) (*Subscription, []E
 	switch oldest := h.recent.oldest(); {
 	case after == 0:
 	case after < h.first:
-		past = append(past, Event{Time: h.now(), Type: Dropped, Message: "hotswap restarted"})
+		past = append(past, Event{Time: h.clock.Now(), Type: Dropped, Message: "hotswap restarted"})
 	case oldest > after+1:
-		past = append(past, Event{Time: h.now(), Type: Dropped, Data: map[string]any{"count": oldest - after - 1}})
+		past = append(past, Event{Time: h.clock.Now(), Type: Dropped, Data: map[string]any{"count": oldest - after - 1}})
 	}
 	past = h.recent.after(past, after)
 	if logs {

@@ -11,10 +11,12 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/hotswap/hotswap/clock"
 )
 
 func TestHub(t *testing.T) {
-	h := NewHub(func() time.Time { return time.Unix(100, 0) })
+	h := NewHub(clock.NewFake(time.Unix(100, 0)))
 	var heard []string
 	h.Listen(func(e Event) { heard = append(heard, e.Type+":"+e.Model) })
 	all := h.Subscribe(2, true)
@@ -83,7 +85,7 @@ func TestSubscribeAfterReplaysWhatWasMissed(t *testing.T) {
 
 	// A watcher of the hotswap before a restart: everything, after a
 	// word that it missed what the old one did last.
-	later := NewHub(func() time.Time { return time.Now().Add(time.Second) })
+	later := NewHub(clock.NewFake(time.Now().Add(time.Second)))
 	later.Publish(Event{Type: Start, Model: "a"})
 	s, past := later.SubscribeAfter(1, false, h.Last())
 	defer s.Close()
