@@ -1,8 +1,16 @@
 // Package control is what operators ask of hotswap: see what runs and the
 // memory per device, load and unload models, switch to a mode (a named set
-// of models) and back, reload the configuration. Every command goes to the
-// same owners as requests do (the router's queues, the swapper's
-// decisions), so it follows the same memory rules and never races a swap.
+// of models) and back, reload the configuration. Every command that
+// changes what runs goes through the router, the one door to the
+// lifecycle's owner, as requests do: it follows the same memory rules, is
+// decided on the state of the moment it is decided, and never races a
+// swap.
+//
+// No lock is held across a wait. Each command is bound to its caller's
+// context (an operator who hangs up stops waiting). A mode switch is a
+// desired set with a generation: a newer switch (or restore) calls off the
+// one in progress. A reload waits for nothing but its file, so it never
+// waits behind a switch.
 package control
 
 import (
@@ -16,33 +24,28 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
 )
 
-// Lifecycle is what the controller needs of the swapper.
+// Lifecycle is what the controller reads of the swapper: it changes
+// nothing there but through Door.
 type Lifecycle interface {
-	Load(ctx context.Context, model string, p swapper.Policy) (*swapper.Lease, error)
-	Unload(ctx context.Context, model string, force bool) error
 	Statuses() []swapper.Status
 	Memory(fresh bool) []swapper.DeviceReport
-	// Reconfigure and Remove are a reload's (see swapper.Reconfigure).
-	Reconfigure(models map[string]*config.Model, set swapper.Settings)
-	Remove(ctx context.Context, model string) error
 }
 
-// Queues is what it needs of the router.
-type Queues interface {
-	// Acquire waits for model's turn and backend, as a request does.
-	Acquire(ctx context.Context, model string) (*router.Lease, error)
+// Door is the router: the one way to the lifecycle's owner.
+type Door interface {
+	Load(ctx context.Context, model string, o router.LoadOptions) error
+	Unload(ctx context.Context, model string, force bool) error
 	Stats(model string) *router.Stats
-	// Busy lists the models with work: queued, in flight, or just used.
-	Busy() map[string]bool
 	// Reconfigure and Remove are a reload's (see router.Reconfigure).
-	Reconfigure(opts router.Options) map[string]<-chan struct{}
-	Remove(model string)
+	Reconfigure(opts router.Options, models map[string]*config.Model, set swapper.Settings) map[string]<-chan struct{}
+	Remove(ctx context.Context, model string) error
 }
 
 // ModeStore keeps what a mode switch remembered, across restarts.
@@ -55,7 +58,7 @@ type ModeStore interface {
 type Options struct {
 	Config    *config.Config
 	Lifecycle Lifecycle
-	Queues    Queues
+	Door      Door
 	Modes     ModeStore
 	Events    *events.Hub
 	Log       *zap.Logger
@@ -64,23 +67,30 @@ type Options struct {
 	// OnReload are told of a new configuration once the swapper and
 	// router have it (the proxy, the metrics, the log level).
 	OnReload []func(*config.Config)
-	// Now is the clock (nil: time.Now).
-	Now func() time.Time
+	// Clock is the time commands go by (nil: the real clock).
+	Clock clock.Clock
 }
 
 // Controller carries out operators' commands.
 type Controller struct {
-	opts Options
-	log  *zap.Logger
-	now  func() time.Time
+	opts  Options
+	log   *zap.Logger
+	clock clock.Clock
 
-	mu  sync.Mutex // one mode switch, restore or reload at a time
-	cfg atomic.Pointer[config.Config]
-	// removals are the models a reload removed, still draining (and
-	// preloads a reload started).
-	removals sync.WaitGroup
-	ctx      context.Context // ends with Close
-	cancel   context.CancelFunc
+	// reloadMu makes reloads one at a time; a reload waits for nothing
+	// while it holds it but its file.
+	reloadMu sync.Mutex
+	cfg      atomic.Pointer[config.Config]
+	// modeMu guards the mode memory's read-modify-write and the switch in
+	// progress; it is never held across a wait.
+	modeMu       sync.Mutex
+	generation   uint64             // of the latest switch or restore
+	cancelSwitch context.CancelFunc // the one in progress
+	// background are the models a reload removed, still draining, and
+	// the preloads a reload started.
+	background sync.WaitGroup
+	ctx        context.Context // ends with Close
+	cancel     context.CancelFunc
 }
 
 // New returns a Controller.
@@ -88,22 +98,28 @@ func New(opts Options) *Controller {
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	c := &Controller{opts: opts, log: opts.Log, now: opts.Now}
+	c := &Controller{opts: opts, log: opts.Log, clock: clock.Or(opts.Clock)}
 	c.cfg.Store(opts.Config)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
 
-// Close ends what the controller does in the background (removals after
-// a reload) and waits for it.
+// Close calls off every command in progress (their callers are answered
+// ErrClosed's way: their contexts end) and what the controller does in
+// the background (removals and preloads after a reload), and waits for
+// the background to end.
 func (c *Controller) Close() {
-	c.mu.Lock() // no reload adds to removals once Wait has begun
+	c.reloadMu.Lock() // no reload adds to the background once Wait has begun
 	c.cancel()
-	c.mu.Unlock()
-	c.removals.Wait()
+	c.reloadMu.Unlock()
+	c.background.Wait()
+}
+
+// bound is ctx, also ended by Close: a command's own context.
+func (c *Controller) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // ErrUnknownMode is returned for a mode the configuration does not name.
@@ -126,34 +142,43 @@ func (c *Controller) Resolve(name string) (string, error) {
 }
 
 // Load brings model in as a request would (the same queue, policy and
-// memory rules), and returns once it is ready.
+// memory rules), and returns once it is ready, or when ctx ends.
 func (c *Controller) Load(ctx context.Context, name string) error {
 	id, err := c.Resolve(name)
 	if err != nil {
 		return err
 	}
-	l, err := c.opts.Queues.Acquire(ctx, id)
-	if err != nil {
-		return err
-	}
-	l.Release()
-	return nil
+	ctx, done := c.bound(ctx)
+	defer done()
+	return c.closing(c.opts.Door.Load(ctx, id, router.LoadOptions{Reason: "loaded by an operator"}))
 }
 
-// Unload drains and stops model (see swapper.Unload).
+// Unload drains and stops model (see router.Unload).
 func (c *Controller) Unload(ctx context.Context, name string, force bool) error {
 	id, err := c.Resolve(name)
 	if err != nil {
 		return err
 	}
-	return c.opts.Lifecycle.Unload(ctx, id, force)
+	ctx, done := c.bound(ctx)
+	defer done()
+	return c.closing(c.opts.Door.Unload(ctx, id, force))
+}
+
+// closing says a command called off by Close was ended by hotswap closing.
+func (c *Controller) closing(err error) error {
+	if err != nil && c.ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %w", swapper.ErrClosed, err)
+	}
+	return err
 }
 
 // UnloadAll unloads every model that is loaded or loading, all at once,
 // and returns what it unloaded.
 func (c *Controller) UnloadAll(ctx context.Context, force bool) ([]string, error) {
 	loaded := c.loaded(c.config(), true)
-	return loaded, c.unload(ctx, loaded, force)
+	ctx, done := c.bound(ctx)
+	defer done()
+	return loaded, c.closing(c.unload(ctx, loaded, force))
 }
 
 func (c *Controller) unload(ctx context.Context, ids []string, force bool) error {
@@ -163,7 +188,7 @@ func (c *Controller) unload(ctx context.Context, ids []string, force bool) error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.opts.Lifecycle.Unload(ctx, id, force)
+			errs[i] = c.opts.Door.Unload(ctx, id, force)
 		}()
 	}
 	wg.Wait()
@@ -245,7 +270,7 @@ func (c *Controller) Running() []ModelStatus {
 // Models reports every configured model, in configuration order.
 func (c *Controller) Models() []ModelStatus {
 	cfg := c.config()
-	now := c.now()
+	now := c.clock.Now()
 	byID := map[string]swapper.Status{}
 	for _, st := range c.opts.Lifecycle.Statuses() {
 		byID[st.Model] = st
@@ -273,7 +298,7 @@ func (c *Controller) Models() []ModelStatus {
 				r.LastError = st.LastError.Error()
 			}
 		}
-		if s := c.opts.Queues.Stats(id); s != nil {
+		if s := c.opts.Door.Stats(id); s != nil {
 			r.Queued = s.Queued.Load()
 		}
 		if !st.Started.IsZero() {
@@ -345,6 +370,42 @@ func (c *Controller) Modes() ModesInfo {
 	return info
 }
 
+// ErrSuperseded ends a mode switch or restore that a newer one replaced.
+var ErrSuperseded = errors.New("a newer mode switch or restore replaced this one")
+
+// beginSwitch makes the caller's switch the one in progress: the one
+// before it, if any, is called off. ctx is the switch's own (it ends with
+// the caller's, a newer switch, or Close); end must be called when it is
+// over.
+func (c *Controller) beginSwitch(ctx context.Context) (sctx context.Context, gen uint64, end func()) {
+	ctx, done := c.bound(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	c.modeMu.Lock()
+	if c.cancelSwitch != nil {
+		c.cancelSwitch()
+	}
+	c.generation++
+	gen = c.generation
+	c.cancelSwitch = cancel
+	c.modeMu.Unlock()
+	return ctx, gen, func() { cancel(); done() }
+}
+
+// superseded reports whether a switch or restore newer than gen began.
+func (c *Controller) superseded(gen uint64) bool {
+	c.modeMu.Lock()
+	defer c.modeMu.Unlock()
+	return c.generation != gen
+}
+
+// outcome is what a switch of generation gen ended with.
+func (c *Controller) outcome(gen uint64, err error) error {
+	if err != nil && errors.Is(err, context.Canceled) && c.superseded(gen) {
+		return fmt.Errorf("%w: %w", ErrSuperseded, err)
+	}
+	return c.closing(err)
+}
+
 // SwitchMode remembers the models loaded now, unloads those not in mode
 // (each drains first), and loads the mode's models, each beside the ones
 // loaded before it. A model that does not fit is refused with the reason,
@@ -352,15 +413,17 @@ func (c *Controller) Modes() ModesInfo {
 //
 // A switch while a mode is active keeps what the first switch remembered:
 // restore goes back to how things were before any mode, not to the mode
-// before this one.
+// before this one. A switch calls off one still in progress (which ends
+// with ErrSuperseded, having done what it had done).
 func (c *Controller) SwitchMode(ctx context.Context, name string) (ModeResult, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	cfg := c.config()
 	want, ok := cfg.Modes[name]
 	if !ok {
 		return ModeResult{}, fmt.Errorf("%w %q", ErrUnknownMode, name)
 	}
+	ctx, gen, end := c.beginSwitch(ctx)
+	defer end()
+	c.modeMu.Lock()
 	loaded := c.loaded(cfg, false)
 	remembered := loaded
 	if prev := c.opts.Modes.Mode(); prev.Active != "" {
@@ -369,22 +432,27 @@ func (c *Controller) SwitchMode(ctx context.Context, name string) (ModeResult, e
 	if remembered == nil {
 		remembered = []string{}
 	}
-	res, err := c.becomeLocked(ctx, want, loaded, "mode "+name)
-	res.Mode, res.Remembered = name, remembered
-	if serr := c.opts.Modes.SetMode(swapper.ModeMemory{Active: name, Remembered: remembered}); serr != nil {
+	serr := c.opts.Modes.SetMode(swapper.ModeMemory{Active: name, Remembered: remembered})
+	c.modeMu.Unlock()
+	if serr != nil {
 		c.log.Warn("saving the mode", zap.Error(serr))
 	}
+	res, err := c.become(ctx, want, loaded, "mode "+name)
+	res.Mode, res.Remembered = name, remembered
 	c.publish(res, "switch")
-	return res, err
+	return res, c.outcome(gen, err)
 }
 
 // Restore returns to the models remembered by the last switch: what is
 // loaded afterwards is what was loaded before it (models in both stay
-// as they are, process and all).
+// as they are, process and all). A restore is a switch too: it calls off
+// one in progress, and a newer one calls it off.
 func (c *Controller) Restore(ctx context.Context) (ModeResult, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	ctx, gen, end := c.beginSwitch(ctx)
+	defer end()
+	c.modeMu.Lock()
 	m := c.opts.Modes.Mode()
+	c.modeMu.Unlock()
 	if m.Active == "" && len(m.Remembered) == 0 {
 		return ModeResult{}, ErrNothingToRestore
 	}
@@ -395,24 +463,31 @@ func (c *Controller) Restore(ctx context.Context) (ModeResult, error) {
 			want = append(want, id)
 		}
 	}
-	res, err := c.becomeLocked(ctx, want, c.loaded(cfg, false), "restore")
+	res, err := c.become(ctx, want, c.loaded(cfg, false), "restore")
 	res.Remembered = m.Remembered
-	if serr := c.opts.Modes.SetMode(swapper.ModeMemory{}); serr != nil {
-		c.log.Warn("saving the mode", zap.Error(serr))
+	// Forgotten once restored; a restore called off leaves the memory, so
+	// that the switch that replaced it still remembers how things were.
+	c.modeMu.Lock()
+	if err == nil && c.generation == gen {
+		if serr := c.opts.Modes.SetMode(swapper.ModeMemory{}); serr != nil {
+			c.log.Warn("saving the mode", zap.Error(serr))
+		}
 	}
+	c.modeMu.Unlock()
 	c.publish(res, "restore")
-	return res, err
+	return res, c.outcome(gen, err)
 }
 
-// becomeLocked makes want the set of models loaded, from the loaded ones:
-// the others go first (draining), then want's models are loaded in order.
-// None evicts another, as each load counts the set as busy; idle models
-// outside want may be evicted for them, busy ones (as the router counts
-// them: queued, in flight, just used) not. A loaded model is not held
-// while the next loads: held, it was a busy model the router could decide
-// to drain for waiting requests, whose start then waited for it while
-// this load waited for that start's memory (found by the soak).
-func (c *Controller) becomeLocked(ctx context.Context, want, loaded []string, reason string) (ModeResult, error) {
+// become makes want the set of models loaded, from the loaded ones: the
+// others go first (draining), then want's models are loaded in order,
+// through the router. Each load counts the whole set as busy, so that none
+// evicts another, and it never drains a busy model (as the router counts
+// them when it decides: queued, in flight, just used): a model that fits
+// only by stopping one is refused with the reason. A loaded model is not
+// held while the next loads: held, it was a busy model the router could
+// decide to drain for waiting requests, whose start then waited for it
+// while this load waited for that start's memory (found by the soak).
+func (c *Controller) become(ctx context.Context, want, loaded []string, reason string) (ModeResult, error) {
 	res := ModeResult{Models: []ModelResult{}}
 	var out []string
 	for _, id := range loaded {
@@ -426,13 +501,9 @@ func (c *Controller) becomeLocked(ctx context.Context, want, loaded []string, re
 	for _, id := range out {
 		res.Models = append(res.Models, ModelResult{Model: id, Result: "unloaded"})
 	}
-	// A snapshot: asked while the swapper decides, the router would have
-	// to be asked under the swapper's lock.
-	working := c.opts.Queues.Busy()
-	busy := func(id string) bool { return working[id] || slices.Contains(want, id) }
 	for _, id := range want {
 		was := slices.Contains(loaded, id)
-		l, err := c.opts.Lifecycle.Load(ctx, id, swapper.Policy{Busy: busy, Reason: reason})
+		err := c.opts.Door.Load(ctx, id, router.LoadOptions{Protect: want, Refuse: true, Reason: reason})
 		var be *swapper.BusyError
 		switch {
 		case errors.As(err, &be):
@@ -445,7 +516,6 @@ func (c *Controller) becomeLocked(ctx context.Context, want, loaded []string, re
 			res.Models = append(res.Models, ModelResult{Model: id, Result: "refused", Error: err.Error()})
 			continue
 		}
-		l.Release()
 		result := "loaded"
 		if was {
 			result = "kept"

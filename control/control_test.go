@@ -9,34 +9,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
 )
 
-// fakeLifecycle answers from fixed statuses and records reconfigures.
+// fakeLifecycle answers from fixed statuses.
 type fakeLifecycle struct {
-	statuses     []swapper.Status
-	devices      []swapper.DeviceReport
+	statuses []swapper.Status
+	devices  []swapper.DeviceReport
+}
+
+func (f *fakeLifecycle) Statuses() []swapper.Status         { return f.statuses }
+func (f *fakeLifecycle) Memory(bool) []swapper.DeviceReport { return f.devices }
+
+// fakeDoor is a router that counts reconfigures and has counters.
+type fakeDoor struct {
+	stats        map[string]*router.Stats
 	reconfigured int
 }
 
-func (f *fakeLifecycle) Load(context.Context, string, swapper.Policy) (*swapper.Lease, error) {
-	return nil, errors.New("not in this test")
+func (f *fakeDoor) Load(context.Context, string, router.LoadOptions) error { return nil }
+func (f *fakeDoor) Unload(context.Context, string, bool) error             { return nil }
+func (f *fakeDoor) Stats(m string) *router.Stats                           { return f.stats[m] }
+func (f *fakeDoor) Reconfigure(router.Options, map[string]*config.Model, swapper.Settings) map[string]<-chan struct{} {
+	f.reconfigured++
+	return nil
 }
-func (f *fakeLifecycle) Unload(context.Context, string, bool) error             { return nil }
-func (f *fakeLifecycle) Statuses() []swapper.Status                             { return f.statuses }
-func (f *fakeLifecycle) Memory(bool) []swapper.DeviceReport                     { return f.devices }
-func (f *fakeLifecycle) Remove(context.Context, string) error                   { return nil }
-func (f *fakeLifecycle) Reconfigure(map[string]*config.Model, swapper.Settings) { f.reconfigured++ }
-
-type fakeQueues struct{ stats map[string]*router.Stats }
-
-func (f *fakeQueues) Acquire(context.Context, string) (*router.Lease, error) { return nil, nil }
-func (f *fakeQueues) Stats(m string) *router.Stats                           { return f.stats[m] }
-func (f *fakeQueues) Reconfigure(router.Options) map[string]<-chan struct{}  { return nil }
-func (f *fakeQueues) Remove(string)                                          {}
-func (f *fakeQueues) Busy() map[string]bool                                  { return nil }
+func (f *fakeDoor) Remove(context.Context, string) error { return nil }
 
 type fakeModes struct{ m swapper.ModeMemory }
 
@@ -52,6 +53,11 @@ models:
 `
 
 func newController(t *testing.T, text string, lc *fakeLifecycle) (*Controller, string) {
+	c, path, _ := newControllerDoor(t, text, lc)
+	return c, path
+}
+
+func newControllerDoor(t *testing.T, text string, lc *fakeLifecycle) (*Controller, string, *fakeDoor) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, "MOCK", mockExe)), 0o644); err != nil {
@@ -61,11 +67,12 @@ func newController(t *testing.T, text string, lc *fakeLifecycle) (*Controller, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := &fakeQueues{stats: map[string]*router.Stats{"a": {}, "b": {}}}
-	q.stats["a"].Queued.Store(3)
-	c := New(Options{Config: cfg, Lifecycle: lc, Queues: q, Modes: &fakeModes{}, Path: path})
+	d := &fakeDoor{stats: map[string]*router.Stats{"a": {}, "b": {}}}
+	d.stats["a"].Queued.Store(3)
+	c := New(Options{Config: cfg, Lifecycle: lc, Door: d, Modes: &fakeModes{}, Path: path,
+		Clock: clock.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))})
 	t.Cleanup(c.Close)
-	return c, path
+	return c, path, d
 }
 
 func TestRunning(t *testing.T) {
@@ -76,7 +83,6 @@ func TestRunning(t *testing.T) {
 			Started: now.Add(-time.Hour), LastUsed: now.Add(-4 * time.Minute)},
 	}}
 	c, _ := newController(t, twoModels, lc)
-	c.now = func() time.Time { return now }
 	got := c.Running()
 	if len(got) != 1 {
 		t.Fatalf("running %+v: a stopped model is not running", got)
@@ -102,14 +108,14 @@ func TestMemoryNamesTheDevices(t *testing.T) {
 
 func TestReloadRefusesABadFileAndKeepsTheOld(t *testing.T) {
 	lc := &fakeLifecycle{}
-	c, path := newController(t, twoModels, lc)
+	c, path, door := newControllerDoor(t, twoModels, lc)
 	os.WriteFile(path, []byte("models:\n  a: {cmd: \"srv\", ttl: later}\n  b: {memory: {ram: 3XB}}\n"), 0o644)
 	_, err := c.Reload(context.Background())
 	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "models.a.ttl") ||
 		!strings.Contains(err.Error(), "models.b") {
 		t.Errorf("bad reload: %v", err)
 	}
-	if lc.reconfigured != 0 || len(c.config().Models) != 2 || c.config().Models["a"].TTL != 10*time.Minute {
+	if door.reconfigured != 0 || len(c.config().Models) != 2 || c.config().Models["a"].TTL != 10*time.Minute {
 		t.Error("a refused reload changed something")
 	}
 	os.Remove(path)
@@ -124,13 +130,13 @@ func TestReloadRefusesABadFileAndKeepsTheOld(t *testing.T) {
 
 func TestReloadKeepsWhatNeedsARestart(t *testing.T) {
 	lc := &fakeLifecycle{}
-	c, path := newController(t, "listen: 127.0.0.1:9000\n"+twoModels, lc)
+	c, path, door := newControllerDoor(t, "listen: 127.0.0.1:9000\n"+twoModels, lc)
 	os.WriteFile(path, []byte("listen: 127.0.0.1:9001\nlog_level: debug\n"+strings.ReplaceAll(twoModels, "MOCK", mockExe)), 0o644)
 	res, err := c.Reload(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.NeedsRestart) != 1 || res.NeedsRestart[0] != "listen" || lc.reconfigured != 1 {
+	if len(res.NeedsRestart) != 1 || res.NeedsRestart[0] != "listen" || door.reconfigured != 1 {
 		t.Errorf("reload: %+v", res)
 	}
 	if cfg := c.config(); cfg.Listen != "127.0.0.1:9000" || cfg.LogLevel != "debug" {
@@ -143,7 +149,7 @@ func TestReloadKeepsWhatNeedsARestart(t *testing.T) {
 // refused whole; the configuration in use goes on.
 func TestReloadRefusesAProgramThatCannotRun(t *testing.T) {
 	lc := &fakeLifecycle{}
-	c, path := newController(t, twoModels, lc)
+	c, path, door := newControllerDoor(t, twoModels, lc)
 	plain := filepath.Join(t.TempDir(), "plain")
 	if err := os.WriteFile(plain, []byte("not a program"), 0o644); err != nil {
 		t.Fatal(err)
@@ -161,7 +167,7 @@ func TestReloadRefusesAProgramThatCannotRun(t *testing.T) {
 		t.Fatalf("reload with programs that cannot run: %v", err)
 	}
 	cfg := c.config()
-	if lc.reconfigured != 0 || len(cfg.Models) != 2 || cfg.Models["a"].TTL != 10*time.Minute ||
+	if door.reconfigured != 0 || len(cfg.Models) != 2 || cfg.Models["a"].TTL != 10*time.Minute ||
 		cfg.Models["a"].Cmd[0] != mockExe || cfg.LogLevel != "info" {
 		t.Error("a refused reload changed something")
 	}
@@ -170,7 +176,7 @@ func TestReloadRefusesAProgramThatCannotRun(t *testing.T) {
 	if err := os.Chmod(plain, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := c.Reload(context.Background()); err != nil || len(res.Added) != 2 || lc.reconfigured != 1 {
+	if res, err := c.Reload(context.Background()); err != nil || len(res.Added) != 2 || door.reconfigured != 1 {
 		t.Errorf("reload of the fixed file: %+v %v", res, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -28,11 +29,12 @@ modes:
   chat: [b]
 `
 
-// modeRig is a controller over a real swapper running mock backends,
-// with its mode memory in a state file.
+// modeRig is a controller over a real router and swapper running mock
+// backends, with its mode memory in a state file.
 type modeRig struct {
 	t     *testing.T
 	sw    *swapper.Swapper
+	rt    *router.Router
 	ctl   *Controller
 	modes *swapper.Footprints
 	once  sync.Once
@@ -50,8 +52,9 @@ func newModeRig(t *testing.T, state string) *modeRig {
 		t.Fatal(err)
 	}
 	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Footprints: fp})
-	ctl := New(Options{Config: cfg, Lifecycle: sw, Queues: &fakeQueues{}, Modes: fp})
-	r := &modeRig{t: t, sw: sw, ctl: ctl, modes: fp}
+	rt := router.New(sw, router.ConfigOptions(cfg, nil))
+	ctl := New(Options{Config: cfg, Lifecycle: sw, Door: rt, Modes: fp})
+	r := &modeRig{t: t, sw: sw, rt: rt, ctl: ctl, modes: fp}
 	t.Cleanup(r.stop)
 	return r
 }
@@ -60,6 +63,7 @@ func newModeRig(t *testing.T, state string) *modeRig {
 func (r *modeRig) stop() {
 	r.once.Do(func() {
 		r.ctl.Close()
+		r.rt.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		r.sw.Close(ctx)
@@ -69,11 +73,9 @@ func (r *modeRig) stop() {
 // load brings model in, as a request would have.
 func (r *modeRig) load(model string) {
 	r.t.Helper()
-	l, err := r.sw.Load(context.Background(), model, swapper.Policy{})
-	if err != nil {
+	if err := r.rt.Load(context.Background(), model, router.LoadOptions{}); err != nil {
 		r.t.Fatalf("load %s: %v", model, err)
 	}
-	l.Release()
 }
 
 // loaded is the models ready or starting, in configuration order.

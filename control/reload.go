@@ -33,8 +33,8 @@ type ReloadResult struct {
 //     settings in NeedsRestart keep their old values until hotswap
 //     restarts.
 func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
 	if c.ctx.Err() != nil {
 		return ReloadResult{}, swapper.ErrClosed
 	}
@@ -53,27 +53,27 @@ func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
 	diff := config.Compare(old, next)
 	next.KeepFixed(old) // what the first configuration built stays
 
-	// The swapper learns of new models before the router can queue for
-	// them, and the proxy before clients can name them.
-	c.opts.Lifecycle.Reconfigure(next.Models, swapper.Settings{
+	// Through the door: the swapper learns of new models before the
+	// router can queue for them, and the proxy before clients can name
+	// them.
+	emptied := c.opts.Door.Reconfigure(router.ConfigOptions(next, nil), next.Models, swapper.Settings{
 		ReserveRAM: next.Memory.ReserveRAM, ReserveVRAM: next.Memory.ReserveVRAM, LimitRAM: next.Memory.LimitRAM,
 		CooldownMax: next.Memory.CooldownMax, DrainTimeout: next.Scheduling.DrainTimeout,
 	})
-	emptied := c.opts.Queues.Reconfigure(router.ConfigOptions(next, nil))
 	c.cfg.Store(next)
 	for _, f := range c.opts.OnReload {
 		f(next)
 	}
 	for id, ch := range emptied {
-		c.removals.Add(1)
+		c.background.Add(1)
 		go c.remove(id, ch, next.Scheduling.DrainTimeout)
 	}
 	for _, id := range diff.Added {
 		if next.Models[id].Preload {
-			c.removals.Add(1)
+			c.background.Add(1)
 			go func() {
-				defer c.removals.Done()
-				if err := c.Load(c.ctx, id); err != nil {
+				defer c.background.Done()
+				if err := c.opts.Door.Load(c.ctx, id, router.LoadOptions{Reason: "preload"}); err != nil && c.ctx.Err() == nil {
 					c.log.Warn("preload failed", zap.String("model", id), zap.Error(err))
 				}
 			}()
@@ -94,18 +94,17 @@ func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
 // router then keep it, as they forget only models their configuration no
 // longer has.
 func (c *Controller) remove(id string, emptied <-chan struct{}, drain time.Duration) {
-	defer c.removals.Done()
-	t := time.NewTimer(drain)
+	defer c.background.Done()
+	t := c.clock.NewTimer(drain)
 	defer t.Stop()
 	select {
 	case <-emptied:
-	case <-t.C:
+	case <-t.C():
 		c.log.Warn("requests still queued for a removed model are refused", zap.String("model", id))
 	case <-c.ctx.Done():
 		return
 	}
-	c.opts.Queues.Remove(id)
-	if err := c.opts.Lifecycle.Remove(c.ctx, id); err != nil {
+	if err := c.opts.Door.Remove(c.ctx, id); err != nil && c.ctx.Err() == nil {
 		c.log.Warn("removing model", zap.String("model", id), zap.Error(err))
 	}
 }

@@ -47,6 +47,14 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path string) {
 		return
 	}
 	post, get := ctx.IsPost(), ctx.IsGet() || ctx.IsHead()
+	if post {
+		// A command is bound to its client: one that hangs up stops
+		// waiting for it (what was set going, a drain, goes on).
+		cmd, done := s.commandContext(ctx)
+		defer done()
+		s.adminCommand(ctx, cmd, strings.TrimPrefix(path, "/admin/"))
+		return
+	}
 	switch rest := strings.TrimPrefix(path, "/admin/"); {
 	case rest == "running" && get:
 		s.adminAnswer(ctx, s.admin.Running(), nil)
@@ -60,23 +68,6 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path string) {
 		s.adminEvents(ctx)
 	case rest == "modes" && get:
 		s.adminAnswer(ctx, s.admin.Modes(), nil)
-	case rest == "modes/restore" && post:
-		res, err := s.admin.Restore(ctx)
-		s.adminAnswer(ctx, res, err)
-	case strings.HasPrefix(rest, "modes/") && post:
-		res, err := s.admin.SwitchMode(ctx, strings.TrimPrefix(rest, "modes/"))
-		s.adminAnswer(ctx, res, err)
-	case rest == "reload" && post:
-		res, err := s.admin.Reload(ctx)
-		s.adminAnswer(ctx, res, err)
-	case rest == "unload" && post:
-		unloaded, err := s.admin.UnloadAll(ctx, ctx.QueryArgs().GetBool("force"))
-		if unloaded == nil {
-			unloaded = []string{}
-		}
-		s.adminAnswer(ctx, map[string]any{"unloaded": unloaded}, err)
-	case strings.HasPrefix(rest, "models/") && post:
-		s.adminModel(ctx, strings.TrimPrefix(rest, "models/"))
 	case rest == "running", rest == "models", rest == "history", rest == "memory", rest == "events", rest == "modes":
 		s.fail(ctx, "", methodNotAllowed("GET"))
 	case rest == "unload", rest == "reload", strings.HasPrefix(rest, "modes/"), strings.HasPrefix(rest, "models/"):
@@ -84,6 +75,50 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path string) {
 	default:
 		s.fail(ctx, "", unknownPath(path))
 	}
+}
+
+// adminCommand serves the admin API's POSTs, each bound to cmd.
+func (s *Server) adminCommand(ctx *fasthttp.RequestCtx, cmd context.Context, rest string) {
+	switch {
+	case rest == "modes/restore":
+		res, err := s.admin.Restore(cmd)
+		s.adminAnswer(ctx, res, err)
+	case strings.HasPrefix(rest, "modes/"):
+		res, err := s.admin.SwitchMode(cmd, strings.TrimPrefix(rest, "modes/"))
+		s.adminAnswer(ctx, res, err)
+	case rest == "reload":
+		res, err := s.admin.Reload(cmd)
+		s.adminAnswer(ctx, res, err)
+	case rest == "unload":
+		unloaded, err := s.admin.UnloadAll(cmd, ctx.QueryArgs().GetBool("force"))
+		if unloaded == nil {
+			unloaded = []string{}
+		}
+		s.adminAnswer(ctx, map[string]any{"unloaded": unloaded}, err)
+	case strings.HasPrefix(rest, "models/"):
+		s.adminModel(ctx, cmd, strings.TrimPrefix(rest, "models/"))
+	case rest == "running", rest == "models", rest == "history", rest == "memory", rest == "events", rest == "modes":
+		s.fail(ctx, "", methodNotAllowed("GET"))
+	default:
+		s.fail(ctx, "", unknownPath("/admin/"+rest))
+	}
+}
+
+// commandContext is the context of an operator's command: it ends when
+// its client hangs up, or hotswap shuts down. Not derived from the
+// RequestCtx: fasthttp reuses that once the handler returns, while a
+// derived context may still be looking at it.
+func (s *Server) commandContext(ctx *fasthttp.RequestCtx) (context.Context, func()) {
+	cmd, cancel := context.WithCancel(context.Background())
+	stop := watchHangup(ctx.Conn(), cancel)
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-cmd.Done():
+		}
+	}()
+	return cmd, func() { stop(); cancel() }
 }
 
 // adminAnswer writes v, or err in OpenAI's error format.
@@ -97,7 +132,7 @@ func (s *Server) adminAnswer(ctx *fasthttp.RequestCtx, v any, err error) {
 }
 
 // adminModel serves /admin/models/{model}/load and .../unload.
-func (s *Server) adminModel(ctx *fasthttp.RequestCtx, rest string) {
+func (s *Server) adminModel(ctx *fasthttp.RequestCtx, cmd context.Context, rest string) {
 	name, verb, ok := strings.Cut(rest, "/")
 	if !ok || name == "" {
 		s.fail(ctx, "", unknownPath("/admin/models/"+rest))
@@ -118,10 +153,10 @@ func (s *Server) adminModel(ctx *fasthttp.RequestCtx, rest string) {
 			s.logRequest(ctx, name, fasthttp.StatusAccepted, 0, nil)
 			return
 		}
-		err := s.admin.Load(ctx, name)
+		err := s.admin.Load(cmd, name)
 		s.adminAnswer(ctx, map[string]string{"model": name, "state": "ready"}, err)
 	case "unload":
-		err := s.admin.Unload(ctx, name, ctx.QueryArgs().GetBool("force"))
+		err := s.admin.Unload(cmd, name, ctx.QueryArgs().GetBool("force"))
 		s.adminAnswer(ctx, map[string]string{"model": name, "state": "stopped"}, err)
 	default:
 		s.fail(ctx, "", unknownPath("/admin/models/"+rest))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/control"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
@@ -45,8 +46,9 @@ var errBackendDied = errors.New("the model's backend exited while handling the r
 // again, so it may be sent again (see dispatch).
 var errBackendGone = errors.New("the model's backend stopped answering (nothing listens on its port) and is started again")
 
-// toAPIError maps any error to what the client is told.
-func toAPIError(err error) *apiError {
+// toAPIError maps any error to what the client is told. c is the clock
+// the swapper's RetryAt is on (the server's: one for all of hotswap).
+func toAPIError(err error, c clock.Clock) *apiError {
 	var ae *apiError
 	var be *swapper.BackoffError
 	var se *swapper.StartError
@@ -61,10 +63,10 @@ func toAPIError(err error) *apiError {
 		return &apiError{Status: 503, Type: "server_error", Code: "insufficient_memory", Message: err.Error()}
 	case errors.As(err, &be):
 		return &apiError{Status: 503, Type: "server_error", Code: "backend_start_failed", Message: err.Error(),
-			RetryAfter: time.Until(be.RetryAt)}
+			RetryAfter: be.RetryAt.Sub(c.Now())}
 	case errors.As(err, &se):
 		return &apiError{Status: 503, Type: "server_error", Code: "backend_start_failed", Message: err.Error(),
-			RetryAfter: time.Until(se.RetryAt)}
+			RetryAfter: se.RetryAt.Sub(c.Now())}
 	case errors.As(err, &qf):
 		return &apiError{Status: 429, Type: "rate_limit_error", Code: "queue_full", Message: err.Error(),
 			RetryAfter: qf.RetryAfter}
@@ -78,6 +80,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{Status: 404, Type: "invalid_request_error", Code: "mode_not_found", Message: err.Error()}
 	case errors.Is(err, control.ErrUnknownDevice):
 		return &apiError{Status: 404, Type: "invalid_request_error", Code: "device_not_found", Message: err.Error()}
+	case errors.Is(err, control.ErrSuperseded):
+		return &apiError{Status: 409, Type: "invalid_request_error", Code: "superseded", Message: err.Error()}
 	case errors.Is(err, control.ErrNothingToRestore):
 		return &apiError{Status: 409, Type: "invalid_request_error", Code: "nothing_to_restore", Message: err.Error()}
 	case errors.Is(err, swapper.ErrUnloaded):
@@ -117,9 +121,8 @@ func (e *apiError) body() []byte {
 // rounded up, so that a client never comes back too early.
 func (e *apiError) retryAfterSeconds() int { return int(math.Ceil(e.RetryAfter.Seconds())) }
 
-// writeError answers ctx with err in OpenAI's error format.
-func writeError(ctx *fasthttp.RequestCtx, err error) *apiError {
-	ae := toAPIError(err)
+// writeError answers ctx with ae in OpenAI's error format.
+func writeError(ctx *fasthttp.RequestCtx, ae *apiError) *apiError {
 	ctx.Response.Reset()
 	ctx.SetStatusCode(ae.Status)
 	ctx.SetContentType("application/json")

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
@@ -201,7 +202,7 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 	mx.Listen(hub)
 	var px *proxy.Server
 	ctl := control.New(control.Options{
-		Config: cfg, Lifecycle: sw, Queues: rt, Modes: footprints, Events: hub, Log: log.Named("control"),
+		Config: cfg, Lifecycle: sw, Door: rt, Modes: footprints, Events: hub, Log: log.Named("control"),
 		Path: path,
 		OnReload: []func(*config.Config){
 			func(c *config.Config) { px.Reconfigure(c) },
@@ -227,40 +228,57 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go mx.Record(ctx, 5*time.Second) // the status page's plots
+	// Preloads go through the door, as every load does.
+	var preloads sync.WaitGroup
 	for _, id := range cfg.ModelIDs {
 		if cfg.Models[id].Preload {
-			go preload(ctx, sw, id, log)
+			preloads.Add(1)
+			go func() {
+				defer preloads.Done()
+				if err := rt.Load(ctx, id, router.LoadOptions{Reason: "preload"}); err != nil && ctx.Err() == nil {
+					log.Warn("preload failed", zap.String("model", id), zap.Error(err))
+				}
+			}()
 		}
 	}
 
+	// Reloads are made off the signal loop, one at a time, so that a
+	// SIGTERM is always heard at once; SIGHUPs that come during one are
+	// one more reload after it.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				// The outcome is logged by the reload itself.
+				ctl.Reload(ctx) //nolint:errcheck
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 
 	served := make(chan error, 1)
 	go func() { served <- px.Serve(ln) }()
-wait:
-	for {
-		select {
-		case err = <-served:
-			break wait
-		case <-ctx.Done():
-			log.Info("shutting down")
-			break wait
-		case <-hup:
-			// The outcome is logged by the reload itself.
-			ctl.Reload(ctx) //nolint:errcheck
-		}
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("shutting down")
 	}
-	// Queued requests are told at once; in-flight answers get a grace
-	// period; then backends are stopped under whatever is left.
+	// Queued requests are told at once, and operators' commands called
+	// off (a mode switch waiting for a drain among them); in-flight
+	// answers get a grace period; then backends are stopped under
+	// whatever is left.
 	rt.Close()
+	ctl.Close()
 	grace, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace)
 	defer cancel()
 	if serr := px.Shutdown(grace); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
 		log.Warn("proxy shutdown", zap.Error(serr))
 	}
-	ctl.Close()
+	preloads.Wait()
 	sw.Close(grace)
 	log.Info("all backends stopped")
 	return err
@@ -280,15 +298,6 @@ func defaultStatePath() string {
 		return filepath.Join(home, "Library", "Application Support", "hotswap", "footprints.json")
 	}
 	return filepath.Join(home, ".local", "state", "hotswap", "footprints.json")
-}
-
-func preload(ctx context.Context, sw *swapper.Swapper, model string, log *zap.Logger) {
-	l, err := sw.Acquire(ctx, model)
-	if err != nil {
-		log.Warn("preload failed", zap.String("model", model), zap.Error(err))
-		return
-	}
-	l.Release()
 }
 
 // runBench is `hotswap bench`. The first Ctrl-C stops the run and still
