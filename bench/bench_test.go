@@ -1,9 +1,3 @@
-// Package bench measures hotswap end to end with real mock backends:
-// the cost of the warm path (a request to a loaded model) against talking
-// to the backend directly, a cold start, and a switch between two models.
-// Run with `make bench-go`; BENCHMARKS.md records the figures. Every
-// benchmark runs exactly b.N of the operations its name says (a request, a
-// switch, a whole scenario run), with its setup outside the timer.
 package bench
 
 import (
@@ -20,15 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
+	"github.com/hotswap/hotswap/bench/internal/hotswaptest"
 	"github.com/hotswap/hotswap/config"
-	"github.com/hotswap/hotswap/control"
-	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/internal/mocktest"
-	"github.com/hotswap/hotswap/metrics"
 	"github.com/hotswap/hotswap/probe"
-	"github.com/hotswap/hotswap/proxy"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
 )
@@ -118,52 +107,8 @@ func startWith(b testing.TB, sched string, withMetrics bool) *hotswap {
 // MOCK is the mock backend) and memory.
 func serve(b testing.TB, text string, mem probe.Memory, withMetrics bool) *hotswap {
 	b.Helper()
-	cfg, err := config.Parse([]byte(strings.ReplaceAll(text, "MOCK", mockExe)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	starts := &mocktest.Starter{}
-	var hub *events.Hub
-	if withMetrics {
-		hub = events.NewHub(nil)
-	}
-	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop(), Memory: mem, Starter: starts,
-		Events: hub})
-	rt := router.New(sw, router.ConfigOptions(cfg, zap.NewNop()))
-	opts := proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: zap.NewNop()}
-	var ctl *control.Controller
-	if withMetrics {
-		mx := metrics.New(cfg.ModelIDs, sw, rt)
-		mx.Listen(hub)
-		opts.Metrics, opts.Events = mx, hub
-		ctl = control.New(control.Options{Config: cfg, Lifecycle: sw, Queues: rt, Events: hub})
-		opts.Admin = ctl
-	}
-	px := proxy.New(opts)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		if ctl != nil {
-			ctl.Close()
-		}
-		sw.Close(context.Background())
-		b.Fatal(err)
-	}
-	go px.Serve(ln)
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			rt.Close()
-			px.Shutdown(ctx)
-			sw.Close(ctx)
-			if ctl != nil {
-				ctl.Close()
-			}
-		})
-	}
-	b.Cleanup(stop)
-	return &hotswap{url: "http://" + ln.Addr().String(), sw: sw, rt: rt, starts: starts, stop: stop}
+	hs := hotswaptest.Serve(b, strings.ReplaceAll(text, "MOCK", mockExe), mem, withMetrics)
+	return &hotswap{url: hs.URL, sw: hs.Swapper, rt: hs.Router, starts: hs.Starts, stop: hs.Stop}
 }
 
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}

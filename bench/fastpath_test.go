@@ -18,6 +18,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/hotswap/hotswap/bench/loadgen"
 	"github.com/hotswap/hotswap/internal/mocktest"
 )
 
@@ -182,11 +183,11 @@ func drive(b *testing.B, url string, conns int, d time.Duration) load {
 		l.p50, l.errors = time.Duration(p50us)*time.Microsecond, sockErr+statusErr
 		return l
 	}
-	o, err := Parse([]string{"-target", url, "-models", "m", "-users", strconv.Itoa(conns), "-duration", d.String(), "-max-tokens", "8"}, nil)
+	o, err := loadgen.Parse([]string{"-target", url, "-models", "m", "-users", strconv.Itoa(conns), "-duration", d.String(), "-max-tokens", "8"}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	rep, err := Run(context.Background(), o, nil)
+	rep, err := loadgen.Run(context.Background(), o, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

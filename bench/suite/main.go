@@ -30,7 +30,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/hotswap/hotswap/bench"
+	"github.com/hotswap/hotswap/bench/loadgen"
 	"github.com/hotswap/hotswap/config"
 )
 
@@ -54,12 +54,12 @@ type Machine struct {
 
 // Scenario is one bench run of the suite.
 type Scenario struct {
-	Name    string        `json:"name"`
-	Title   string        `json:"title"`
-	What    string        `json:"what"`
-	Command string        `json:"command"` // the hotswap bench line that reproduces it
-	Report  *bench.Report `json:"report"`
-	Plots   []string      `json:"plots"` // SVG files, relative to the JSON
+	Name    string          `json:"name"`
+	Title   string          `json:"title"`
+	What    string          `json:"what"`
+	Command string          `json:"command"` // the hotswap bench line that reproduces it
+	Report  *loadgen.Report `json:"report"`
+	Plots   []string        `json:"plots"` // SVG files, relative to the JSON
 }
 
 func main() {
@@ -178,7 +178,7 @@ func scenarios(scale time.Duration) []scenario {
 // runScenario starts hotswap (and the direct backend) for sc, warms the
 // model up so that the first load is not measured (except where swaps are
 // the point), runs the bench, and stops everything.
-func runScenario(ctx context.Context, hotswap, cfgPath string, sc scenario) (*bench.Report, string, error) {
+func runScenario(ctx context.Context, hotswap, cfgPath string, sc scenario) (*loadgen.Report, string, error) {
 	dir, err := os.MkdirTemp("", "hotswap-suite-")
 	if err != nil {
 		return nil, "", err
@@ -221,11 +221,11 @@ func runScenario(ctx context.Context, hotswap, cfgPath string, sc scenario) (*be
 		}
 	}
 	args := append(append(targets, sc.args...), "-seed", "1")
-	o, err := bench.Parse(args, io.Discard)
+	o, err := loadgen.Parse(args, io.Discard)
 	if err != nil {
 		return nil, "", err
 	}
-	rep, err := bench.Run(ctx, o, nil)
+	rep, err := loadgen.Run(ctx, o, nil)
 	if err != nil {
 		return nil, "", err
 	}

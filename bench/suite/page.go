@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hotswap/hotswap/bench"
+	"github.com/hotswap/hotswap/bench/loadgen"
 )
 
 // The suite's section of BENCHMARKS.md lies between these lines; the rest
@@ -70,7 +70,7 @@ func page(s *Suite, dir string) string {
 // and fifo against batch.
 func summary(b *strings.Builder, s *Suite) {
 	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
-	by := map[string]*bench.Report{}
+	by := map[string]*loadgen.Report{}
 	for _, sc := range s.Scenarios {
 		by[sc.Name] = sc.Report
 	}
@@ -102,7 +102,7 @@ func summary(b *strings.Builder, s *Suite) {
 	p("| errors | %d | %d |\n\n", fifo.Total.Errors, batch.Total.Errors)
 }
 
-func target(r *bench.Report, label string) *bench.TargetReport {
+func target(r *loadgen.Report, label string) *loadgen.TargetReport {
 	if r == nil {
 		return nil
 	}
@@ -116,7 +116,7 @@ func target(r *bench.Report, label string) *bench.TargetReport {
 
 // table is a scenario's side-by-side table, as markdown; a target's "all"
 // row is left out when it has one model (the rows would be the same).
-func table(b *strings.Builder, r *bench.Report) {
+func table(b *strings.Builder, r *loadgen.Report) {
 	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	header, rows := r.Table()
 	p("| %s |\n|%s\n", strings.Join(header, " | "), strings.Repeat(" --- |", len(header)))
@@ -144,4 +144,4 @@ func ratio(a, b float64) string {
 	return strconv.FormatFloat(a/b, 'f', 2, 64)
 }
 
-func f(v float64) string { return bench.Num(v) }
+func f(v float64) string { return loadgen.Num(v) }

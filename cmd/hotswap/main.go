@@ -25,7 +25,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/hotswap/hotswap/bench"
+	"github.com/hotswap/hotswap/bench/loadgen"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/control"
 	"github.com/hotswap/hotswap/events"
@@ -309,5 +309,5 @@ func runBench(args []string, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 	}()
-	return bench.Main(ctx, args, os.Stdout, stderr)
+	return loadgen.Main(ctx, args, os.Stdout, stderr)
 }

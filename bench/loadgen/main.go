@@ -1,4 +1,13 @@
-package bench
+// Package loadgen is hotswap's load generator, the program users run as
+// `hotswap bench` (cmd/hotswap-bench): it sends an OpenAI workload to one
+// or more targets, hotswap or not, and reports latency, time to first
+// token, tokens a second and, for hotswap, the swaps the traffic caused,
+// as a table, JSON and an HTML page with plots.
+//
+// It lives apart from the proxy, in a program of its own: its plotting
+// (gonum/plot, with its fonts, LaTeX and PDF code) would otherwise be
+// linked into hotswap and paged in by every hotswap process and its guard.
+package loadgen
 
 import (
 	"context"
