@@ -10,8 +10,11 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
+# hotswap-bench is the load generator (`hotswap bench` runs it): a program
+# of its own, beside hotswap, so that its plotting stays out of the proxy.
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/hotswap ./cmd/hotswap
+	$(GO) build -o $(BIN)/hotswap-bench ./cmd/hotswap-bench
 	$(GO) build -o $(BIN)/mockbackend ./cmd/mockbackend
 
 # Serves the bundled config.yaml, whose models are mock backends.
@@ -47,10 +50,11 @@ test-real:
 bench: build
 	$(GO) run ./bench/suite -hotswap $(BIN)/hotswap -config config.yaml -out bench/results -md BENCHMARKS.md
 
-# The go test micro-benchmarks in bench/ (warm path, switches, floods), at
-# the default benchtime: each runs b.N of its operations (a request, a
-# switch, a whole scenario) for about a second; one whose single operation
-# takes longer than that runs it once. A few minutes.
+# The go test micro-benchmarks of hotswap in bench/ (warm path, switches,
+# floods, the memory of 1000 streams), at the default benchtime: each runs
+# b.N of its operations (a request, a switch, a whole scenario) for about a
+# second; one whose single operation takes longer than that runs it once.
+# A few minutes.
 bench-go: build
 	$(GO) test -run '^$$' -bench . -count 1 -timeout 20m ./bench/
 

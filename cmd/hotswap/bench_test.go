@@ -9,12 +9,31 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hotswap/hotswap/internal/mocktest"
 )
+
+// benchTool builds the load generator's program, hotswap-bench, beside
+// the tests' hotswap, where `hotswap bench` looks for it: once, and only
+// for the tests that run it.
+var benchTool = sync.OnceValues(func() (string, error) {
+	return mocktest.Build(filepath.Dir(built.hotswap), "./cmd/hotswap-bench", mocktest.RaceFlags()...)
+})
+
+// buildWithBench is build, with hotswap-bench beside hotswap.
+func buildWithBench(t *testing.T) (bins, string) {
+	t.Helper()
+	b := build(t)
+	tool, err := benchTool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, tool
+}
 
 // benchReport is the part of `hotswap bench -json` these tests read.
 type benchReport struct {
@@ -55,7 +74,7 @@ models:
 // Ctrl-C stops `hotswap bench` at once, and the report of what ran is
 // still written, summary, JSON and HTML.
 func TestBenchCtrlCWritesTheReport(t *testing.T) {
-	b := build(t)
+	b, _ := buildWithBench(t)
 	_, url := start(t, b, writeConfig(t, b, benchModels))
 	// Loaded first, so that polling its stats below starts nothing.
 	chat(t, url, "slow")
@@ -118,10 +137,49 @@ func TestBenchCtrlCWritesTheReport(t *testing.T) {
 
 // A bad command line is said at once, with status 2.
 func TestBenchBadFlags(t *testing.T) {
-	b := build(t)
+	b, _ := buildWithBench(t)
 	out, err := exec.Command(b.hotswap, "bench", "-models", "m").CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "-target") {
 		t.Errorf("exit %v: %s", err, out)
+	}
+}
+
+// hotswap alone, with no hotswap-bench beside it: `hotswap bench` finds
+// the program on PATH, and says how to get it when it is not there either.
+func TestBenchFindsItsProgram(t *testing.T) {
+	b, tool := buildWithBench(t)
+	alone := filepath.Join(t.TempDir(), "hotswap")
+	copyFile(t, b.hotswap, alone)
+	empty := t.TempDir()
+
+	cmd := exec.Command(alone, "bench", "-h")
+	cmd.Env = append(os.Environ(), "PATH="+empty)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 127 {
+		t.Errorf("without hotswap-bench: exit %v, want status 127: %s", err, out)
+	}
+	for _, want := range []string{"hotswap-bench", filepath.Dir(alone), "make build", "./cmd/hotswap-bench"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("without hotswap-bench, the message does not say %q:\n%s", want, out)
+		}
+	}
+
+	cmd = exec.Command(alone, "bench", "-h")
+	cmd.Env = append(os.Environ(), "PATH="+empty+string(os.PathListSeparator)+filepath.Dir(tool))
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "usage: hotswap bench") {
+		t.Errorf("hotswap-bench on PATH: %v: %s", err, out)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -25,7 +25,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/hotswap/hotswap/bench/loadgen"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/control"
 	"github.com/hotswap/hotswap/events"
@@ -298,16 +297,4 @@ func defaultStatePath() string {
 		return filepath.Join(home, "Library", "Application Support", "hotswap", "footprints.json")
 	}
 	return filepath.Join(home, ".local", "state", "hotswap", "footprints.json")
-}
-
-// runBench is `hotswap bench`. The first Ctrl-C stops the run and still
-// writes its report; a second one kills, as usual.
-func runBench(args []string, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
-	return loadgen.Main(ctx, args, os.Stdout, stderr)
 }
