@@ -62,7 +62,7 @@ func Serve(tb testing.TB, text string, mem probe.Memory, withMetrics bool) *Hots
 		mx := metrics.New(cfg.ModelIDs, sw, rt)
 		mx.Listen(hub)
 		opts.Metrics, opts.Events = mx, hub
-		ctl = control.New(control.Options{Config: cfg, Lifecycle: sw, Queues: rt, Events: hub})
+		ctl = control.New(control.Options{Config: cfg, Lifecycle: sw, Door: rt, Events: hub})
 		opts.Admin = ctl
 	}
 	px := proxy.New(opts)
