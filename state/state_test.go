@@ -18,7 +18,7 @@ func TestKeyIsTheCommand(t *testing.T) {
 	base := model("llama", []string{"llama-server", "-m", "/m/8b-q4.gguf", "--port", "${PORT}", "-c", "8192"}, "A=1", "B=2")
 	k := Key(base)
 	same := *base
-	same.Env = []string{"B=2", "A=1"}          // order does not matter
+	same.Env = []string{"B=2", "A=1"}         // order does not matter
 	same.Parallel, same.TTL = 8, 3600_000_000 // nor settings that do not change memory
 	if Key(&same) != k {
 		t.Error("the key changed with env order or unrelated settings")
