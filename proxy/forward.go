@@ -215,7 +215,7 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 	}
 	// An event stream can end cleanly with an error event, which OpenAI
 	// clients raise as an error instead of a truncated answer.
-	ae := toAPIError(b.failure)
+	ae := toAPIError(b.failure, b.s.clock)
 	b.pending = append([]byte("\n\ndata: "), ae.body()...)
 	b.pending = append(b.pending, "\n\n"...)
 	return n, nil

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/router"
@@ -52,6 +53,11 @@ type Options struct {
 	// SessionFile keeps the status page's signed-out sessions, so that a
 	// restart does not bring them back; "" keeps them in memory.
 	SessionFile string
+	// Clock is the time Retry-After (from the swapper's back-off) and the
+	// status page's sessions go by: the one the router and swapper are
+	// given, so that their times and the proxy's agree. nil is the real
+	// clock.
+	Clock clock.Clock
 }
 
 // Server is the proxy. Serve it with Serve; stop it with Shutdown.
@@ -70,6 +76,7 @@ type Server struct {
 	router  Router
 	status  StatusFunc
 	log     *zap.Logger
+	clock   clock.Clock
 	created int64
 	srv     *fasthttp.Server
 	// done is closed by Shutdown: long-lived answers (event streams) end,
@@ -98,11 +105,13 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	c := clock.Or(opts.Clock)
 	s := &Server{
 		router:  opts.Router,
 		status:  opts.Status,
 		log:     log,
-		created: time.Now().Unix(),
+		clock:   c,
+		created: c.Now().Unix(),
 		clients: make(map[string]*upstreamClient),
 		done:    make(chan struct{}),
 		admin:   opts.Admin,
@@ -113,7 +122,7 @@ func New(opts Options) *Server {
 	s.server, s.maxBody = opts.Config.Server, opts.Config.MaxBody
 	s.budget.limit = opts.Config.Server.BodyMemory
 	s.ownNames = ownNames(opts.Config.Listen)
-	sessions, err := session.Open(opts.SessionFile, nil)
+	sessions, err := session.Open(opts.SessionFile, c)
 	if err != nil {
 		log.Warn("signed-out status page sessions are not known: they are good again until they expire", zap.Error(err))
 	}
@@ -443,7 +452,7 @@ func (s *Server) unknownModel(name string) error {
 // the message echoes (a client put it in a model name or path) is
 // redacted.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, model string, err error) {
-	ae := toAPIError(err)
+	ae := toAPIError(err, s.clock)
 	if s.mentionsKey([]byte(ae.Message)) {
 		clean := *ae
 		clean.Message = s.redactKeys(ae.Message)
@@ -493,6 +502,9 @@ func (s *Server) logRead(ctx *fasthttp.RequestCtx, status, bytes int) {
 // logLine counts a request and logs it at level, or as a warning when
 // hotswap or a backend failed it.
 func (s *Server) logLine(ctx *fasthttp.RequestCtx, model string, status, bytes int, err error, level zapcore.Level) {
+	// Real time: fasthttp stamps ctx.Time() with the wall clock, and what
+	// is measured is real work (I/O, a backend's answer), for logs and
+	// metrics; nothing is decided on it.
 	took := time.Since(ctx.Time())
 	if s.metrics != nil {
 		s.metrics.Request(model, endpointLabel(ctx.Path()), status, took)

@@ -38,7 +38,7 @@ func (s *Server) adminAuthorized(ctx *fasthttp.RequestCtx) bool {
 	if !ok {
 		return false
 	}
-	if ttl := s.server.SessionTTL; time.Until(tok.Expires()) < ttl/2 {
+	if ttl := s.server.SessionTTL; tok.Expires().Sub(s.clock.Now()) < ttl/2 {
 		_, value := s.sessions.Renew(tok, key, ttl)
 		s.setSessionCookie(ctx, value, ttl)
 	}

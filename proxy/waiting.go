@@ -127,7 +127,7 @@ func (b *waitingBody) fail(err error, backendBody []byte) {
 	}
 	data := backendBody
 	if json.Unmarshal(backendBody, &probe) != nil || len(probe.Error) == 0 {
-		ae := toAPIError(err)
+		ae := toAPIError(err, b.s.clock)
 		if b.status == 0 {
 			b.status = ae.Status
 		}
