@@ -288,8 +288,14 @@ func TestErrorsInOpenAIFormat(t *testing.T) {
 	}
 }
 
+// TestBackendThatFailsToStart: a failed start is answered 503 with the
+// backend's last words, and refused without another start until its
+// back-off ends; Retry-After says when that is, on hotswap's clock (here a
+// fake one: the swapper's back-off and the proxy's Retry-After go by the
+// same time), rounded up so that a client never comes back too early.
 func TestBackendThatFailsToStart(t *testing.T) {
-	s := newStack(t, baseConfig)
+	fc := fakeClock()
+	s := newStackOn(t, baseConfig, fc)
 	r := s.chat("broken", "hi")
 	if r.status != 503 {
 		t.Fatalf("status %d: %s", r.status, r.body)
@@ -298,16 +304,35 @@ func TestBackendThatFailsToStart(t *testing.T) {
 	if code != "backend_start_failed" || !strings.Contains(msg, "out of memory (mock)") {
 		t.Errorf("error %q (%s): want the backend's own last words", msg, code)
 	}
-	if r.header.Get("Retry-After") == "" {
-		t.Error("no Retry-After")
+	// The swapper's first back-off is 10s.
+	if got := r.header.Get("Retry-After"); got != "10" {
+		t.Errorf("Retry-After %q, want 10", got)
 	}
-	// The next request is refused at once, not another doomed start.
-	again := s.chat("broken", "hi")
-	if again.status != 503 || again.header.Get("Retry-After") == "" {
-		t.Errorf("second request: %d %s", again.status, again.body)
+	// The next requests are refused at once, not another doomed start,
+	// and told what is left of the back-off.
+	for _, step := range []struct {
+		advance time.Duration
+		want    string
+	}{{4 * time.Second, "6"}, {6*time.Second - time.Millisecond, "1"}} {
+		fc.Advance(step.advance)
+		again := s.chat("broken", "hi")
+		if again.status != 503 || again.header.Get("Retry-After") != step.want {
+			t.Errorf("%s later: %d, Retry-After %q, want 503 and %s: %s", step.advance, again.status,
+				again.header.Get("Retry-After"), step.want, again.body)
+		}
 	}
 	if n := s.starts.Starts(); n != 1 {
 		t.Errorf("%d starts, want 1 (back-off)", n)
+	}
+	// The back-off is over: the model is tried again, and fails again,
+	// and backs off twice as long.
+	fc.Advance(time.Millisecond)
+	third := s.chat("broken", "hi")
+	if _, _, code := third.apiError(t); third.status != 503 || code != "backend_start_failed" || third.header.Get("Retry-After") != "20" {
+		t.Errorf("after the back-off: %d %s, Retry-After %q, want another failed start and 20", third.status, code, third.header.Get("Retry-After"))
+	}
+	if n := s.starts.Starts(); n != 2 {
+		t.Errorf("%d starts, want 2: one once the back-off ended", n)
 	}
 	// Other models are unaffected.
 	if ok := s.chat("chat-b", "hi"); ok.status != 200 {

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,22 +16,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/internal/mocktest"
 )
 
 // queueConfig has a one-slot model with a one-place queue, and models that
-// load slowly, for the router's answers and waiting streams.
+// load slowly, for the router's answers and waiting streams. The slot is
+// taken by the test (see busy), not by a slow backend, so that how long
+// it is taken is the test's to say; the queue timeout is met on a fake
+// clock (see newStackOn), and is long for the tests on the real one.
 const queueConfig = `
 ports: 20000-20999
 health_timeout: 10s
 stop_timeout: 2s
 scheduling:
   queue_size: 1
-  queue_timeout: 2s
+  queue_timeout: 1m
   stream_keepalive: 200ms
 models:
   one:
-    cmd: MOCK -port ${PORT} -model ${MODEL} -latency 1500ms -progress-interval 0
+    cmd: MOCK -port ${PORT} -model ${MODEL} -progress-interval 0
     parallel: 1
   cold:
     cmd: MOCK -port ${PORT} -model ${MODEL} -startup 700ms -progress-interval 0
@@ -38,12 +43,18 @@ models:
     cmd: MOCK -port ${PORT} -model ${MODEL} -startup 500ms -fail-start -progress-interval 0
 `
 
+// queueTimeout is queueConfig's.
+const queueTimeout = time.Minute
+
+// fakeClock is a fake clock for a stack.
+func fakeClock() *clock.Fake { return clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
+
 // chatAsync sends a chat request for model and answers on the channel.
 func chatAsync(s *stack, model string) <-chan response {
 	done := make(chan response, 1)
 	go func() {
 		b, _ := json.Marshal(map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": "hi"}}})
-		resp, err := http.Post(s.url+"/v1/chat/completions", "application/json", bytes.NewReader(b))
+		resp, err := s.client.Post(s.url+"/v1/chat/completions", "application/json", bytes.NewReader(b))
 		if err != nil {
 			done <- response{}
 			return
@@ -55,20 +66,38 @@ func chatAsync(s *stack, model string) <-chan response {
 	return done
 }
 
-// busy has one's only slot taken by a slow request, which is answered on
-// the returned channel.
-func busy(t *testing.T, s *stack) <-chan response {
+// answer is what chatAsync's request got.
+func answer(t *testing.T, c <-chan response) response {
 	t.Helper()
-	done := chatAsync(s, "one")
-	if !mocktest.Eventually(10*time.Second, func() bool { return s.modelField("one", "in_flight") == 1 }) {
-		t.Fatal("the first request never reached the backend")
+	select {
+	case r := <-c:
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer")
+		return response{}
 	}
-	return done
+}
+
+// busy takes one's only slot through the router, as a request in flight
+// would, until release (or the test's end): the test, not a backend's
+// latency, says how long the slot is taken.
+func busy(t *testing.T, s *stack) (release func()) {
+	t.Helper()
+	l, err := s.rt.Acquire(context.Background(), "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release = sync.OnceFunc(l.Release)
+	t.Cleanup(release)
+	if n := s.modelField("one", "in_flight"); n != 1 {
+		t.Fatalf("%v in flight, want the test's own", n)
+	}
+	return release
 }
 
 // modelField reads a number from the model's /v1/models entry.
 func (s *stack) modelField(model, field string) float64 {
-	resp, err := http.Get(s.url + "/v1/models/" + model)
+	resp, err := s.client.Get(s.url + "/v1/models/" + model)
 	if err != nil {
 		return -1
 	}
@@ -91,18 +120,30 @@ func rawRequest(t *testing.T, s *stack, model string, stream bool) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // a test that goes wrong ends
 	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
 	return conn
 }
 
-func TestQueueFullIs429WithRetryAfter(t *testing.T) {
-	s := newStack(t, queueConfig)
-	first := busy(t, s)
-	queued := rawRequest(t, s, "one", false)
-	defer queued.Close()
-	if !mocktest.Eventually(5*time.Second, func() bool { return s.modelField("one", "queued") == 1 }) {
-		t.Fatal("the second request is not queued")
+// queued waits until n requests wait in model's queue.
+func queued(t *testing.T, s *stack, model string, n float64) {
+	t.Helper()
+	if !mocktest.Eventually(10*time.Second, func() bool { return s.modelField(model, "queued") == n }) {
+		t.Fatalf("%v queued for %s, want %v", s.modelField(model, "queued"), model, n)
 	}
+}
+
+// TestQueueFullIs429WithRetryAfter: with the one place in the queue
+// taken, the next request is refused at once with 429 and a Retry-After
+// in whole seconds; the queued one is served once the slot frees (on the
+// fake clock, it cannot have timed out meanwhile, however slow the
+// machine).
+func TestQueueFullIs429WithRetryAfter(t *testing.T) {
+	s := newStackOn(t, queueConfig, fakeClock())
+	release := busy(t, s)
+	waiting := rawRequest(t, s, "one", false)
+	defer waiting.Close()
+	queued(t, s, "one", 1)
 	r := s.chat("one", "hi")
 	if r.status != 429 {
 		t.Fatalf("status %d: %s", r.status, r.body)
@@ -113,52 +154,62 @@ func TestQueueFullIs429WithRetryAfter(t *testing.T) {
 	if secs, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || secs < 1 {
 		t.Errorf("Retry-After %q, want whole seconds", r.header.Get("Retry-After"))
 	}
-	if got := <-first; got.status != 200 {
-		t.Errorf("the request being served: %d %s", got.status, got.body)
-	}
+	release()
 	// The queued one is served after it.
-	resp, err := http.ReadResponse(bufio.NewReader(queued), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(waiting), nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("the queued request: %v %v", resp, err)
 	}
 	resp.Body.Close()
 }
 
+// TestQueueTimeoutIs503: a request that waits out queue_timeout, on
+// hotswap's clock, is answered 503 queue_timeout; the request holding the
+// slot is not disturbed.
 func TestQueueTimeoutIs503(t *testing.T) {
-	s := newStack(t, strings.Replace(queueConfig, "latency 1500ms", "latency 3s", 1))
-	first := busy(t, s)
-	r := s.chat("one", "hi")
+	fc := fakeClock()
+	s := newStackOn(t, queueConfig, fc)
+	busy(t, s)
+	waiting := chatAsync(s, "one")
+	queued(t, s, "one", 1)
+	// Its timeout counts from when it was queued (before the clock
+	// moves), whether or not its timer is made yet.
+	fc.Advance(queueTimeout)
+	r := answer(t, waiting)
 	if r.status != 503 {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	if msg, _, code := r.apiError(t); code != "queue_timeout" {
-		t.Errorf("error %q (%s), want queue_timeout", msg, code)
+	if msg, _, code := r.apiError(t); code != "queue_timeout" || !strings.Contains(msg, "after 1m0s") {
+		t.Errorf("error %q (%s), want queue_timeout after 1m0s", msg, code)
 	}
-	if got := <-first; got.status != 200 {
-		t.Errorf("the request being served: %d %s", got.status, got.body)
+	if q, f := s.modelField("one", "queued"), s.modelField("one", "in_flight"); q != 0 || f != 1 {
+		t.Errorf("%v queued, %v in flight after the timeout: want the holder alone", q, f)
 	}
 }
 
 // A client that hangs up while queued gives its place up at once, not when
 // its turn comes or its wait times out.
 func TestHungUpClientLeavesTheQueue(t *testing.T) {
-	s := newStack(t, queueConfig)
-	first := busy(t, s)
+	fc := fakeClock()
+	s := newStackOn(t, queueConfig, fc)
+	release := busy(t, s)
 	gone := rawRequest(t, s, "one", false)
-	if !mocktest.Eventually(5*time.Second, func() bool { return s.modelField("one", "queued") == 1 }) {
-		t.Fatal("the second request is not queued")
-	}
+	queued(t, s, "one", 1)
 	gone.Close()
-	if !mocktest.Eventually(time.Second, func() bool { return s.modelField("one", "queued") == 0 }) {
+	// The proxy watches for a hang-up once a request has waited longer
+	// than the fast path (a millisecond): the clock moves a millisecond
+	// at a time, so the queue timeout (a minute) is not reached.
+	if !mocktest.Eventually(5*time.Second, func() bool {
+		fc.Advance(time.Millisecond)
+		return s.modelField("one", "queued") == 0
+	}) {
 		t.Fatal("the hung-up request still holds its place")
 	}
-	// Its place is free for the next one, which is served in turn (the
-	// first takes 1.5s; the queue timeout is 2s).
+	// Its place is free for the next one, which is served in turn.
 	next := chatAsync(s, "one")
-	if got := <-first; got.status != 200 {
-		t.Errorf("the request being served: %d", got.status)
-	}
-	if got := <-next; got.status != 200 {
+	queued(t, s, "one", 1)
+	release()
+	if got := answer(t, next); got.status != 200 {
 		t.Errorf("the request after the hang-up: %d %s, want it queued and answered", got.status, got.body)
 	}
 }
@@ -166,7 +217,12 @@ func TestHungUpClientLeavesTheQueue(t *testing.T) {
 // events reads an event stream's lines until it ends.
 func events(t *testing.T, r io.Reader) (comments, data []string) {
 	t.Helper()
-	sc := bufio.NewScanner(r)
+	return scanEvents(t, bufio.NewScanner(r))
+}
+
+// scanEvents is events, from a scanner a test has begun reading.
+func scanEvents(t *testing.T, sc *bufio.Scanner) (comments, data []string) {
+	t.Helper()
 	for sc.Scan() {
 		switch line := sc.Text(); {
 		case strings.HasPrefix(line, ":"):
@@ -216,20 +272,32 @@ func TestWaitingStreamGetsKeepalives(t *testing.T) {
 	}
 }
 
-// A streaming request that waits in a queue is told so.
+// A streaming request that waits in a queue is told so, for as long as it
+// waits, and gets the backend's events once its turn comes.
 func TestQueuedStreamSaysQueued(t *testing.T) {
 	s := newStack(t, queueConfig)
-	first := busy(t, s)
+	release := busy(t, s)
 	resp := postStream(t, s, "/v1/chat/completions", map[string]any{"model": "one",
 		"messages": []map[string]string{{"role": "user", "content": "hi"}}})
-	comments, data := events(t, resp.Body)
-	if len(comments) == 0 || !strings.HasPrefix(comments[0], ": waiting for one: queued, ") {
-		t.Errorf("comments %q, want them to say queued", comments)
+	sc := bufio.NewScanner(resp.Body)
+	for range 2 {
+		if !sc.Scan() {
+			t.Fatalf("the stream ended while queued: %v", sc.Err())
+		}
+		if line := sc.Text(); line != "" && !strings.HasPrefix(line, ": waiting for one: queued, ") {
+			t.Fatalf("line %q, want a comment saying it is queued", line)
+		}
+	}
+	release()
+	comments, data := scanEvents(t, sc)
+	for _, c := range comments {
+		if !strings.HasPrefix(c, ": waiting for one: queued, ") {
+			t.Errorf("comment %q", c)
+		}
 	}
 	if len(data) == 0 || data[len(data)-1] != "[DONE]" {
 		t.Errorf("events %q", data)
 	}
-	<-first
 }
 
 // Once the stream is open, a failure to start is an error event, the way

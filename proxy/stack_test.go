@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/probe"
@@ -30,6 +31,7 @@ type stack struct {
 	url    string
 	cfg    *config.Config
 	sw     *swapper.Swapper
+	rt     *router.Router
 	starts mocktest.Starter
 	logs   *observer.ObservedLogs
 	client *http.Client
@@ -41,6 +43,16 @@ type stack struct {
 // newStack serves the YAML config cfgText, in which MOCK stands for the
 // mock backend's path.
 func newStack(t testing.TB, cfgText string) *stack {
+	t.Helper()
+	return newStackOn(t, cfgText, nil)
+}
+
+// newStackOn is newStack with hotswap's time on c (nil: the real clock):
+// the swapper, router and proxy share it, as they do in hotswap, so that a
+// test moves a fake clock past a queue timeout or a back-off instead of
+// waiting it out. Backends' readiness is polled on the real clock (a
+// Readiness of its own): the mock's loads take real time.
+func newStackOn(t testing.TB, cfgText string, c clock.Clock) *stack {
 	t.Helper()
 	cfg, err := config.Parse([]byte(strings.ReplaceAll(cfgText, "MOCK", mockExe)))
 	if err != nil {
@@ -61,9 +73,14 @@ func newStack(t testing.TB, cfgText string) *stack {
 		Log:          log,
 		Memory:       mem,
 		DrainTimeout: cfg.Scheduling.DrainTimeout,
+		Clock:        c,
+		Readiness:    &probe.Readiness{},
 	})
-	rt := router.New(s.sw, router.ConfigOptions(cfg, log))
-	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: s.sw.Status, Log: log})
+	ropts := router.ConfigOptions(cfg, log)
+	ropts.Clock = c
+	rt := router.New(s.sw, ropts)
+	s.rt = rt
+	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: s.sw.Status, Log: log, Clock: c})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
