@@ -344,8 +344,12 @@ func TestFittingStartDoesNotWaitForASwap(t *testing.T) {
 	}
 }
 
+// TestQueueFullAndTimeout: a full queue refuses at once with a
+// Retry-After; a queued request times out when queue_timeout has passed on
+// the router's clock (a fake one: no real wait, no margin).
 func TestQueueFullAndTimeout(t *testing.T) {
-	g := newRig(t, func(o *router.Options) { o.QueueSize, o.QueueTimeout = 1, 300*time.Millisecond })
+	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	g := newRig(t, func(o *router.Options) { o.QueueSize, o.QueueTimeout, o.Clock = 1, 300*time.Millisecond, fc })
 	held := g.acquire(t, "c")
 	defer held.Release()
 	queued := g.enqueue(t, "c")
@@ -357,8 +361,21 @@ func TestQueueFullAndTimeout(t *testing.T) {
 	if !errors.As(err, &qf) || qf.RetryAfter < time.Second {
 		t.Fatalf("third request: %v, want a QueueFullError with a Retry-After", err)
 	}
-	if _, err := queued.Next(0); !errors.Is(err, router.ErrQueueTimeout) {
-		t.Fatalf("queued request: %v, want a queue timeout", err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := queued.Next(0)
+		done <- err
+	}()
+	// The timeout counts from the enqueue, whether or not Next has made
+	// its timer yet.
+	fc.Advance(300 * time.Millisecond)
+	select {
+	case err := <-done:
+		if !errors.Is(err, router.ErrQueueTimeout) {
+			t.Fatalf("queued request: %v, want a queue timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queued request outlived its queue timeout")
 	}
 	if n := g.r.Stats("c").Queued.Load(); n != 0 {
 		t.Errorf("%d still queued after the timeout", n)
