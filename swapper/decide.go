@@ -159,7 +159,7 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 	b.start = dec
 	s.changedLocked(b)
 	fields := []zap.Field{zap.String("model", b.model.ID), zap.String("device", d.Device),
-		zap.String("need_ram", FormatBytes(dec.need.RAM)), zap.String("need_vram", FormatBytes(dec.need.VRAM))}
+		zap.String("need_ram", config.FormatSize(dec.need.RAM)), zap.String("need_vram", config.FormatSize(dec.need.VRAM))}
 	if len(d.Victims) > 0 {
 		fields = append(fields, zap.Strings("evicting", d.Victims), zap.Strings("busy", d.Busy))
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hotswap/hotswap/clock"
+	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/swapper"
@@ -59,7 +60,7 @@ func TestAStartThatFitsDoesNotWaitForADrain(t *testing.T) {
 		t.Fatalf("after A's request: %s", states(sw, "A", "B", "C"))
 	}
 	if peak := fake.PeakRAM(); peak > 10*gib {
-		t.Errorf("%s in use at once on a 10GiB machine", swapper.FormatBytes(peak))
+		t.Errorf("%s in use at once on a 10GiB machine", config.FormatSize(peak))
 	}
 }
 
@@ -157,7 +158,7 @@ models:
 	close(stop)
 	<-sampled
 	if peak := fake.PeakRAM(); peak > 10*gib {
-		t.Errorf("%s in use at once on a 10GiB machine", swapper.FormatBytes(peak))
+		t.Errorf("%s in use at once on a 10GiB machine", config.FormatSize(peak))
 	}
 }
 

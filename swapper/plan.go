@@ -288,13 +288,10 @@ type InsufficientMemoryError struct {
 
 func (e *InsufficientMemoryError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "model %q needs %s of %s but only %s is free", e.Model, FormatBytes(e.Need), e.Device, FormatBytes(e.Free))
+	fmt.Fprintf(&b, "model %q needs %s of %s but only %s is free", e.Model, config.FormatSize(e.Need), e.Device, config.FormatSize(e.Free))
 	if e.Freeable > 0 {
-		fmt.Fprintf(&b, " (%s more if every other unpinned model were stopped)", FormatBytes(e.Freeable))
+		fmt.Fprintf(&b, " (%s more if every other unpinned model were stopped)", config.FormatSize(e.Freeable))
 	}
 	b.WriteString(", so it cannot be started")
 	return b.String()
 }
-
-// FormatBytes writes n as config.FormatSize does.
-func FormatBytes(n int64) string { return config.FormatSize(n) }

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/probe"
 )
@@ -150,9 +151,9 @@ func (s *Swapper) measureInstance(ctx context.Context, d due) (probe.Usage, bool
 		s.opts.Events.Publish(events.Event{Type: events.Footprint, Model: b.model.ID,
 			Data: map[string]any{"ram": fp.RAM, "vram": fp.VRAM}})
 		s.log.Info("learned footprint", zap.String("model", b.model.ID),
-			zap.String("ram", FormatBytes(fp.RAM)), zap.String("vram", FormatBytes(fp.VRAM)),
-			zap.String("declared_ram", FormatBytes(b.model.Memory.RAM)),
-			zap.String("declared_vram", FormatBytes(b.model.Memory.VRAM)))
+			zap.String("ram", config.FormatSize(fp.RAM)), zap.String("vram", config.FormatSize(fp.VRAM)),
+			zap.String("declared_ram", config.FormatSize(b.model.Memory.RAM)),
+			zap.String("declared_vram", config.FormatSize(b.model.Memory.VRAM)))
 		if err := s.opts.Footprints.Save(); err != nil {
 			s.log.Warn("saving footprints", zap.Error(err))
 		}
