@@ -247,7 +247,8 @@ func BenchmarkFastPath(b *testing.B) {
 // BenchmarkStreamsRSS holds 1000 streams open through hotswap (a backend
 // sending a token a second) and reports hotswap's resident memory then,
 // and before: all of it (VmRSS), and its own (RssAnon, without the pages
-// of its binary, which `hotswap bench`'s plotting library makes larger).
+// of its binary, which count in VmRSS as far as the page cache maps them:
+// on Linux with large folios, nearly all its code and read-only data).
 func BenchmarkStreamsRSS(b *testing.B) {
 	hs := startProcess(b)
 	const streams = 1000
