@@ -22,8 +22,24 @@ import (
 // what planning counts as free memory for models stays free.
 
 // smallBody is the size up to which bodies are read into pooled buffers:
-// most chat requests, read without allocating.
+// most chat requests, read without allocating. The buffers come in
+// classes (1, 4 and 16 KiB) so that a request holds no more than about
+// what its body takes for as long as it lasts: a thousand streams of short
+// chats must not hold a thousand 16 KiB buffers.
 const smallBody = 16 << 10
+
+// sizeClasses are the pooled buffers' sizes, smallest first.
+var sizeClasses = [...]int{1 << 10, 4 << 10, smallBody}
+
+// classOf is the index of the smallest class that holds n bytes.
+func classOf(n int64) int {
+	for i, c := range sizeClasses {
+		if n <= int64(c) {
+			return i
+		}
+	}
+	return len(sizeClasses) - 1
+}
 
 // loginBody bounds the status page's sign-in form.
 const loginBody = 4 << 10
@@ -32,7 +48,7 @@ const loginBody = 4 << 10
 type bodyBudget struct {
 	limit int64
 	used  atomic.Int64
-	small sync.Pool // of *heldBody with a smallBody buffer
+	small [len(sizeClasses)]sync.Pool // of *heldBody with a buffer of each class
 }
 
 // take counts n more bytes held, if they fit.
@@ -78,7 +94,7 @@ func (h *heldBody) Close() error {
 	}
 	if h.buf != nil {
 		h.buf = h.buf[:0]
-		h.b.small.Put(h)
+		h.b.small[classOf(int64(cap(h.buf)))].Put(h)
 	}
 	return nil
 }
@@ -132,7 +148,7 @@ func (s *Server) readSized(ctx *fasthttp.RequestCtx, r io.Reader, n int64) error
 
 // readChunked reads a body of unknown size, taking budget as it grows.
 func (s *Server) readChunked(ctx *fasthttp.RequestCtx, r io.Reader, limit int64) error {
-	h, err := s.hold(smallBody)
+	h, err := s.hold(4 << 10)
 	if err != nil {
 		return err
 	}
@@ -152,7 +168,7 @@ func (s *Server) readChunked(ctx *fasthttp.RequestCtx, r io.Reader, limit int64)
 			switch {
 			case h.buf != nil:
 				// The pooled buffer goes back; the hold now counts the new one.
-				h.b.small.Put(&heldBody{b: h.b, buf: h.buf[:0]})
+				h.b.small[classOf(int64(cap(h.buf)))].Put(&heldBody{b: h.b, buf: h.buf[:0]})
 				h.buf = nil
 			case h.free != nil:
 				h.free()
@@ -183,9 +199,10 @@ func (s *Server) hold(n int64) (*heldBody, error) {
 	if n > smallBody {
 		return &heldBody{b: &s.budget, n: n}, nil
 	}
-	h, _ := s.budget.small.Get().(*heldBody)
+	class := classOf(n)
+	h, _ := s.budget.small[class].Get().(*heldBody)
 	if h == nil {
-		h = &heldBody{b: &s.budget, buf: make([]byte, 0, smallBody)}
+		h = &heldBody{b: &s.budget, buf: make([]byte, 0, sizeClasses[class])}
 	}
 	h.n, h.closed = n, false
 	return h, nil
