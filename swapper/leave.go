@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hotswap/hotswap/events"
+	"github.com/hotswap/hotswap/process"
 )
 
 // leaveLocked sends a ready backend on its way out, for reason: from now
@@ -117,7 +118,7 @@ func (s *Swapper) retireLocked(b *backend, inst *instance, exited uint64) {
 	// A crash and a stop may both retire an instance: its port is given
 	// back once, not again after a new instance has taken it.
 	if !isClosed(inst.gone) {
-		s.ports.release(inst.port)
+		s.ports.Release(inst.port)
 		close(inst.gone)
 	}
 }
@@ -164,7 +165,7 @@ func (s *Swapper) watch(b *backend, inst *instance) {
 		log.Error("backend exited unexpectedly", zap.NamedError("exit", inst.proc.ExitErr()),
 			zap.Strings("output", inst.proc.Tail()))
 		s.opts.Events.Publish(events.Event{Type: events.Crash, Model: b.model.ID,
-			Data: map[string]any{"exit": describeExit(inst.proc.ExitErr())}})
+			Data: map[string]any{"exit": process.DescribeExit(inst.proc.ExitErr())}})
 	}
 	s.retire(b, inst)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/probe"
+	"github.com/hotswap/hotswap/process"
 )
 
 // run carries out a decided start of b, in the order it happens: the
@@ -149,7 +150,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 	port := 0
 	if m.NeedsPort() {
 		var err error
-		if port, err = s.ports.acquire(); err != nil {
+		if port, err = s.ports.Acquire(); err != nil {
 			return nil, err
 		}
 	}
@@ -164,7 +165,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 	s.spawning++
 	s.spawnGen++
 	s.mu.Unlock()
-	proc, err := s.opts.Starter.Start(ProcessSpec{
+	proc, err := s.opts.Starter.Start(process.Spec{
 		Argv:   argv,
 		Env:    env,
 		Output: func(line string) { out.Info(line) },
@@ -174,7 +175,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 	s.spawnGen++
 	if err != nil {
 		s.mu.Unlock()
-		s.ports.release(port)
+		s.ports.Release(port)
 		return nil, &StartError{Model: m.ID, Err: err}
 	}
 	inst := &instance{
@@ -257,8 +258,8 @@ func (s *Swapper) failed(b *backend, dec *decision, inst *instance, err error) {
 		se.Output = inst.proc.Tail()
 		if errors.Is(err, probe.ErrExited) {
 			exit := inst.proc.ExitErr()
-			se.OutOfMemory = outOfMemory(exit, se.Output)
-			why := describeExit(exit)
+			se.OutOfMemory = process.OutOfMemory(exit, se.Output)
+			why := process.DescribeExit(exit)
 			if se.OutOfMemory {
 				why += ", out of memory"
 			}

@@ -1,6 +1,8 @@
 // Package swapper owns the lifecycle of backend processes: which models
-// are loaded, which start and which make room for them, and the processes
-// that carry that out.
+// are loaded, which start and which make room for them. It decides, and
+// has its decisions carried out by package process, which starts, guards
+// and stops the processes (process.Starter, process.Process) and hands out
+// their ports (process.Ports).
 //
 // It is the one owner of those decisions. Start decides, once, how a model
 // comes in: on its own, or in place of the models it names (decide.go),
@@ -10,9 +12,10 @@
 // that no other decision counts it twice. Then the machinery carries out
 // exactly that decision, with no lock held across a wait (run.go): the
 // victims drain and stop, in parallel (leave.go), the memory is awaited,
-// the process is started and awaited. When the world changes on the way (a
-// crash, memory that does not come back, a backend that ran out of memory)
-// the machinery says so and the owner decides again.
+// the process is started (through Options.Starter) and awaited. When the
+// world changes on the way (a crash, memory that does not come back, a
+// backend that ran out of memory) the machinery says so and the owner
+// decides again.
 //
 // Memory reaches the owner as events (a start, a backend ready, an exit)
 // and as a periodic refresh (refresh.go); nothing under the lock reads
@@ -39,6 +42,7 @@ import (
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/probe"
+	"github.com/hotswap/hotswap/process"
 )
 
 // State is where a model's backend is in its life.
@@ -73,8 +77,8 @@ type Options struct {
 	// Models are the models it may run, keyed by id.
 	Models map[string]*config.Model
 	Ports  config.PortRange
-	// Starter starts processes; nil means an ExecStarter.
-	Starter Starter
+	// Starter starts processes; nil means a process.ExecStarter.
+	Starter process.Starter
 	// Readiness checks backends' health; nil means a default one.
 	Readiness *probe.Readiness
 	Log       *zap.Logger
@@ -118,7 +122,7 @@ type Swapper struct {
 	opts  Options
 	log   *zap.Logger
 	clock clock.Clock
-	ports *ports
+	ports *process.Ports
 
 	// ctx outlives any one request: a start a client asked for goes on
 	// when that client leaves, since others usually wait for the same
@@ -190,7 +194,7 @@ type backend struct {
 // instance is one run of a backend process.
 type instance struct {
 	id       uint64
-	proc     Process
+	proc     process.Process
 	port     int
 	upstream string
 	started  time.Time
@@ -228,7 +232,7 @@ type instance struct {
 // looked at once, so that the first decisions have numbers to go by.
 func New(opts Options) *Swapper {
 	if opts.Starter == nil {
-		opts.Starter = &ExecStarter{}
+		opts.Starter = &process.ExecStarter{}
 	}
 	if opts.Readiness == nil {
 		opts.Readiness = &probe.Readiness{}
@@ -263,7 +267,7 @@ func New(opts Options) *Swapper {
 		opts:     opts,
 		log:      opts.Log,
 		clock:    clock.Or(opts.Clock),
-		ports:    newPorts(opts.Ports.First, opts.Ports.Last),
+		ports:    process.NewPorts(opts.Ports.First, opts.Ports.Last),
 		ctx:      ctx,
 		cancel:   cancel,
 		backends: make(map[string]*backend, len(opts.Models)),

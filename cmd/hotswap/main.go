@@ -30,6 +30,7 @@ import (
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/metrics"
 	"github.com/hotswap/hotswap/probe"
+	"github.com/hotswap/hotswap/process"
 	"github.com/hotswap/hotswap/proxy"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
@@ -48,7 +49,7 @@ func run(args []string, stderr io.Writer) int {
 			fmt.Fprintln(stderr, versionLine())
 			return 0
 		case "guard":
-			return swapper.RunGuard(os.Stdin)
+			return guard(os.Stdin, stderr)
 		case "bench":
 			return runBench(args[1:], stderr)
 		}
@@ -176,7 +177,7 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 	if err != nil {
 		log.Warn("ignoring learned footprints", zap.Error(err))
 	}
-	starter := &swapper.ExecStarter{}
+	starter := &process.ExecStarter{}
 	if exe, err := os.Executable(); err == nil {
 		starter.Guard = []string{exe, "guard"}
 	} else {

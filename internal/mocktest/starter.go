@@ -3,18 +3,18 @@ package mocktest
 import (
 	"sync/atomic"
 
-	"github.com/hotswap/hotswap/swapper"
+	"github.com/hotswap/hotswap/process"
 )
 
 // Starter starts processes as the swapper does and counts the starts: each
 // one is a backend load, so tests count swaps with it.
 type Starter struct {
-	swapper.ExecStarter
+	process.ExecStarter
 	n atomic.Int64
 }
 
-// Start implements swapper.Starter.
-func (s *Starter) Start(spec swapper.ProcessSpec) (swapper.Process, error) {
+// Start implements process.Starter.
+func (s *Starter) Start(spec process.Spec) (process.Process, error) {
 	s.n.Add(1)
 	return s.ExecStarter.Start(spec)
 }

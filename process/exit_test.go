@@ -1,9 +1,10 @@
-package swapper
+package process_test
 
 import (
 	"os/exec"
-	"slices"
 	"testing"
+
+	"github.com/hotswap/hotswap/process"
 )
 
 // exitOf runs a shell snippet and returns how it ended.
@@ -59,8 +60,8 @@ func TestOutOfMemory(t *testing.T) {
 		{"Python traceback", status1, []string{"Traceback (most recent call last):", "ModuleNotFoundError: No module named 'vllm'"}, false},
 	}
 	for _, c := range cases {
-		if got := outOfMemory(c.exit, c.output); got != c.oom {
-			t.Errorf("%s: outOfMemory = %v, want %v", c.name, got, c.oom)
+		if got := process.OutOfMemory(c.exit, c.output); got != c.oom {
+			t.Errorf("%s: OutOfMemory = %v, want %v", c.name, got, c.oom)
 		}
 	}
 }
@@ -74,21 +75,8 @@ func TestDescribeExit(t *testing.T) {
 		{exitOf(t, "exit 3"), "exit status 3"},
 		{exitOf(t, "kill -KILL $$"), "killed by signal 9 (killed)"},
 	} {
-		if got := describeExit(c.exit); got != c.want {
-			t.Errorf("describeExit(%v) = %q, want %q", c.exit, got, c.want)
+		if got := process.DescribeExit(c.exit); got != c.want {
+			t.Errorf("DescribeExit(%v) = %q, want %q", c.exit, got, c.want)
 		}
-	}
-}
-
-func TestRedactArgv(t *testing.T) {
-	argv := []string{"llama-server", "-m", "/models/x.gguf", "--api-key", "sk-1", "--port", "1",
-		"--hf-token=hf_abc", "-ngl", "99", "--API_KEY", "sk-2", "--token-budget", "5", "--password"}
-	want := []string{"llama-server", "-m", "/models/x.gguf", "--api-key", "[redacted]", "--port", "1",
-		"--hf-token=[redacted]", "-ngl", "99", "--API_KEY", "[redacted]", "--token-budget", "5", "--password"}
-	if got := redactArgv(argv); !slices.Equal(got, want) {
-		t.Errorf("redactArgv = %q\nwant %q", got, want)
-	}
-	if argv[4] != "sk-1" {
-		t.Error("redactArgv changed its argument")
 	}
 }

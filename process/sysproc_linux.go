@@ -1,4 +1,4 @@
-package swapper
+package process
 
 import "syscall"
 

@@ -1,4 +1,4 @@
-package swapper
+package process
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
 	"sync"
 	"syscall"
@@ -20,14 +19,13 @@ import (
 // end of the pipe closes), it kills every group still listed. Processes
 // that leave their group on purpose (setsid) are beyond it.
 
-// RunGuard is the guard's whole life: it reads "+PGID" and "-PGID" lines
-// from r until r ends, then kills the groups still listed. It returns the
-// exit status. hotswap runs it as "hotswap guard".
-func RunGuard(r io.Reader) int {
-	// Ctrl-C reaches the terminal's foreground group, and SIGTERM may be
-	// sent to hotswap's group: the guard outlives both, and ends when
-	// hotswap has.
-	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+// GuardGroups is the guard's work: it reads "+PGID" and "-PGID" lines
+// from r, listing and unlisting process groups, until r ends (hotswap has
+// died, or closed the pipe on its way out), then kills with SIGKILL every
+// group still listed. An error reading r ends the watch the same way, and
+// is returned once the groups are killed. Its main, which also sets the
+// guard's signals, is cmd/hotswap's "hotswap guard".
+func GuardGroups(r io.Reader) error {
 	groups := map[int]bool{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -49,7 +47,10 @@ func RunGuard(r io.Reader) int {
 	for pgid := range groups {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	}
-	return 0
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("guard: reading the groups to guard: %w", err)
+	}
+	return nil
 }
 
 // guard is the guard process as the starter sees it.

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package swapper
+package process
 
 import "syscall"
 

@@ -1,0 +1,59 @@
+// Package process starts, guards and stops backend processes: the
+// machinery under the swapper's decisions, which holds a backend only
+// through the Starter and Process interfaces below.
+//
+// Where things are:
+//   - start.go: ExecStarter, where a backend's process is started: argv
+//     (never a shell), its environment, its own process group, and, on
+//     Linux, its death signal, from one thread locked for the starter's life.
+//   - execprocess.go: a started process: its output (read, tagged, the last
+//     lines kept for a failed start's error), its exit, and Stop (SIGTERM to
+//     the group, SIGKILL after a timeout).
+//   - guard.go: the guard process that takes every backend's group along
+//     when hotswap is killed with SIGKILL (cmd/hotswap runs it as
+//     "hotswap guard").
+//   - sysproc_*.go: the per-OS process attributes.
+//   - exit.go: how a process ended, for people, and whether it looks to
+//     have run out of memory.
+//   - ports.go: the ports ${PORT} is taken from.
+package process
+
+import "time"
+
+// Spec says what to run. Argv is never passed through a shell.
+type Spec struct {
+	Argv []string
+	// Env is added to hotswap's own environment.
+	Env []string
+	// Output receives each line the process writes to stdout or stderr.
+	// It is called from one goroutine per process and must not block long.
+	Output func(line string)
+}
+
+// Process is a running backend process and the process group it leads.
+type Process interface {
+	Pid() int
+	// Done is closed once the process has exited.
+	Done() <-chan struct{}
+	// ExitErr is the process's exit status once Done is closed.
+	ExitErr() error
+	// LastOutput is when the process last wrote a line.
+	LastOutput() time.Time
+	// Wrote receives a value after the process writes a line (coalesced:
+	// one value may stand for many lines).
+	Wrote() <-chan struct{}
+	// Tail returns the last lines the process wrote, oldest first. Once
+	// the process has exited, it first gives the output still in the pipe
+	// a moment to be read: the last line is usually the reason it died.
+	Tail() []string
+	// Stop sends SIGTERM to the process group, SIGKILL after timeout, and
+	// returns once the leader has exited. It is safe to call more than once.
+	Stop(timeout time.Duration)
+}
+
+// Starter starts processes. It is the seam that lets the swapper be tested
+// with processes that are not real, though hotswap's own tests mostly use
+// real mock backends.
+type Starter interface {
+	Start(spec Spec) (Process, error)
+}
