@@ -1,17 +1,18 @@
 // Package process starts, guards and stops backend processes: the
-// machinery under the swapper's decisions, which holds a backend only
-// through the Starter and Process interfaces below.
+// machinery that carries out the swapper's decisions. The swapper holds a
+// backend only through the Starter and Process interfaces below.
 //
 // Where things are:
 //   - start.go: ExecStarter, where a backend's process is started: argv
 //     (never a shell), its environment, its own process group, and, on
 //     Linux, its death signal, from one thread locked for the starter's life.
-//   - execprocess.go: a started process: its output (read, tagged, the last
-//     lines kept for a failed start's error), its exit, and Stop (SIGTERM to
-//     the group, SIGKILL after a timeout).
-//   - guard.go: the guard process that takes every backend's group along
-//     when hotswap is killed with SIGKILL (cmd/hotswap runs it as
-//     "hotswap guard").
+//   - execprocess.go: a started process: its output (each line handed to
+//     Spec.Output, the last lines kept for a failed start's error), its
+//     exit, and Stop (SIGTERM to the group, SIGKILL after a timeout).
+//   - guard.go: the guard, a process that takes every backend's group
+//     along when hotswap is killed with SIGKILL: its work (GuardGroups,
+//     which cmd/hotswap runs as "hotswap guard") and the starter's end of
+//     its pipe.
 //   - sysproc_*.go: the per-OS process attributes.
 //   - exit.go: how a process ended, for people, and whether it looks to
 //     have run out of memory.
