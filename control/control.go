@@ -28,6 +28,7 @@ import (
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/state"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -48,10 +49,44 @@ type Door interface {
 	Remove(ctx context.Context, model string) error
 }
 
+// ModeMemory is what a mode switch remembered: the mode now active, and
+// the models that were loaded before the first switch since the last
+// restore.
+type ModeMemory struct {
+	Active     string   `json:"active,omitempty"`
+	Remembered []string `json:"remembered,omitempty"`
+}
+
 // ModeStore keeps what a mode switch remembered, across restarts.
 type ModeStore interface {
-	Mode() swapper.ModeMemory
-	SetMode(swapper.ModeMemory) error
+	Mode() ModeMemory
+	SetMode(ModeMemory) error
+}
+
+// StateModes keeps the mode memory in the state file, as a section of
+// its own.
+type StateModes struct{ File *state.File }
+
+func (m StateModes) Mode() ModeMemory {
+	var mm ModeMemory
+	if _, err := m.File.Section(state.ModeSection, &mm); err != nil {
+		return ModeMemory{} // unreadable: as if nothing was remembered
+	}
+	return mm
+}
+
+func (m StateModes) SetMode(mm ModeMemory) error {
+	if mm.Active == "" && len(mm.Remembered) == 0 {
+		return m.File.SetSection(state.ModeSection, nil)
+	}
+	return m.File.SetSection(state.ModeSection, mm)
+}
+
+// Learned is the memory of learned footprints (the state file).
+type Learned interface {
+	// Forget drops every footprint learned for model; it reports how
+	// many there were.
+	Forget(model string) (int, error)
 }
 
 // Options configure a Controller.
@@ -60,8 +95,10 @@ type Options struct {
 	Lifecycle Lifecycle
 	Door      Door
 	Modes     ModeStore
-	Events    *events.Hub
-	Log       *zap.Logger
+	// Learned is where footprints are learned; nil: nothing to forget.
+	Learned Learned
+	Events  *events.Hub
+	Log     *zap.Logger
 	// Path is the configuration file a reload reads ("": none).
 	Path string
 	// OnReload are told of a new configuration once the swapper and
@@ -162,6 +199,22 @@ func (c *Controller) Unload(ctx context.Context, name string, force bool) error 
 	ctx, done := c.bound(ctx)
 	defer done()
 	return c.closing(c.opts.Door.Unload(ctx, id, force))
+}
+
+// ForgetFootprint drops what hotswap learned of model's memory, under
+// every command it has had: planning goes by its declared memory until it
+// is measured again, at its next start (or its next look, if it runs). It
+// returns the model's id and how many footprints there were.
+func (c *Controller) ForgetFootprint(name string) (string, int, error) {
+	id, err := c.Resolve(name)
+	if err != nil || c.opts.Learned == nil {
+		return id, 0, err
+	}
+	n, err := c.opts.Learned.Forget(id)
+	if err == nil {
+		c.log.Info("footprint forgotten", zap.String("model", id), zap.Int("footprints", n))
+	}
+	return id, n, err
 }
 
 // closing says a command called off by Close was ended by hotswap closing.
@@ -432,7 +485,7 @@ func (c *Controller) SwitchMode(ctx context.Context, name string) (ModeResult, e
 	if remembered == nil {
 		remembered = []string{}
 	}
-	serr := c.opts.Modes.SetMode(swapper.ModeMemory{Active: name, Remembered: remembered})
+	serr := c.opts.Modes.SetMode(ModeMemory{Active: name, Remembered: remembered})
 	c.modeMu.Unlock()
 	if serr != nil {
 		c.log.Warn("saving the mode", zap.Error(serr))
@@ -469,7 +522,7 @@ func (c *Controller) Restore(ctx context.Context) (ModeResult, error) {
 	// that the switch that replaced it still remembers how things were.
 	c.modeMu.Lock()
 	if err == nil && c.generation == gen {
-		if serr := c.opts.Modes.SetMode(swapper.ModeMemory{}); serr != nil {
+		if serr := c.opts.Modes.SetMode(ModeMemory{}); serr != nil {
 			c.log.Warn("saving the mode", zap.Error(serr))
 		}
 	}

@@ -39,10 +39,10 @@ func (f *fakeDoor) Reconfigure(router.Options, map[string]*config.Model, swapper
 }
 func (f *fakeDoor) Remove(context.Context, string) error { return nil }
 
-type fakeModes struct{ m swapper.ModeMemory }
+type fakeModes struct{ m ModeMemory }
 
-func (f *fakeModes) Mode() swapper.ModeMemory           { return f.m }
-func (f *fakeModes) SetMode(m swapper.ModeMemory) error { f.m = m; return nil }
+func (f *fakeModes) Mode() ModeMemory           { return f.m }
+func (f *fakeModes) SetMode(m ModeMemory) error { f.m = m; return nil }
 
 // twoModels' programs are the mock backend (MOCK), so that a reload finds
 // them; nothing here starts them.

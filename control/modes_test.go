@@ -12,6 +12,7 @@ import (
 
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/state"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -36,24 +37,24 @@ type modeRig struct {
 	sw    *swapper.Swapper
 	rt    *router.Router
 	ctl   *Controller
-	modes *swapper.Footprints
+	modes *state.File
 	once  sync.Once
 }
 
 // newModeRig starts one "run of hotswap" whose state file is state.
-func newModeRig(t *testing.T, state string) *modeRig {
+func newModeRig(t *testing.T, statePath string) *modeRig {
 	t.Helper()
 	cfg, err := config.Parse([]byte(strings.ReplaceAll(modesConfig, "MOCK", mockExe)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp, err := swapper.LoadFootprints(state)
+	fp, err := state.Open(statePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Footprints: fp})
+	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports})
 	rt := router.New(sw, router.ConfigOptions(cfg, nil))
-	ctl := New(Options{Config: cfg, Lifecycle: sw, Door: rt, Modes: fp})
+	ctl := New(Options{Config: cfg, Lifecycle: sw, Door: rt, Modes: StateModes{fp}, Learned: fp})
 	r := &modeRig{t: t, sw: sw, rt: rt, ctl: ctl, modes: fp}
 	t.Cleanup(r.stop)
 	return r
@@ -162,13 +163,13 @@ func TestFirstSwitchWithNothingLoaded(t *testing.T) {
 // session of modes; the set from before the first switch is still what a
 // switch keeps and what restore brings back.
 func TestModeMemorySurvivesARestart(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state.json")
-	first := newModeRig(t, state)
+	path := filepath.Join(t.TempDir(), "state.json")
+	first := newModeRig(t, path)
 	first.load("x")
 	first.switchTo("art")
 	first.stop()
 
-	second := newModeRig(t, state)
+	second := newModeRig(t, path)
 	if info := second.ctl.Modes(); info.Active != "art" || !slices.Equal(info.Remembered, []string{"x"}) {
 		t.Fatalf("after a restart: %+v", info)
 	}
@@ -178,7 +179,7 @@ func TestModeMemorySurvivesARestart(t *testing.T) {
 	}
 	second.stop()
 
-	third := newModeRig(t, state)
+	third := newModeRig(t, path)
 	third.restore()
 	if got := third.loaded(); !slices.Equal(got, []string{"x"}) {
 		t.Errorf("restore after two restarts: %v loaded, want [x]", got)

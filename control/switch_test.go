@@ -306,4 +306,3 @@ func TestSwitchEndsWithItsCaller(t *testing.T) {
 		t.Errorf("a restore called off forgot the mode: %+v", modes.m)
 	}
 }
-

@@ -24,6 +24,7 @@ import (
 
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/state"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -31,7 +32,7 @@ import (
 type Source interface {
 	Statuses() []swapper.Status
 	Memory(fresh bool) []swapper.DeviceReport // called with false: the last look, no I/O
-	Footprint(model string) swapper.Footprint
+	Footprint(model string) state.Footprint
 }
 
 // Queues is what the metrics read of the router at scrape time.

@@ -21,6 +21,7 @@ import (
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/metrics"
 	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/state"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -29,7 +30,7 @@ type fakeSource struct {
 	mu         sync.Mutex
 	statuses   []swapper.Status
 	memory     []swapper.DeviceReport
-	footprints map[string]swapper.Footprint
+	footprints map[string]state.Footprint
 	freshCalls int
 }
 
@@ -48,7 +49,7 @@ func (f *fakeSource) Memory(fresh bool) []swapper.DeviceReport {
 	return append([]swapper.DeviceReport(nil), f.memory...)
 }
 
-func (f *fakeSource) Footprint(model string) swapper.Footprint {
+func (f *fakeSource) Footprint(model string) state.Footprint {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.footprints[model]
@@ -366,7 +367,7 @@ func TestLive(t *testing.T) {
 			{Device: "gpu0", Name: "H100", Total: 80 * gib, Free: 10 * gib, Available: -1 * gib,
 				Used: map[string]int64{"llama": 20 * gib, "stray": 3 * gib, "lost": 4 * gib}},
 		},
-		footprints: map[string]swapper.Footprint{
+		footprints: map[string]state.Footprint{
 			"llama": {RAM: 2 * gib, VRAM: 21 * gib},
 			"qwen":  {RAM: gib},
 		},
@@ -551,7 +552,7 @@ func TestLint(t *testing.T) {
 	src := &fakeSource{
 		statuses: []swapper.Status{{Model: "llama", State: swapper.Ready}},
 		memory:   []swapper.DeviceReport{{Device: "ram", Total: 1 << 30, Free: 1 << 29, Used: map[string]int64{"llama": 1 << 20}}},
-		footprints: map[string]swapper.Footprint{
+		footprints: map[string]state.Footprint{
 			"llama": {RAM: 1 << 20, VRAM: 1 << 30},
 		},
 	}

@@ -35,6 +35,7 @@ type Admin interface {
 	SwitchMode(ctx context.Context, name string) (control.ModeResult, error)
 	Restore(ctx context.Context) (control.ModeResult, error)
 	Reload(ctx context.Context) (control.ReloadResult, error)
+	ForgetFootprint(model string) (id string, forgotten int, err error)
 }
 
 // heartbeat is how often an idle event stream gets a comment line, so
@@ -131,7 +132,7 @@ func (s *Server) adminAnswer(ctx *fasthttp.RequestCtx, v any, err error) {
 	s.logRead(ctx, fasthttp.StatusOK, len(ctx.Response.Body()))
 }
 
-// adminModel serves /admin/models/{model}/load and .../unload.
+// adminModel serves /admin/models/{model}/load, .../unload and .../forget.
 func (s *Server) adminModel(ctx *fasthttp.RequestCtx, cmd context.Context, rest string) {
 	name, verb, ok := strings.Cut(rest, "/")
 	if !ok || name == "" {
@@ -155,6 +156,9 @@ func (s *Server) adminModel(ctx *fasthttp.RequestCtx, cmd context.Context, rest 
 		}
 		err := s.admin.Load(cmd, name)
 		s.adminAnswer(ctx, map[string]string{"model": name, "state": "ready"}, err)
+	case "forget":
+		id, n, err := s.admin.ForgetFootprint(name)
+		s.adminAnswer(ctx, map[string]any{"model": id, "forgotten": n}, err)
 	case "unload":
 		err := s.admin.Unload(cmd, name, ctx.QueryArgs().GetBool("force"))
 		s.adminAnswer(ctx, map[string]string{"model": name, "state": "stopped"}, err)

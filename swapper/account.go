@@ -5,6 +5,7 @@ import (
 
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/probe"
+	"github.com/hotswap/hotswap/state"
 )
 
 // snapshot is memory as last measured: the devices, with what the probe
@@ -21,7 +22,7 @@ type snapshot struct {
 // need is what b is planned to take: its declared memory raised to the
 // largest footprint measured for it.
 func (s *Swapper) need(b *backend) config.Need {
-	fp := s.opts.Footprints.Get(b.model.ID)
+	fp := s.opts.Footprints.Footprint(state.Key(b.model))
 	return config.Need{RAM: max(b.model.Memory.RAM, fp.RAM), VRAM: max(b.model.Memory.VRAM, fp.VRAM)}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hotswap/hotswap/events"
+	"github.com/hotswap/hotswap/state"
 )
 
 // What operators ask of the lifecycle's owner: they go through the same
@@ -161,5 +162,14 @@ func (s *Swapper) Memory(fresh bool) []DeviceReport {
 	return out
 }
 
-// Footprint is model's learned footprint.
-func (s *Swapper) Footprint(model string) Footprint { return s.opts.Footprints.Get(model) }
+// Footprint is what model has been measured to use at most, run with the
+// command it has now.
+func (s *Swapper) Footprint(model string) state.Footprint {
+	s.mu.Lock()
+	b, ok := s.backends[model]
+	s.mu.Unlock()
+	if !ok {
+		return state.Footprint{}
+	}
+	return s.opts.Footprints.Footprint(state.Key(b.model))
+}

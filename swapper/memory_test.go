@@ -14,6 +14,7 @@ import (
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/probe"
+	statefile "github.com/hotswap/hotswap/state"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -311,7 +312,7 @@ models:
 }
 
 func TestLearnedFootprintRaisesEstimateAndSurvivesRestart(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "footprints.json")
+	path := filepath.Join(t.TempDir(), "footprints.json")
 	text := `
 models:
   liar: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 1GiB}}
@@ -321,7 +322,7 @@ models:
 	fake.Script("a", probe.Usage{RAM: 5 * gib}) // uses five times its declaration
 	fake.Script("b", probe.Usage{RAM: 4 * gib})
 	withState := func(o *swapper.Options) {
-		fp, err := swapper.LoadFootprints(state)
+		fp, err := statefile.Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,7 +339,7 @@ models:
 		t.Fatalf("need %d, want the measured 5GiB", st.Need.RAM)
 	}
 	sw.Close(context.Background())
-	if b, err := os.ReadFile(state); err != nil || !strings.Contains(string(b), strconv.FormatInt(5*gib, 10)) {
+	if b, err := os.ReadFile(path); err != nil || !strings.Contains(string(b), strconv.FormatInt(5*gib, 10)) {
 		t.Fatalf("state file: %v %s", err, b)
 	}
 
@@ -349,6 +350,17 @@ models:
 	use(t, sw2, "liar")
 	if got := states(sw2, "other", "liar"); got != "other=stopped liar=ready" {
 		t.Errorf("%s: the learned footprint was not used", got)
+	}
+	sw2.Close(context.Background())
+
+	// liar is given another backend, which takes 1GiB: what the old one
+	// took is that command's, not this one's. It starts beside other.
+	fake.Script("c", probe.Usage{RAM: gib})
+	sw3, _ := memSwapper(t, strings.Replace(text, "-model a", "-model c", 1), fake, withState)
+	use(t, sw3, "other")
+	use(t, sw3, "liar")
+	if got := states(sw3, "other", "liar"); got != "other=ready liar=ready" {
+		t.Errorf("%s: the new command was planned with the old one's footprint", got)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/probe"
+	"github.com/hotswap/hotswap/state"
 )
 
 // refresher looks at memory every RefreshInterval: loading backends grow,
@@ -146,8 +147,9 @@ func (s *Swapper) measureInstance(ctx context.Context, d due) (probe.Usage, bool
 	if !d.learn {
 		return u, true
 	}
-	if s.opts.Footprints.Observe(b.model.ID, u.RAM, u.TotalVRAM()) {
-		fp := s.opts.Footprints.Get(b.model.ID)
+	// Learned for the command this run was started with.
+	if key := state.Key(b.model); s.opts.Footprints.Observe(key, u.RAM, u.TotalVRAM()) {
+		fp := s.opts.Footprints.Footprint(key)
 		s.opts.Events.Publish(events.Event{Type: events.Footprint, Model: b.model.ID,
 			Data: map[string]any{"ram": fp.RAM, "vram": fp.VRAM}})
 		s.log.Info("learned footprint", zap.String("model", b.model.ID),

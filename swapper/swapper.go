@@ -43,6 +43,7 @@ import (
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/process"
+	"github.com/hotswap/hotswap/state"
 )
 
 // State is where a model's backend is in its life.
@@ -103,8 +104,9 @@ type Options struct {
 	// finish; past it, the backend is stopped under them (they get
 	// ErrDrainTimeout). Default 5m.
 	DrainTimeout time.Duration
-	// Footprints remembers measured footprints; nil keeps them in memory.
-	Footprints *Footprints
+	// Footprints is where measured footprints are learned (the state
+	// file); nil keeps them in memory.
+	Footprints *state.File
 	// Events, if set, is told what the swapper does: starts decided,
 	// evictions and why, backends ready, stopped, crashed, refusals.
 	Events *events.Hub
@@ -259,7 +261,7 @@ func New(opts Options) *Swapper {
 		opts.TTLInterval = time.Second
 	}
 	if opts.Footprints == nil {
-		opts.Footprints, _ = LoadFootprints("")
+		opts.Footprints, _ = state.Open("")
 	}
 	lru, _ := simplelru.NewLRU[string, struct{}](max(1, len(opts.Models)), nil)
 	ctx, cancel := context.WithCancel(context.Background())

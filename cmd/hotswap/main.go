@@ -33,6 +33,7 @@ import (
 	"github.com/hotswap/hotswap/process"
 	"github.com/hotswap/hotswap/proxy"
 	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/state"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -173,9 +174,9 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 	if statePath == "" {
 		statePath = defaultStatePath()
 	}
-	footprints, err := swapper.LoadFootprints(statePath)
+	learned, err := state.Open(statePath)
 	if err != nil {
-		log.Warn("ignoring learned footprints", zap.Error(err))
+		log.Warn("ignoring the state file (learned footprints, mode memory)", zap.Error(err))
 	}
 	starter := &process.ExecStarter{}
 	if exe, err := os.Executable(); err == nil {
@@ -194,7 +195,7 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 		LimitRAM:     cfg.Memory.LimitRAM,
 		CooldownMax:  cfg.Memory.CooldownMax,
 		DrainTimeout: cfg.Scheduling.DrainTimeout,
-		Footprints:   footprints,
+		Footprints:   learned,
 		Events:       hub,
 	})
 	rt := router.New(sw, router.ConfigOptions(cfg, log.Named("router")))
@@ -202,7 +203,7 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 	mx.Listen(hub)
 	var px *proxy.Server
 	ctl := control.New(control.Options{
-		Config: cfg, Lifecycle: sw, Door: rt, Modes: footprints, Events: hub, Log: log.Named("control"),
+		Config: cfg, Lifecycle: sw, Door: rt, Modes: control.StateModes{File: learned}, Learned: learned, Events: hub, Log: log.Named("control"),
 		Path: path,
 		OnReload: []func(*config.Config){
 			func(c *config.Config) { px.Reconfigure(c) },

@@ -134,12 +134,17 @@ function modelRow(m) {
   const cell = (name, label, cls) => (cells[name] = el('td', {class: cls || name, 'data-label': label}));
   const load = el('button', {type: 'button', class: 'load', 'aria-label': 'load ' + m.model}, 'Load');
   const unload = el('button', {type: 'button', class: 'unload', 'aria-label': 'unload ' + m.model}, 'Unload');
+  // What hotswap learned of the model's memory, under every command it
+  // has had: planning goes by its declaration until it is measured again.
+  const forget = el('button', {type: 'button', class: 'forget', 'aria-label': 'forget the memory learned for ' + m.model,
+    title: 'forget the memory hotswap measured for this model (it plans with the declared memory until the next measurement)'}, 'Forget');
   load.addEventListener('click', () => act(load, 'POST', '/admin/models/' + encodeURIComponent(m.model) + '/load?wait=false'));
   unload.addEventListener('click', () => act(unload, 'POST', '/admin/models/' + encodeURIComponent(m.model) + '/unload'));
+  forget.addEventListener('click', () => act(forget, 'POST', '/admin/models/' + encodeURIComponent(m.model) + '/forget'));
   const tr = el('tr', {'data-model': m.model},
     cell('model', null), cell('state', 'state', 'state-cell'), cell('device', 'device'), cell('memory', 'memory'),
     cell('inflight', 'in flight'), cell('queued', 'queued'), cell('lastused', 'last used'), cell('ttl', 'ttl left'),
-    el('td', {class: 'actions'}, load, unload));
+    el('td', {class: 'actions'}, load, unload, forget));
   cells.model.append(el('span', {class: 'name'}, m.model), el('span', {class: 'kind'}));
   cells.queued.append(el('span', {class: 'n'}), el('span', {class: 'why waits'}));
   cells.state.append(el('span', {class: 'state'}), el('span', {class: 'why'}),
