@@ -20,7 +20,7 @@ func (s *Swapper) Statuses() []Status {
 	for id := range s.backends {
 		ids = append(ids, id)
 	}
-	s.mu.Unlock()
+	s.unlock()
 	out := make([]Status, 0, len(ids))
 	for _, id := range ids {
 		if st, ok := s.Status(id); ok {
@@ -28,13 +28,6 @@ func (s *Swapper) Statuses() []Status {
 		}
 	}
 	return out
-}
-
-// Load is Acquire with the caller's policy: a start that would stop busy
-// models is refused (*BusyError) rather than waited for, unless the policy
-// allows it.
-func (s *Swapper) Load(ctx context.Context, model string, p Policy) (*Lease, error) {
-	return s.acquire(ctx, model, p)
 }
 
 // Unload stops model's backend: it takes no new requests, those in flight
@@ -45,11 +38,11 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 	s.mu.Lock()
 	b, ok := s.backends[model]
 	if !ok {
-		s.mu.Unlock()
+		s.unlock()
 		return fmt.Errorf("%w: %q", ErrUnknownModel, model)
 	}
 	if b.state == Ready || b.state == Starting {
-		s.opts.Events.Publish(events.Event{Type: events.Unload, Model: model, Data: map[string]any{"force": force}})
+		s.publish(events.Event{Type: events.Unload, Model: model, Data: map[string]any{"force": force}})
 	}
 	switch b.state {
 	case Ready:
@@ -78,7 +71,7 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 	}
 	for !ended() {
 		wait := b.changed
-		s.mu.Unlock()
+		s.unlock()
 		select {
 		case <-wait:
 		case <-ctx.Done():
@@ -86,7 +79,7 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 		}
 		s.mu.Lock()
 	}
-	s.mu.Unlock()
+	s.unlock()
 	return nil
 }
 
@@ -120,7 +113,7 @@ func (s *Swapper) Memory(fresh bool) []DeviceReport {
 		s.refresh()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if s.opts.Memory == nil {
 		return nil
 	}
@@ -167,7 +160,7 @@ func (s *Swapper) Memory(fresh bool) []DeviceReport {
 func (s *Swapper) Footprint(model string) state.Footprint {
 	s.mu.Lock()
 	b, ok := s.backends[model]
-	s.mu.Unlock()
+	s.unlock()
 	if !ok {
 		return state.Footprint{}
 	}

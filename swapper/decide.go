@@ -78,11 +78,11 @@ func (s *Swapper) Start(model string, p Policy) (Decision, error) {
 	s.mu.Lock()
 	b, ok := s.backends[model]
 	if !ok {
-		s.mu.Unlock()
+		s.unlock()
 		return Decision{}, fmt.Errorf("%w: %q", ErrUnknownModel, model)
 	}
 	d, err := s.startLocked(b, p)
-	s.mu.Unlock()
+	s.unlock()
 	return d, err
 }
 
@@ -128,8 +128,8 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 		if errors.As(err, &ie) && fitsLater(in, transit) {
 			return Decision{}, ErrMemoryInTransit
 		}
-		s.log.Warn("refusing model: not enough memory", zap.String("model", b.model.ID), zap.Error(err))
-		s.opts.Events.Publish(events.Event{Type: events.Refuse, Model: b.model.ID, Message: err.Error()})
+		s.say(zap.WarnLevel, "refusing model: not enough memory", zap.String("model", b.model.ID), zap.Error(err))
+		s.publish(events.Event{Type: events.Refuse, Model: b.model.ID, Message: err.Error()})
 		return Decision{}, err
 	}
 	pl.victims = append(forced, pl.victims...)
@@ -151,7 +151,7 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 	for _, v := range pl.victims {
 		vb := s.backends[v.model]
 		dec.victims = append(dec.victims, vb.cur)
-		s.opts.Events.Publish(events.Event{Type: events.Evict, Model: v.model,
+		s.publish(events.Event{Type: events.Evict, Model: v.model,
 			Data: map[string]any{"reason": "making room", "for": b.model.ID, "busy": v.busy}})
 		s.leaveLocked(vb, "making room for "+b.model.ID)
 	}
@@ -166,8 +166,8 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 	if p.Reason != "" {
 		fields = append(fields, zap.String("reason", p.Reason))
 	}
-	s.log.Info("starting", fields...)
-	s.opts.Events.Publish(events.Event{Type: events.Start, Model: b.model.ID, Message: p.Reason,
+	s.say(zap.InfoLevel, "starting", fields...)
+	s.publish(events.Event{Type: events.Start, Model: b.model.ID, Message: p.Reason,
 		Data: map[string]any{"device": d.Device, "evicting": d.Victims, "busy": d.Busy}})
 	s.wg.Add(1)
 	go s.run(b, dec)

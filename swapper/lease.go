@@ -34,7 +34,7 @@ func (l *Lease) Cause() error {
 		return nil
 	}
 	l.s.mu.Lock()
-	defer l.s.mu.Unlock()
+	defer l.s.unlock()
 	return l.inst.cause
 }
 
@@ -53,7 +53,7 @@ func (l *Lease) Unreachable(err error) bool { return l.s.unreachable(l.b, l.inst
 func (l *Lease) Release() {
 	l.once.Do(func() {
 		l.s.mu.Lock()
-		defer l.s.mu.Unlock()
+		defer l.s.unlock()
 		l.inst.inflight--
 		l.b.lastUsed = l.s.clock.Now()
 		if l.inst.inflight == 0 && l.inst.idle != nil {
@@ -77,7 +77,7 @@ func (l *Lease) Release() {
 // allocate one.
 func (s *Swapper) TryLease(model string, l *Lease) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	b, ok := s.backends[model]
 	if !ok || b.state != Ready || s.closed {
 		return false
@@ -93,29 +93,26 @@ func (s *Swapper) leaseLocked(b *backend, l *Lease) {
 	l.s, l.b, l.inst = s, b, b.cur
 }
 
-// Acquire returns once model's backend is ready, starting it if need be,
-// and holds it until the lease is released. It may stop busy models to
-// make room (draining them first). ctx bounds only this caller's wait: a
-// start it asked for goes on for the others.
-func (s *Swapper) Acquire(ctx context.Context, model string) (*Lease, error) {
-	return s.acquire(ctx, model, Policy{EvictBusy: true})
-}
-
+// acquire returns once model's backend is ready, starting it with p if
+// need be, and holds it until the lease is released. ctx bounds only this
+// caller's wait: a start it asked for goes on for the others. It is the
+// tests' way in (see export_test.go): in hotswap, models are started by the
+// router, the one door, through Start and TryLease.
 func (s *Swapper) acquire(ctx context.Context, model string, p Policy) (*Lease, error) {
 	for {
 		s.mu.Lock()
 		b, ok := s.backends[model]
 		switch {
 		case !ok:
-			s.mu.Unlock()
+			s.unlock()
 			return nil, fmt.Errorf("%w: %q", ErrUnknownModel, model)
 		case s.closed:
-			s.mu.Unlock()
+			s.unlock()
 			return nil, ErrClosed
 		case b.state == Ready:
 			l := new(Lease)
 			s.leaseLocked(b, l)
-			s.mu.Unlock()
+			s.unlock()
 			return l, nil
 		}
 		wait := b.changed
@@ -125,11 +122,11 @@ func (s *Swapper) acquire(ctx context.Context, model string, p Policy) (*Lease, 
 			case errors.Is(err, ErrMemoryInTransit):
 				wait = s.changed // what is in the way may be anything
 			case err != nil:
-				s.mu.Unlock()
+				s.unlock()
 				return nil, err
 			}
 		}
-		s.mu.Unlock()
+		s.unlock()
 		select {
 		case <-wait:
 		case <-ctx.Done():

@@ -27,12 +27,12 @@ func (s *Swapper) leaveLocked(b *backend, reason string) {
 // timeout, then stops it.
 func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain time.Duration) {
 	defer s.wg.Done()
-	log := s.log.With(zap.String("model", b.model.ID), zap.String("reason", reason))
+	who := []zap.Field{zap.String("model", b.model.ID), zap.String("reason", reason)}
 	timeout := s.clock.NewTimer(drain)
 	defer timeout.Stop()
 	s.mu.Lock()
 	if inst.inflight > 0 {
-		log.Info("draining backend", zap.Int("in_flight", inst.inflight))
+		s.say(zap.InfoLevel, "draining backend", append(who, zap.Int("in_flight", inst.inflight))...)
 	}
 	// Not ended by Close: Close gives these requests its own grace, and
 	// its stop ends this wait (the instance is gone).
@@ -40,26 +40,26 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain 
 	// It died, was found dead (its watch stops it) or was stopped while
 	// draining.
 	if b.cur != inst || inst.deadErr != nil {
-		s.mu.Unlock()
+		s.unlock()
 		return
 	}
 	if inst.inflight > 0 {
 		if isClosed(inst.cut) {
 			inst.cause = ErrUnloaded
-			log.Warn("unloaded by force under its requests", zap.Int("in_flight", inst.inflight))
+			s.say(zap.WarnLevel, "unloaded by force under its requests", append(who, zap.Int("in_flight", inst.inflight))...)
 		} else {
 			inst.cause = &DrainTimeoutError{Model: b.model.ID, Timeout: drain, Reason: reason}
-			log.Warn("drain timeout passed; stopping backend under its requests", zap.Int("in_flight", inst.inflight),
-				zap.Duration("drain_timeout", drain))
+			s.say(zap.WarnLevel, "drain timeout passed; stopping backend under its requests",
+				append(who, zap.Int("in_flight", inst.inflight), zap.Duration("drain_timeout", drain))...)
 		}
 	}
 	b.enter(Stopping, s.clock.Now())
 	s.changedLocked(b)
-	s.mu.Unlock()
+	s.unlock()
 
 	begin := time.Now()
 	inst.proc.Stop(b.model.StopTimeout)
-	log.Info("backend stopped", zap.Duration("took", time.Since(begin)))
+	s.log.Info("backend stopped", append(who, zap.Duration("took", time.Since(begin)))...)
 	s.opts.Events.Publish(events.Event{Type: events.Stop, Model: b.model.ID, Message: reason,
 		Data: map[string]any{"seconds": time.Since(begin).Seconds()}})
 	s.retire(b, inst)
@@ -74,14 +74,14 @@ func (s *Swapper) retire(b *backend, inst *instance) {
 	s.mu.Lock()
 	s.retireLocked(b, inst, exited)
 	s.settledLocked(b)
-	s.mu.Unlock()
+	s.unlock()
 }
 
 // lookMark numbers the looks at memory begun so far: a look numbered
 // after it began after lookMark was called.
 func (s *Swapper) lookMark() uint64 {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	return s.looks
 }
 
@@ -139,10 +139,10 @@ func (s *Swapper) watch(b *backend, inst *instance) {
 	// unreachable moved it to Stopping on purpose: that stop is this one.
 	dead := inst.deadErr
 	if b.cur != inst || dead == nil && (b.state == Stopping || b.state == Starting) {
-		s.mu.Unlock()
+		s.unlock()
 		return
 	}
-	s.mu.Unlock()
+	s.unlock()
 	if dead != nil {
 		// A server that exits is refused connections a moment before its
 		// exit is seen: give the exit that moment, so that the crash says
@@ -191,12 +191,12 @@ func (s *Swapper) janitor() {
 			}
 			ttl := b.ttl
 			if ttl > 0 && !b.pinned && b.state == Ready && b.cur.inflight == 0 && now.Sub(b.lastUsed) >= ttl {
-				s.opts.Events.Publish(events.Event{Type: events.Evict, Model: b.model.ID,
+				s.publish(events.Event{Type: events.Evict, Model: b.model.ID,
 					Data: map[string]any{"reason": "ttl"}})
 				s.leaveLocked(b, "idle for its ttl ("+ttl.String()+")")
 			}
 		}
-		s.mu.Unlock()
+		s.unlock()
 		s.checkIdle(now)
 	}
 }
@@ -207,7 +207,7 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 	s.mu.Lock()
 	inst := b.cur
 	if inst == nil {
-		s.mu.Unlock()
+		s.unlock()
 		return
 	}
 	if b.state == Ready {
@@ -222,12 +222,12 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 		b.enter(Stopping, s.clock.Now())
 		s.changedLocked(b)
 	}
-	s.mu.Unlock()
+	s.unlock()
 	inst.proc.Stop(b.model.StopTimeout)
 	s.mu.Lock()
 	s.retireLocked(b, inst, s.looks)
 	s.settledLocked(b)
-	s.mu.Unlock()
+	s.unlock()
 }
 
 // waitIdleLocked lets go of the lock while inst has requests in flight,
@@ -239,7 +239,7 @@ func waitIdleLocked[T any](s *Swapper, inst *instance, timeout <-chan T, cut <-c
 			inst.idle = make(chan struct{})
 		}
 		idle := inst.idle
-		s.mu.Unlock()
+		s.unlock()
 		select {
 		case <-idle:
 		case <-inst.gone:

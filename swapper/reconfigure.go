@@ -37,7 +37,7 @@ type Settings struct {
 // left alone: Remove retires them.
 func (s *Swapper) Reconfigure(models map[string]*config.Model, set Settings) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.opts.Models = models
 	s.opts.ReserveRAM, s.opts.ReserveVRAM, s.opts.LimitRAM = set.ReserveRAM, set.ReserveVRAM, set.LimitRAM
 	s.opts.CooldownMax = set.CooldownMax
@@ -99,7 +99,7 @@ func (s *Swapper) settledLocked(b *backend) {
 	// evicts nothing.
 	_, err := s.startLocked(nb, Policy{Busy: func(string) bool { return true }, Reason: reconfigured})
 	if err != nil {
-		s.log.Info("not restarting with the new configuration until a request asks for it",
+		s.say(zap.InfoLevel, "not restarting with the new configuration until a request asks for it",
 			zap.String("model", id), zap.Error(err))
 	}
 }
@@ -113,18 +113,18 @@ func (s *Swapper) Remove(ctx context.Context, model string) error {
 		s.mu.Lock()
 		b, ok := s.backends[model]
 		if _, kept := s.opts.Models[model]; !ok || kept {
-			s.mu.Unlock()
+			s.unlock()
 			return nil
 		}
 		if b.state == Stopped {
 			delete(s.backends, model)
 			s.lru.Remove(model)
 			s.changedLocked(b)
-			s.mu.Unlock()
+			s.unlock()
 			s.log.Info("model removed", zap.String("model", model))
 			return nil
 		}
-		s.mu.Unlock()
+		s.unlock()
 		if err := s.Unload(ctx, model, false); err != nil {
 			return fmt.Errorf("removing %q: %w", model, err)
 		}

@@ -58,7 +58,7 @@ func (s *Swapper) refresh(also ...due) {
 	todo := append(also, s.unmeasuredLocked(listed, func(b *backend) bool {
 		return b.state == Ready && now.Sub(b.cur.measuredAt) >= s.opts.MeasureInterval
 	})...)
-	s.mu.Unlock()
+	s.unlock()
 	mem := s.opts.Memory
 	for tries := 0; ; tries++ {
 		for _, d := range todo {
@@ -69,7 +69,7 @@ func (s *Swapper) refresh(also ...due) {
 		}
 		s.mu.Lock()
 		spawns := s.spawnGen
-		s.mu.Unlock()
+		s.unlock()
 		devs, err := mem.Devices(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -83,7 +83,7 @@ func (s *Swapper) refresh(also ...due) {
 		// again. Look again.
 		unsettled := s.spawnGen != spawns || s.spawning > 0
 		if todo = s.unmeasuredLocked(listed, nil); (len(todo) > 0 || unsettled) && tries < 3 {
-			s.mu.Unlock()
+			s.unlock()
 			continue
 		}
 		if !unsettled && look > s.snap.look {
@@ -97,7 +97,7 @@ func (s *Swapper) refresh(also ...due) {
 			s.unseen = slices.DeleteFunc(s.unseen, func(f unseenFree) bool { return f.mark < look })
 			s.changedLocked(nil)
 		}
-		s.mu.Unlock()
+		s.unlock()
 		return
 	}
 }

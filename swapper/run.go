@@ -51,14 +51,14 @@ func (s *Swapper) run(b *backend, dec *decision) {
 	}
 	s.mu.Lock()
 	if s.closed {
-		s.mu.Unlock()
+		s.unlock()
 		s.fail(b, inst, ErrClosed)
 		return
 	}
 	if isClosed(inst.proc.Done()) {
 		// It died just after it answered: watch leaves a starting backend
 		// to its start, so it is this start's failure.
-		s.mu.Unlock()
+		s.unlock()
 		s.failed(b, dec, inst, probe.ErrExited)
 		return
 	}
@@ -71,7 +71,7 @@ func (s *Swapper) run(b *backend, dec *decision) {
 	b.lastUsed = inst.readyAt
 	s.lru.Add(b.model.ID, struct{}{})
 	s.changedLocked(b)
-	s.mu.Unlock()
+	s.unlock()
 	s.log.Info("backend ready", zap.String("model", b.model.ID), zap.Int("pid", inst.proc.Pid()),
 		zap.Duration("took", inst.readyAt.Sub(inst.started)))
 	s.opts.Events.Publish(events.Event{Type: events.Ready, Model: b.model.ID,
@@ -105,7 +105,7 @@ func (s *Swapper) awaitRoom(b *backend, dec *decision) error {
 		}
 		_, err := choosePlan(in)
 		cooldownMax := s.opts.CooldownMax // a reload may change it
-		s.mu.Unlock()
+		s.unlock()
 		if err == nil {
 			if len(dec.victims) > 0 {
 				took := s.clock.Now().Sub(begin)
@@ -164,7 +164,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 	s.mu.Lock()
 	s.spawning++
 	s.spawnGen++
-	s.mu.Unlock()
+	s.unlock()
 	proc, err := s.opts.Starter.Start(process.Spec{
 		Argv:   argv,
 		Env:    env,
@@ -174,7 +174,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 	s.spawning--
 	s.spawnGen++
 	if err != nil {
-		s.mu.Unlock()
+		s.unlock()
 		s.ports.Release(port)
 		return nil, &StartError{Model: m.ID, Err: err}
 	}
@@ -192,7 +192,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 		need:     dec.need,
 	}
 	b.cur = inst
-	s.mu.Unlock()
+	s.unlock()
 	s.wg.Add(1)
 	go s.watch(b, inst)
 	return inst, nil
@@ -285,7 +285,7 @@ func (s *Swapper) retryOOM(b *backend, inst *instance, se *StartError) bool {
 	exited := s.lookMark()
 	s.refresh() // the process is gone: decide on what that freed
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	others := 0
 	for _, o := range s.backends {
 		if o != b && o.cur != nil {
@@ -295,7 +295,7 @@ func (s *Swapper) retryOOM(b *backend, inst *instance, se *StartError) bool {
 	if others == 0 || s.closed {
 		return false
 	}
-	s.log.Warn("backend ran out of memory while loading next to other models; stopping idle models and retrying once",
+	s.say(zap.WarnLevel, "backend ran out of memory while loading next to other models; stopping idle models and retrying once",
 		zap.String("model", b.model.ID), zap.Int("resident", others), zap.Error(se))
 	s.retireLocked(b, inst, exited)
 	b.enter(Stopped, s.clock.Now())
@@ -325,7 +325,7 @@ func (s *Swapper) fail(b *backend, inst *instance, err error) {
 	}
 	s.failLocked(b, err)
 	s.settledLocked(b)
-	s.mu.Unlock()
+	s.unlock()
 }
 
 func (s *Swapper) failLocked(b *backend, err error) {
@@ -335,7 +335,7 @@ func (s *Swapper) failLocked(b *backend, err error) {
 	if errors.Is(err, ErrClosed) || errors.Is(err, ErrUnloaded) || s.ctx.Err() != nil {
 		return
 	}
-	s.opts.Events.Publish(events.Event{Type: events.Fail, Model: b.model.ID, Message: err.Error(),
+	s.publish(events.Event{Type: events.Fail, Model: b.model.ID, Message: err.Error(),
 		Data: map[string]any{"cause": failCause(err)}})
 	var ie *InsufficientMemoryError
 	if errors.As(err, &ie) {

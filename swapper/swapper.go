@@ -151,6 +151,9 @@ type Swapper struct {
 	watchers  []func(model string)
 	instances uint64 // last instance id handed out
 	looks     uint64 // looks at memory begun (see refresh)
+	// fx is what decisions made under the lock have to say once it is
+	// let go (see unlock).
+	fx effects
 	// unseen is the memory of backends stopped since the snapshot's look
 	// began: the snapshot still counts it as used, by no backend hotswap
 	// knows. It is in transit until a look sees it free (see retireLocked).
@@ -296,7 +299,7 @@ func New(opts Options) *Swapper {
 // never re-entered).
 func (s *Swapper) Watch(f func(model string)) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.watchers = append(s.watchers, f)
 }
 
@@ -332,7 +335,7 @@ func (s *Swapper) notifier() {
 		s.mu.Lock()
 		notes, watchers := s.notes, s.watchers
 		s.notes = nil
-		s.mu.Unlock()
+		s.unlock()
 		for _, id := range notes {
 			for _, f := range watchers {
 				f(id)
@@ -377,7 +380,7 @@ func (b *backend) enter(st State, now time.Time) {
 // Status reports model's state now.
 func (s *Swapper) Status(model string) (Status, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	b, ok := s.backends[model]
 	if !ok {
 		return Status{}, false
@@ -401,7 +404,7 @@ func (s *Swapper) Status(model string) (Status, bool) {
 // State reports model's state now; Stopped for a model it does not know.
 func (s *Swapper) State(model string) State {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if b, ok := s.backends[model]; ok {
 		return b.state
 	}
@@ -421,7 +424,7 @@ func (s *Swapper) Close(ctx context.Context) {
 		}
 	}
 	s.changedLocked(nil)
-	s.mu.Unlock()
+	s.unlock()
 	s.cancel() // starts in progress stop their processes
 
 	var wg sync.WaitGroup

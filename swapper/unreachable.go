@@ -37,7 +37,7 @@ func (s *Swapper) unreachable(b *backend, inst *instance, err error) bool {
 		return false
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if s.closed || b.cur != inst || inst.deadErr != nil || b.state != Ready && b.state != Draining {
 		return false
 	}
@@ -84,7 +84,7 @@ func (s *Swapper) checkIdle(now time.Time) {
 		inst.checkedAt = now
 		due = append(due, check{b, inst})
 	}
-	s.mu.Unlock()
+	s.unlock()
 	for _, c := range due {
 		d := net.Dialer{Timeout: idleCheckTimeout}
 		conn, err := d.DialContext(s.ctx, "tcp", c.inst.addr)
