@@ -21,11 +21,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/hotswap/hotswap/clock"
+	"github.com/hotswap/hotswap/internal/atomicfile"
 )
 
 const (
@@ -162,32 +162,7 @@ func (s *Store) Revoke(t Token) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.path, data)
+	return atomicfile.Write(s.path, data)
 }
 
 func (t Token) hex() string { return fmt.Sprintf("%x", t.id) }
-
-// writeAtomic replaces path with data, never leaving half a file.
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".sessions-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
-}

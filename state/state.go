@@ -25,13 +25,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/internal/atomicfile"
 )
 
 // Footprint is the most memory a model's backend, run with one command,
@@ -257,31 +257,5 @@ func (f *File) Save() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(f.path, append(b, '\n'))
-}
-
-// writeAtomic replaces path with data, never leaving half a file.
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".state-*.tmp")
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("state: writing %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(f.path, append(b, '\n'))
 }
