@@ -109,9 +109,10 @@ type Config struct {
 	// file are already resolved to ids, and each id appears once.
 	Modes map[string][]string
 
-	// aliases maps each alias to its model id. Parse fills it; a Config
-	// built by hand leaves it nil and Resolve falls back to a scan.
-	aliases map[string]string
+	// names maps each alias and variant id to what it stands for. Parse
+	// fills it; a Config built by hand leaves it nil and Lookup falls back
+	// to a scan.
+	names map[string]target
 }
 
 // PortRange is an inclusive range of TCP ports.
@@ -233,6 +234,24 @@ type Model struct {
 	// Their values may come from hotswap's environment (${env:NAME}), so
 	// that secrets stay out of the file; they are never logged.
 	Headers []Header
+
+	// LogCmd is Cmd as logs show it: what came from hotswap's environment
+	// (${env:NAME}) is left as that reference, so that a key passed on the
+	// command line stays out of the log.
+	LogCmd []string
+	// UpstreamModel, when set, is the model name the backend is sent in
+	// place of the one the client asked for (vLLM's --served-model-name);
+	// answers carry the client's name back.
+	UpstreamModel string
+	// Params shape the JSON bodies of requests that name the model (or
+	// one of its aliases).
+	Params Params
+	// Variants are other names served by this model's backend, each with
+	// parameters of its own, in the file's order.
+	Variants []*Variant
+	// Unlisted models are served but left out of /v1/models.
+	Unlisted bool
+	Info     Info
 }
 
 // Header is one header a model sets on the requests sent to its backend.
@@ -276,27 +295,9 @@ func Default() *Config {
 	}
 }
 
-// Resolve maps a model id or one of its aliases to the model.
+// Resolve maps a model id, a variant id or an alias of either to the model
+// that serves it.
 func (c *Config) Resolve(name string) (*Model, bool) {
-	if m, ok := c.Models[name]; ok {
-		return m, true
-	}
-	if c.aliases != nil {
-		id, ok := c.aliases[name]
-		if !ok {
-			return nil, false
-		}
-		m, ok := c.Models[id]
-		return m, ok
-	}
-	// A Config built by hand has no alias index; models are few, so a scan
-	// is cheap enough.
-	for _, m := range c.Models {
-		for _, a := range m.Aliases {
-			if a == name {
-				return m, true
-			}
-		}
-	}
-	return nil, false
+	m, _, ok := c.Lookup(name)
+	return m, ok
 }

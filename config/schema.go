@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"strconv"
@@ -107,7 +108,7 @@ func (p *parser) config(doc *yaml.Node) *Config {
 			m.UpstreamKeepalive = c.UpstreamKeepalive
 		}
 	}
-	p.aliases(c)
+	p.names(c)
 	if modes != nil {
 		p.modes(c, modes)
 	}
@@ -426,28 +427,42 @@ func (p *parser) checkProxy(m *Model, path string) {
 	}
 }
 
-// aliases checks that every alias names one model only, and is no model's
-// id, then builds the index Resolve uses.
-func (p *parser) aliases(c *Config) {
-	owner := make(map[string]string)
+// names checks that every alias and variant id names one thing only, and
+// is no model's id, then builds the index Lookup uses.
+func (p *parser) names(c *Config) {
+	index := make(map[string]target)
+	owner := make(map[string]string) // name -> what it names, for messages
+	claim := func(path, what, name, by string, t target) {
+		switch {
+		case name == t.model && t.variant == nil:
+			p.addf(path, "%s %q is the model's own id", what, name)
+		case c.Models[name] != nil:
+			p.addf(path, "%s %q is already the id of model %q", what, name, name)
+		case owner[name] == by:
+			p.addf(path, "%s %q is listed twice", what, name)
+		case owner[name] != "":
+			p.addf(path, "%s %q is already used by %s", what, name, owner[name])
+		default:
+			owner[name] = by
+			index[name] = t
+		}
+	}
 	for _, id := range c.ModelIDs {
-		path := join("models", id) + ".aliases"
-		for _, a := range c.Models[id].Aliases {
-			switch {
-			case a == id:
-				p.addf(path, "alias %q is the model's own id", a)
-			case c.Models[a] != nil:
-				p.addf(path, "alias %q is already the id of model %q", a, a)
-			case owner[a] == id:
-				p.addf(path, "alias %q is listed twice", a)
-			case owner[a] != "":
-				p.addf(path, "alias %q is already used by model %q", a, owner[a])
-			default:
-				owner[a] = id
+		m := c.Models[id]
+		model := fmt.Sprintf("model %q", id)
+		for _, a := range m.Aliases {
+			claim(join("models", id)+".aliases", "alias", a, model, target{model: id})
+		}
+		for _, v := range m.Variants {
+			path := join(join("models", id)+".variants", v.ID)
+			claim(join("models", id)+".variants", "variant", v.ID, model, target{model: id, variant: v})
+			variant := fmt.Sprintf("variant %q", v.ID)
+			for _, a := range v.Aliases {
+				claim(path+".aliases", "alias", a, variant, target{model: id, variant: v})
 			}
 		}
 	}
-	c.aliases = owner
+	c.names = index
 }
 
 // modes reads the named sets of models, resolving aliases to ids.

@@ -53,6 +53,8 @@ func run(args []string, stderr io.Writer) int {
 			return guard(os.Stdin, stderr)
 		case "bench":
 			return runBench(args[1:], stderr)
+		case "import":
+			return importConfig(args[1:], os.Stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("hotswap", flag.ContinueOnError)
