@@ -159,6 +159,7 @@ func TestDefaults(t *testing.T) {
 	wantModel := &Model{
 		ID:                "m",
 		Cmd:               []string{"server", "--port", "${PORT}"},
+		LogCmd:            []string{"server", "--port", "${PORT}"},
 		Proxy:             "http://127.0.0.1:${PORT}",
 		Health:            "/health",
 		Kind:              "llm",
@@ -269,6 +270,7 @@ modes:
 	want := &Model{
 		ID:            "llama-8b",
 		Cmd:           []string{"llama-server", "-m", "/models/llama-8b.gguf", "--port", "${PORT}", "--alias", "${MODEL}"},
+		LogCmd:        []string{"llama-server", "-m", "/models/llama-8b.gguf", "--port", "${PORT}", "--alias", "${MODEL}"},
 		Proxy:         "http://127.0.0.1:${PORT}/",
 		Health:        "/v1/models",
 		Aliases:       []string{"gpt-4o-mini", "small"},
@@ -481,9 +483,9 @@ func TestValidationErrors(t *testing.T) {
 		{"empty program", "models:\n  m:\n    cmd: ['', '${PORT}']\n", "models.m.cmd: the program name is empty"},
 		{"cmd list of lists", "models:\n  m:\n    cmd: [a, [b]]\n", "models.m.cmd[1]: must be a string, got a list"},
 		{"unterminated quote", "models:\n  m:\n    cmd: server --name 'x ${PORT}\n", "models.m.cmd: unterminated single quote"},
-		{"unknown placeholder cmd", "models:\n  m:\n    cmd: server ${PORT} --home ${HOME}\n", `models.m.cmd: unknown placeholder "${HOME}"`},
-		{"unknown placeholder env", "models:\n  m:\n    cmd: server ${PORT}\n    env: [A=1, 'B=${USER}']\n", `models.m.env[1]: unknown placeholder "${USER}"`},
-		{"unknown placeholder proxy", "models:\n  m:\n    cmd: server ${PORT}\n    proxy: http://${HOST}:${PORT}\n", `models.m.proxy: unknown placeholder "${HOST}"`},
+		{"unknown placeholder cmd", "models:\n  m:\n    cmd: server ${PORT} --home ${HOME}\n", "models.m.cmd: unknown macro ${HOME}"},
+		{"unknown placeholder env", "models:\n  m:\n    cmd: server ${PORT}\n    env: [A=1, 'B=${USER}']\n", "models.m.env[1]: unknown macro ${USER}"},
+		{"unknown placeholder proxy", "models:\n  m:\n    cmd: server ${PORT}\n    proxy: http://${HOST}:${PORT}\n", "models.m.proxy: unknown macro ${HOST}"},
 		{"unterminated placeholder", "models:\n  m:\n    cmd: server ${PORT\n", "models.m.cmd: unterminated placeholder"},
 		{"port never told", "models:\n  m:\n    cmd: server --port 9000\n", "models.m: the backend is never told its port: add ${PORT} to cmd or set proxy"},
 		{"port never told explicit proxy", "models:\n  m:\n    cmd: server\n    proxy: http://localhost:${PORT}\n", "models.m: the backend is never told its port"},

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"slices"
@@ -80,6 +81,8 @@ func FuzzParse(f *testing.F) {
 		"models: {m: {cmd: \"x ${PORT}\", parallel: 0, ttl: 5s}}\nmodes: {a: [m], b: [n]}",
 		"listen: [1]\nmodels: {}", "a: &x {b: *x}", "models: {m: {cmd: x, unknown: 1}}",
 		"memory: {limit_ram: 1.5GiB, reserve_ram: 10GB}\nmodels: {m: {cmd: x}}",
+		"macros: {a: '${b} x', b: '-y'}\nmodels: {m: {macros: {c: '${a}'}, cmd: 's ${c} ${PORT}', description: '$${a}'}}",
+		"models: {m: {cmd: x, params: {set: {a.b: [1, {c: null}]}, default: {d: 1}, strip: [e.f]}, variants: {v: {aliases: [w], params: {set: {a: 2}}}}}}",
 	} {
 		f.Add([]byte(s))
 	}
@@ -103,6 +106,20 @@ func FuzzParse(f *testing.F) {
 			for _, a := range m.Aliases {
 				if r, ok := c.Resolve(a); !ok || r.ID != id {
 					t.Fatalf("alias %q of %q resolves to %+v", a, id, r)
+				}
+			}
+			for _, v := range m.Variants {
+				for _, name := range append([]string{v.ID}, v.Aliases...) {
+					if r, rv, ok := c.Lookup(name); !ok || r.ID != id || rv != v {
+						t.Fatalf("variant name %q of %q looks up %+v, %+v", name, id, r, rv)
+					}
+				}
+				for _, ps := range []*Params{&m.Params, &v.Params} {
+					for _, p := range append(ps.Set, ps.Default...) {
+						if !json.Valid(p.Value) {
+							t.Fatalf("%s: %q is not JSON", p.Path, p.Value)
+						}
+					}
 				}
 			}
 		}

@@ -1,38 +1,11 @@
 package config
 
 import (
-	"os"
 	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
-
-// envRefRE matches a ${env:NAME} reference: a value taken from hotswap's
-// environment when the file is read, so that keys stay out of the file.
-var envRefRE = regexp.MustCompile(`\$\{env:([^}]*)\}`)
-
-// expandEnv replaces each ${env:NAME} in s with that variable's value. A
-// variable that is not set, or a bad name, is a problem at path; the value
-// is never put in a message.
-func (p *parser) expandEnv(path, s string) (string, bool) {
-	ok := true
-	out := envRefRE.ReplaceAllStringFunc(s, func(ref string) string {
-		name := envRefRE.FindStringSubmatch(ref)[1]
-		if !validEnvName(name) {
-			p.addf(path, "invalid environment variable name %q in %s", name, ref)
-			ok = false
-			return ""
-		}
-		v, set := os.LookupEnv(name)
-		if !set {
-			p.addf(path, "the environment variable %s is not set", name)
-			ok = false
-		}
-		return v
-	})
-	return out, ok
-}
 
 // notForwardable are the headers a model may not set: they describe one
 // connection or the body's framing, which hotswap owns.
@@ -50,9 +23,6 @@ func (p *parser) headers(dst *[]Header) setter {
 		for _, kv := range p.pairs(v, path) {
 			at := join(path, kv.key)
 			value, good := p.scalar(kv.value, at)
-			if good {
-				value, good = p.expandEnv(at, value)
-			}
 			switch {
 			case !good:
 				ok = false

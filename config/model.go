@@ -47,6 +47,22 @@ func (m *Model) Expand(port int) (argv []string, env []string, upstream string) 
 	return argv, env, upstream
 }
 
+// LogArgv is the backend's argv as logs show it: LogCmd, with ${PORT} and
+// ${MODEL} expanded as Expand does, and what came from hotswap's
+// environment left as its ${env:NAME}.
+func (m *Model) LogArgv(port int) []string {
+	cmd := m.LogCmd
+	if cmd == nil {
+		cmd = m.Cmd // a Model built by hand
+	}
+	r := strings.NewReplacer(PlaceholderPort, strconv.Itoa(port), PlaceholderModel, m.ID)
+	out := make([]string, len(cmd))
+	for i, a := range cmd {
+		out[i] = r.Replace(a)
+	}
+	return out
+}
+
 // proxy returns the proxy template, defaulted for Models built by hand.
 func (m *Model) proxy() string {
 	if m.Proxy == "" {

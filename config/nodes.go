@@ -15,6 +15,9 @@ import (
 // store a value only when it is valid, and report it otherwise.
 type parser struct {
 	problems []string
+	// scope holds the macros in force where values are being read: the
+	// file's, or a model's on top of them.
+	scope *macros
 }
 
 // addf records a problem with the field at path ("" for the top level).
@@ -202,9 +205,25 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// scalar returns a scalar's text. Numbers and booleans are accepted as
+// scalar returns a scalar's text with its macros and environment
+// variables expanded (see macros.go). Numbers and booleans are accepted as
 // their text, so that an API key of digits needs no quotes.
 func (p *parser) scalar(v *yaml.Node, path string) (string, bool) {
+	raw, ok := p.rawScalar(v, path)
+	if !ok {
+		return "", false
+	}
+	s, ok := p.expand(path, raw)
+	if !ok {
+		// The text as written, so that checks of a list's other items
+		// go on without a follow-on problem about this one.
+		return raw, false
+	}
+	return s, true
+}
+
+// rawScalar is scalar without the expansion.
+func (p *parser) rawScalar(v *yaml.Node, path string) (string, bool) {
 	v = deref(v)
 	if v.Kind != yaml.ScalarNode || isNull(v) {
 		p.addf(path, "must be a string, got %s", describe(v))
@@ -257,7 +276,10 @@ func (p *parser) oneOf(dst *string, allowed ...string) setter {
 
 func (p *parser) boolean(dst *bool) setter {
 	return func(v *yaml.Node, path string) {
-		v = deref(v)
+		v, ok := p.expandedNode(v, path)
+		if !ok {
+			return
+		}
 		var b bool
 		if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&b) != nil {
 			p.addf(path, "must be true or false, got %s", describe(v))
@@ -270,7 +292,10 @@ func (p *parser) boolean(dst *bool) setter {
 // integer stores an int no smaller than least.
 func (p *parser) integer(dst *int, least int) setter {
 	return func(v *yaml.Node, path string) {
-		v = deref(v)
+		v, ok := p.expandedNode(v, path)
+		if !ok {
+			return
+		}
 		var n int
 		if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Decode(&n) != nil {
 			p.addf(path, "must be an integer, got %s", describe(v))

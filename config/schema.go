@@ -28,6 +28,9 @@ func (p *parser) config(doc *yaml.Node) *Config {
 		return c
 	}
 
+	// Macros first: any value may use them, wherever they are defined.
+	p.scope = p.readMacros(valueOf(root, "macros"), "macros", nil)
+
 	// models and modes are read after everything else: model defaults
 	// come from top-level settings, and modes refer to models, wherever
 	// they appear in the file.
@@ -83,6 +86,7 @@ func (p *parser) config(doc *yaml.Node) *Config {
 		},
 		"models": func(v *yaml.Node, _ string) { models = v },
 		"modes":  func(v *yaml.Node, _ string) { modes = v },
+		"macros": func(*yaml.Node, string) {}, // read above
 	})
 
 	switch {
@@ -137,11 +141,7 @@ func (p *parser) apiKeys(dst *[]string) setter {
 	return func(v *yaml.Node, path string) {
 		keys, ok := p.strList(v, path)
 		for i, k := range keys {
-			k, good := p.expandEnv(index(path, i), k)
-			keys[i] = k
 			switch {
-			case !good:
-				ok = false
 			case strings.TrimSpace(k) == "":
 				p.addf(index(path, i), "must not be empty")
 				ok = false
@@ -253,10 +253,14 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 	}
 	hasCmd := false
 	if !isNull(n) {
+		file := p.scope
+		p.scope = p.readMacros(valueOf(n, "macros"), join(path, "macros"), file)
+		defer func() { p.scope = file }()
 		p.fields(n, path, map[string]setter{
+			"macros": func(*yaml.Node, string) {}, // read above
 			"cmd": func(v *yaml.Node, path string) {
 				hasCmd = true
-				m.Cmd = p.cmd(v, path)
+				m.Cmd, m.LogCmd = p.cmd(v, path)
 			},
 			"proxy":   p.str(&m.Proxy),
 			"health":  p.health(&m.Health),
@@ -278,7 +282,18 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 			"stop_timeout":       p.duration(&m.StopTimeout, false),
 			"upstream_keepalive": p.duration(&m.UpstreamKeepalive, true),
 			"headers":            p.headers(&m.Headers),
+			"upstream_model":     p.name(&m.UpstreamModel, "model name"),
+			"params":             p.params(&m.Params),
+			"unlisted":           p.boolean(&m.Unlisted),
+			"name":               p.str(&m.Info.Name),
+			"description":        p.str(&m.Info.Description),
+			"capabilities":       p.capabilities(&m.Info.Capabilities),
+			"metadata":           p.metadata(&m.Info.Metadata),
+			"variants": func(v *yaml.Node, path string) {
+				m.Variants = p.variants(m, v, path)
+			},
 		})
+		p.inherit(m)
 	}
 	if !hasCmd {
 		p.addf(path, "missing cmd (the command that starts the backend)")
@@ -299,35 +314,52 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 }
 
 // cmd reads a command given as one string (split with SplitArgs) or as a
-// list of arguments (taken as they are).
-func (p *parser) cmd(v *yaml.Node, path string) []string {
-	var argv []string
+// list of arguments (taken as they are). Macros are expanded before the
+// split, environment variables after it (see macros.go); logged is the
+// command with the variables as written.
+func (p *parser) cmd(v *yaml.Node, path string) (argv, logged []string) {
 	if deref(v).Kind == yaml.SequenceNode {
-		list, ok := p.strList(v, path)
-		if !ok {
-			return nil
+		for i, item := range deref(v).Content {
+			s, ok := p.rawScalar(item, index(path, i))
+			if ok {
+				s, ok = p.expandMacros(index(path, i), s)
+			}
+			if !ok {
+				return nil, nil
+			}
+			logged = append(logged, s)
 		}
-		argv = list
 	} else {
-		s, ok := p.scalar(v, path)
+		s, ok := p.rawScalar(v, path)
+		if ok {
+			s, ok = p.expandMacros(path, s)
+		}
 		if !ok {
-			return nil
+			return nil, nil
 		}
 		var err error
-		if argv, err = SplitArgs(s); err != nil {
+		if logged, err = SplitArgs(s); err != nil {
 			p.addf(path, "%v", err)
-			return nil
+			return nil, nil
 		}
+	}
+	argv = make([]string, len(logged))
+	for i, a := range logged {
+		var ok bool
+		if argv[i], ok = p.expandEnv(path, a); !ok {
+			return nil, nil
+		}
+		logged[i] = unescape(a)
 	}
 	switch {
 	case len(argv) == 0:
 		p.addf(path, "must not be empty")
-		return nil
+		return nil, nil
 	case argv[0] == "":
 		p.addf(path, "the program name is empty")
-		return nil
+		return nil, nil
 	}
-	return argv
+	return argv, logged
 }
 
 func (p *parser) health(dst *string) setter {

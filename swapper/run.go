@@ -159,7 +159,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 		env = append(env, "CUDA_VISIBLE_DEVICES="+strconv.Itoa(dec.gpu))
 	}
 	out := s.log.Named("backend").With(zap.String("model", m.ID))
-	s.log.Info("starting backend", zap.String("model", m.ID), zap.Strings("argv", redactArgv(argv)),
+	s.log.Info("starting backend", zap.String("model", m.ID), zap.Strings("argv", redactArgv(m.LogArgv(port))),
 		zap.Int("port", port), zap.String("device", deviceName(dec.gpu)))
 	s.mu.Lock()
 	s.spawning++
