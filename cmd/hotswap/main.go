@@ -1,7 +1,7 @@
 // Command hotswap is an OpenAI-compatible reverse proxy that starts each
 // model's backend when a request needs it and stops others to make room.
 //
-//	hotswap -config config.yaml [-listen 127.0.0.1:8080]
+//	hotswap -config config.yaml [-listen 127.0.0.1:8080] [-watch]
 //	hotswap check -config config.yaml
 //	hotswap bench -target URL -models MODEL,... [flags]
 //	hotswap version
@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/control"
 	"github.com/hotswap/hotswap/events"
@@ -62,12 +63,24 @@ func run(args []string, stderr io.Writer) int {
 	path := fs.String("config", "config.yaml", "configuration file")
 	listen := fs.String("listen", "", "address to listen on (overrides the config's listen)")
 	pprofAddr := fs.String("pprof", "", "serve Go's profiler (/debug/pprof/) on this address, such as 127.0.0.1:6060; keep it on loopback")
+	watch := fs.Bool("watch", false, "reload the configuration when its file changes (the same validated reload as SIGHUP: a broken save is refused)")
+	watchInterval := fs.Duration("watch-interval", time.Second, "how often -watch looks at the file; a change is reloaded once it has held still this long")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR] [-pprof ADDR]\n       hotswap check [-config FILE]\n       hotswap bench -target URL -models MODEL,... [flags] (hotswap bench -h)\n       hotswap version")
+		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR] [-pprof ADDR] [-watch [-watch-interval 1s]]\n       hotswap check [-config FILE]\n       hotswap bench -target URL -models MODEL,... [flags] (hotswap bench -h)\n       hotswap version")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	var watched *configWatch
+	if *watch {
+		if *watchInterval <= 0 {
+			fmt.Fprintln(stderr, "-watch-interval must be more than 0")
+			return 2
+		}
+		// Read before the load: a save in between is then seen as a
+		// change, never taken for the file in use.
+		watched = newConfigWatch(*path, *watchInterval, clock.Real{})
 	}
 	// As check does: a model whose program cannot run would only ever
 	// fail to start.
@@ -96,7 +109,7 @@ func run(args []string, stderr io.Writer) int {
 		}
 		defer stop()
 	}
-	if err := serve(*path, cfg, log, level, hub); err != nil {
+	if err := serve(*path, cfg, log, level, hub, watched); err != nil {
 		log.Error("hotswap stopped", zap.Error(err))
 		return 1
 	}
@@ -166,8 +179,9 @@ func (c flushAt) Write(e zapcore.Entry, fields []zapcore.Field) error {
 }
 
 // serve runs hotswap until SIGINT or SIGTERM, then stops every backend.
-// SIGHUP reloads the configuration from path.
-func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel, hub *events.Hub) error {
+// SIGHUP reloads the configuration from path, and so does a change that
+// watch (nil: no -watch) sees.
+func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel, hub *events.Hub, watch *configWatch) error {
 	mem := probe.NewMemory(log)
 	if c, ok := mem.(io.Closer); ok {
 		defer c.Close()
@@ -247,21 +261,45 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 
 	// Reloads are made off the signal loop, one at a time, so that a
 	// SIGTERM is always heard at once; SIGHUPs that come during one are
-	// one more reload after it.
+	// one more reload after it. A change -watch sees takes this same
+	// path, as if it were a SIGHUP.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	changed := make(chan struct{}, 1)
 	go func() {
 		for {
 			select {
 			case <-hup:
-				// The outcome is logged by the reload itself.
+				// The outcome is logged by the reload itself (what
+				// changed, or every reason it was refused).
+				ctl.Reload(ctx) //nolint:errcheck
+			case <-changed:
+				log.Info("the configuration file changed; reloading", zap.String("path", path))
 				ctl.Reload(ctx) //nolint:errcheck
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var watching sync.WaitGroup
+	if watch != nil {
+		log.Info("watching the configuration file", zap.String("path", path), zap.Duration("interval", watch.interval))
+		watching.Add(1)
+		go func() {
+			defer watching.Done()
+			watch.run(watchCtx, log, func() {
+				// A change while a reload is due already is that reload:
+				// it reads the file as it is then.
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			})
+		}()
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- px.Serve(ln) }()
@@ -273,7 +311,10 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 	// Queued requests are told at once, and operators' commands called
 	// off (a mode switch waiting for a drain among them); in-flight
 	// answers get a grace period; then backends are stopped under
-	// whatever is left.
+	// whatever is left. The watcher goes first, so that it asks for no
+	// reload during a shutdown.
+	stopWatch()
+	watching.Wait()
 	rt.Close()
 	ctl.Close()
 	grace, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace)
