@@ -101,6 +101,10 @@ type Options struct {
 	Log     *zap.Logger
 	// Path is the configuration file a reload reads ("": none).
 	Path string
+	// Override applies what the command line sets over the file (such as
+	// -listen) to each configuration a reload reads, as it was applied to
+	// the first: the file's own value is then no change to report.
+	Override func(*config.Config)
 	// OnReload are told of a new configuration once the swapper and
 	// router have it (the proxy, the metrics, the log level).
 	OnReload []func(*config.Config)

@@ -144,6 +144,23 @@ func TestReloadKeepsWhatNeedsARestart(t *testing.T) {
 	}
 }
 
+// TestReloadAppliesTheCommandLine: with -listen given, the file's listen is
+// not what runs, so a reload of the same file changes nothing there.
+func TestReloadAppliesTheCommandLine(t *testing.T) {
+	lc := &fakeLifecycle{}
+	c, _, _ := newControllerDoor(t, "listen: 127.0.0.1:9000\n"+twoModels, lc)
+	override := func(cfg *config.Config) { cfg.Listen = "127.0.0.1:0" }
+	override(c.config())
+	c.opts.Override = override
+	res, err := c.Reload(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.NeedsRestart) != 0 || c.config().Listen != "127.0.0.1:0" {
+		t.Errorf("reload of the same file: %+v, listen %s", res, c.config().Listen)
+	}
+}
+
 // TestReloadRefusesAProgramThatCannotRun: a reload that would replace a
 // model's backend with one whose program is missing, or is no program, is
 // refused whole; the configuration in use goes on.

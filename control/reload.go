@@ -49,6 +49,9 @@ func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
 		c.log.Warn("reload refused; the configuration in use is unchanged", zap.Error(err))
 		return ReloadResult{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	if c.opts.Override != nil {
+		c.opts.Override(next)
+	}
 	old := c.config()
 	diff := config.Compare(old, next)
 	next.KeepFixed(old) // what the first configuration built stays

@@ -89,9 +89,14 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
+	// What the command line sets wins over the file, at start and at
+	// every reload.
+	override := func(c *config.Config) {
+		if *listen != "" {
+			c.Listen = *listen
+		}
 	}
+	override(cfg)
 	level, err := zap.ParseAtomicLevel(cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -109,7 +114,7 @@ func run(args []string, stderr io.Writer) int {
 		}
 		defer stop()
 	}
-	if err := serve(*path, cfg, log, level, hub, watched); err != nil {
+	if err := serve(*path, cfg, override, log, level, hub, watched); err != nil {
 		log.Error("hotswap stopped", zap.Error(err))
 		return 1
 	}
@@ -181,7 +186,7 @@ func (c flushAt) Write(e zapcore.Entry, fields []zapcore.Field) error {
 // serve runs hotswap until SIGINT or SIGTERM, then stops every backend.
 // SIGHUP reloads the configuration from path, and so does a change that
 // watch (nil: no -watch) sees.
-func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel, hub *events.Hub, watch *configWatch) error {
+func serve(path string, cfg *config.Config, override func(*config.Config), log *zap.Logger, level zap.AtomicLevel, hub *events.Hub, watch *configWatch) error {
 	mem := probe.NewMemory(log)
 	if c, ok := mem.(io.Closer); ok {
 		defer c.Close()
@@ -220,7 +225,7 @@ func serve(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLev
 	var px *proxy.Server
 	ctl := control.New(control.Options{
 		Config: cfg, Lifecycle: sw, Door: rt, Modes: control.StateModes{File: learned}, Learned: learned, Events: hub, Log: log.Named("control"),
-		Path: path,
+		Path: path, Override: override,
 		OnReload: []func(*config.Config){
 			func(c *config.Config) { px.Reconfigure(c) },
 			func(c *config.Config) { mx.SetModels(c.ModelIDs) },
