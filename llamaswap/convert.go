@@ -187,7 +187,7 @@ func (c *converter) topEntry(e entry) []*out {
 		}
 		return []*out{{key: "log_level", value: s}}
 	case "logRequests":
-		return []*out{c.dropped(e, "hotswap logs each request at log_level debug, and keeps 15 minutes of figures at GET /admin/history")}
+		return []*out{c.dropped(e, "hotswap logs every request at log_level info (method, path, model, status, bytes, time), and keeps 15 minutes of figures at GET /admin/history")}
 	case "logTimeFormat":
 		return []*out{c.dropped(e, "hotswap's log lines always start with the time, as 2006-01-02T15:04:05.000Z07:00")}
 	case "logToStdout":

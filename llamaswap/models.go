@@ -415,6 +415,11 @@ func (c *converter) cmdOut(m *model, e entry) *out {
 	for _, cm := range comments {
 		o.head = append(o.head, "(in llama-swap's cmd) "+cm)
 	}
+	if x, ok := m.sc.expand(joined).(string); ok && strings.Contains(x, "${env:") {
+		// llama-swap put the variable's text in the line before
+		// splitting it; hotswap splits first.
+		o.head = append(o.head, "each ${env:NAME} is one argument here, whatever the variable holds")
+	}
 	for i, l := range lines {
 		lines[i] = c.translate(l)
 	}
