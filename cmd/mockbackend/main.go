@@ -3,7 +3,10 @@
 // it: it can take a given time to load, hold real memory, stream at a given
 // rate, fail to start (and say why), hang, crash mid-request, answer
 // every Nth request with an error, or ignore SIGTERM, and it can mimic real backends' connection habits, so every
-// behaviour of hotswap is testable without a GPU or model weights.
+// behaviour of hotswap is testable without a GPU or model weights. It can
+// keep the bodies it receives for tests to read (-keep-bodies, GET
+// /mock/bodies), and check the model a request names as vLLM does
+// (-served-model-name).
 //
 //	mockbackend -port 9001 -model llama -startup 2s -hold 300MiB
 package main
@@ -19,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -99,6 +103,10 @@ type options struct {
 	idleTimeout      time.Duration
 	cors             bool
 	splitWrites      bool // Python's http.server: headers and body in two writes, Nagle on
+	// What tests look at: the bodies of the last keepBodies model POSTs
+	// (GET /mock/bodies), and vLLM's check of the model a request names.
+	keepBodies int
+	served     []string // vLLM's --served-model-name
 }
 
 // parseFlags parses and checks the flags. On a bad flag it has already
@@ -134,6 +142,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.BoolVar(&o.closeAfterStream, "close-after-stream", false, "close the connection after each streamed answer without a Connection: close header (llama-server does)")
 	fs.BoolVar(&o.cors, "cors", false, "allow any origin: Access-Control-Allow-Origin echoes each request's Origin (llama-server does)")
 	fs.BoolVar(&o.splitWrites, "split-writes", false, "write each answer's headers and body in two writes, with TCP_NODELAY off (Python's http.server and Flask's development server do)")
+	fs.IntVar(&o.keepBodies, "keep-bodies", 0, "keep the bodies of the last N model POSTs as they arrived, for GET /mock/bodies (0: none)")
+	served := fs.String("served-model-name", "", "comma-separated names the backend serves, as vLLM's --served-model-name: a request naming another model gets vLLM's 404, and answers carry the first name")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long, announcing it in a Keep-Alive header (llama-server: 5s; 0: never)")
 	// The problem is printed after the usage, so that it is the last line,
 	// where real backends print theirs and where hotswap looks.
@@ -174,8 +184,17 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if o.startup < 0 || o.progressInterval < 0 || o.streamInterval < 0 || o.latency < 0 || o.idleTimeout < 0 {
 		return bad("durations must not be negative")
 	}
-	if o.tokens < 0 || o.crashAfter < 0 || o.errorEvery < 0 {
-		return bad("-tokens, -crash-after and -error-every must not be negative")
+	if o.tokens < 0 || o.crashAfter < 0 || o.errorEvery < 0 || o.keepBodies < 0 {
+		return bad("-tokens, -crash-after, -error-every and -keep-bodies must not be negative")
+	}
+	if *served != "" {
+		for _, name := range strings.Split(*served, ",") {
+			if name = strings.TrimSpace(name); name == "" {
+				return bad("-served-model-name %q: an empty name", *served)
+			} else {
+				o.served = append(o.served, name)
+			}
+		}
 	}
 	if o.errorStatus < 400 || o.errorStatus > 599 {
 		return bad("-error-status must be 400 to 599")

@@ -57,6 +57,8 @@ type mock struct {
 	modelConns  int // connections that carried a model request
 	errors      int // model POSTs answered with -error-every's error
 	tokens      int // completion tokens sent (see stats.Tokens)
+	arrived     int // model POSTs that arrived while ready (see keptBody.N)
+	kept        []keptBody
 }
 
 // route is how one path is served.
@@ -99,8 +101,9 @@ func newMock(opts options, stdout, stderr io.Writer, exit func(int)) *mock {
 		return route{method: http.MethodGet, model: model, serve: func(w http.ResponseWriter, r *http.Request, _ *call) { serve(w, r) }}
 	}
 	m.routes = map[string]route{
-		"/health":     get(false, m.health),
-		"/mock/stats": get(false, m.stats),
+		"/health":      get(false, m.health),
+		"/mock/stats":  get(false, m.stats),
+		"/mock/bodies": get(false, m.bodies),
 
 		"/v1/models":                get(true, m.models),
 		"/v1/chat/completions":      streaming(m.chatCompletions),
@@ -239,6 +242,25 @@ func (m *mock) serve(w http.ResponseWriter, r *http.Request) {
 		rt.serve(w, r, nil)
 		return
 	}
+	if m.opts.keepBodies > 0 || len(m.opts.served) > 0 {
+		body, err := readBody(w, r)
+		if err != nil {
+			badRequest(w, "invalid_body", "reading the body: "+err.Error())
+			return
+		}
+		m.mu.Lock()
+		m.arrived++
+		n := m.arrived
+		m.mu.Unlock()
+		if m.opts.keepBodies > 0 {
+			m.keep(n, r, body)
+		}
+		if len(m.opts.served) > 0 {
+			if _, ok := m.servedModel(w, r, body); !ok {
+				return
+			}
+		}
+	}
 
 	c := m.begin()
 	defer m.end()
@@ -344,13 +366,20 @@ func (m *mock) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// models is GET /v1/models: -model, or the served names as vLLM lists
+// them.
 func (m *mock) models(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"object": "list",
-		"data": []any{map[string]any{
-			"id": m.opts.model, "object": "model", "created": m.started.Unix(), "owned_by": "mockbackend",
-		}},
-	})
+	names := m.opts.served
+	if len(names) == 0 {
+		names = []string{m.opts.model}
+	}
+	data := make([]any, 0, len(names))
+	for _, name := range names {
+		data = append(data, map[string]any{
+			"id": name, "object": "model", "created": m.started.Unix(), "owned_by": "mockbackend",
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
 // writeJSON answers with v as JSON.
