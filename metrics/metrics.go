@@ -76,6 +76,11 @@ type Metrics struct {
 	cooldown     prometheus.Histogram
 	refusals     *prometheus.CounterVec
 	crashes      *prometheus.CounterVec
+	// variantRequests counts requests that name a variant, by model and
+	// variant; variants (guarded by mu) are the pairs it takes, those the
+	// configuration declares.
+	variantRequests *prometheus.CounterVec
+	variants        map[[2]string]bool
 
 	history history
 }
@@ -146,9 +151,14 @@ func New(models []string, src Source, q Queues) *Metrics {
 			Name: "hotswap_backend_crashes_total",
 			Help: "Backends that exited on their own.",
 		}, []string{"model"}),
+		variantRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_variant_requests_total",
+			Help: "Requests that named a variant, by the model whose backend serves it and the variant " +
+				"(they count in hotswap_requests_total under that model too).",
+		}, []string{"model", "variant"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.wait, m.starts, m.startSeconds,
-		m.failures, m.evictions, m.cooldown, m.refusals, m.crashes, newLive(m))
+		m.failures, m.evictions, m.cooldown, m.refusals, m.crashes, m.variantRequests, newLive(m))
 	m.SetModels(models)
 	return m
 }
@@ -205,6 +215,44 @@ func (m *Metrics) deleteModel(id string) {
 	m.evictions.DeletePartialMatch(l)
 	m.refusals.DeletePartialMatch(l)
 	m.crashes.DeletePartialMatch(l)
+	m.variantRequests.DeletePartialMatch(l)
+}
+
+// SetVariants replaces the configured variants (model id to variant
+// ids), after a reload: the series of those that left are deleted, those
+// that stay keep counting, and each declared one starts at zero.
+func (m *Metrics) SetVariants(variants map[string][]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := make(map[[2]string]bool)
+	for model, vs := range variants {
+		for _, v := range vs {
+			if model != "" && model != other && v != "" && v != other {
+				next[[2]string{model, v}] = true
+			}
+		}
+	}
+	for pair := range m.variants {
+		if !next[pair] {
+			m.variantRequests.DeleteLabelValues(pair[0], pair[1])
+		}
+	}
+	for pair := range next {
+		m.variantRequests.WithLabelValues(pair[0], pair[1])
+	}
+	m.variants = next
+}
+
+// Variant counts a request that named variant, served by model's
+// backend. A pair the configuration does not declare is counted as
+// model "other", variant "other".
+func (m *Metrics) Variant(model, variant string) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if !m.variants[[2]string{model, variant}] {
+		model, variant = other, other
+	}
+	m.variantRequests.WithLabelValues(model, variant).Inc()
 }
 
 // modelLocked is model's label value. The caller holds mu.
