@@ -4,6 +4,7 @@
 //	hotswap -config config.yaml [-listen 127.0.0.1:8080] [-watch]
 //	hotswap check -config config.yaml
 //	hotswap bench -target URL -models MODEL,... [flags]
+//	hotswap import llama-swap FILE
 //	hotswap version
 package main
 
@@ -66,7 +67,7 @@ func run(args []string, stderr io.Writer) int {
 	watch := fs.Bool("watch", false, "reload the configuration when its file changes (the same validated reload as SIGHUP: a broken save is refused)")
 	watchInterval := fs.Duration("watch-interval", time.Second, "how often -watch looks at the file; a change is reloaded once it has held still this long")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR] [-pprof ADDR] [-watch [-watch-interval 1s]]\n       hotswap check [-config FILE]\n       hotswap bench -target URL -models MODEL,... [flags] (hotswap bench -h)\n       hotswap version")
+		fmt.Fprintln(stderr, "usage: hotswap [-config FILE] [-listen ADDR] [-pprof ADDR] [-watch [-watch-interval 1s]]\n       hotswap check [-config FILE]\n       hotswap bench -target URL -models MODEL,... [flags] (hotswap bench -h)\n       hotswap import llama-swap FILE\n       hotswap version")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
