@@ -60,7 +60,7 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path string) {
 	case rest == "running" && get:
 		s.adminAnswer(ctx, s.admin.Running(), nil)
 	case rest == "models" && get:
-		s.adminAnswer(ctx, s.admin.Models(), nil)
+		s.adminAnswer(ctx, s.withVariants(s.admin.Models()), nil)
 	case rest == "history" && get:
 		s.adminHistory(ctx)
 	case rest == "memory" && get:
@@ -103,6 +103,37 @@ func (s *Server) adminCommand(ctx *fasthttp.RequestCtx, cmd context.Context, res
 	default:
 		s.fail(ctx, "", unknownPath("/admin/"+rest))
 	}
+}
+
+// adminModelEntry is one model of GET /admin/models: its state, and the
+// variants its backend serves.
+type adminModelEntry struct {
+	control.ModelStatus
+	Variants []adminVariant `json:"variants,omitempty"`
+}
+
+// adminVariant is one variant under its model in GET /admin/models.
+type adminVariant struct {
+	ID       string   `json:"id"`
+	Aliases  []string `json:"aliases,omitempty"`
+	Unlisted bool     `json:"unlisted,omitempty"`
+	Name     string   `json:"name,omitempty"`
+}
+
+// withVariants lists each model's variants under it.
+func (s *Server) withVariants(models []control.ModelStatus) []adminModelEntry {
+	cfg := s.config()
+	out := make([]adminModelEntry, 0, len(models))
+	for _, ms := range models {
+		e := adminModelEntry{ModelStatus: ms}
+		if m := cfg.Models[ms.Model]; m != nil {
+			for _, v := range m.Variants {
+				e.Variants = append(e.Variants, adminVariant{ID: v.ID, Aliases: v.Aliases, Unlisted: v.Unlisted, Name: v.Info.Name})
+			}
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // commandContext is the context of an operator's command: it ends when

@@ -32,12 +32,12 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, "", err)
 		return
 	}
-	name, stream, err := requestModel(ctx)
+	name, stream, object, err := requestModel(ctx)
 	if err != nil {
 		s.fail(ctx, "", err)
 		return
 	}
-	m, ok := s.config().Resolve(name)
+	m, v, ok := s.config().Lookup(name)
 	if !ok {
 		// name may alias the request's body; the log and the event stream
 		// keep it.
@@ -45,7 +45,52 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, name, s.unknownModel(name))
 		return
 	}
-	s.dispatch(ctx, m.ID, stream, ctx.Path())
+	// A variant is served by its model's backend, queue and memory: only
+	// its params are its own.
+	var rename string
+	if plan := s.shapePlan(m, v); plan != nil {
+		if m.UpstreamModel != "" {
+			// Taken before the body is shaped: name lies in it.
+			rename = clientName(m, v, name)
+		}
+		if object {
+			if err := s.shapeBody(ctx, plan); err != nil {
+				s.fail(ctx, m.ID, err)
+				return
+			}
+		}
+	}
+	if v != nil && s.variants != nil {
+		s.variants.Variant(m.ID, v.ID)
+	}
+	s.dispatch(ctx, m.ID, rename, stream, ctx.Path())
+}
+
+// shapeBody replaces the request's body by its shaped copy (see shape.go),
+// held within the body budget as the body read was; the body read is let
+// go. A body no rule changes is left as it is.
+func (s *Server) shapeBody(ctx *fasthttp.RequestCtx, plan *shapePlan) error {
+	sh, n := plan.shape(ctx.PostBody())
+	if sh == nil {
+		return nil
+	}
+	defer sh.done()
+	h, err := s.hold(int64(n))
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	if h.buf != nil {
+		buf = h.buf[:0]
+	} else {
+		buf, h.free = allocLarge(n)
+		buf = buf[:0]
+	}
+	buf = sh.write(buf)
+	s.dropBody(ctx)
+	ctx.SetUserValue(bodyKey{}, h)
+	ctx.Request.SetBodyRaw(buf)
+	return nil
 }
 
 // handleUpstream serves /upstream/{model}/{path...}: any method and path,
@@ -71,18 +116,19 @@ func (s *Server) handleUpstream(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, m.ID, err)
 		return
 	}
-	s.dispatch(ctx, m.ID, false, path)
+	s.dispatch(ctx, m.ID, "", false, path)
 }
 
 // dispatch waits for the request's turn at model's backend, then forwards
 // it there on path. A streaming request that waits long is sent keep-alive
-// comments.
+// comments. With rename, the answer names the model rename (the client's
+// name), whatever the backend says (see rename.go).
 //
 // A request that finds its backend dead before reaching it (nothing
 // listens on its port: the server behind a wrapper script died) goes round
 // once more: it queues again, and is served by the backend started in the
 // dead one's place instead of failing.
-func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool, path []byte) {
+func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model, rename string, stream bool, path []byte) {
 	for resend := true; ; resend = false {
 		t, err := s.router.Enqueue(context.Background(), model)
 		if err != nil {
@@ -105,7 +151,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool, p
 				if lease, err = t.Next(every - fastPathWait); lease == nil && err == nil {
 					// The wait goes on as the answer is written: the body
 					// owns it.
-					s.streamWaiting(ctx, model, path, t, every, func() { stopWatch(); hangup() })
+					s.streamWaiting(ctx, model, rename, path, t, every, func() { stopWatch(); hangup() })
 					return
 				}
 			} else {
@@ -120,7 +166,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool, p
 			return
 		}
 		s.waited(model, t)
-		if !s.forward(ctx, model, lease, path, resend) {
+		if !s.forward(ctx, model, rename, lease, path, resend) {
 			return
 		}
 	}
@@ -130,7 +176,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model string, stream bool, p
 // back. The lease is released when the answer has been sent, or has failed.
 // With resend, a request that found the backend dead before reaching it is
 // not answered: forward reports true, and the caller sends it again.
-func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.Lease, path []byte, resend bool) (again bool) {
+func (s *Server) forward(ctx *fasthttp.RequestCtx, model, rename string, lease *router.Lease, path []byte, resend bool) (again bool) {
 	resp, err := s.roundTrip(ctx, model, lease, path)
 	if err != nil {
 		if resend && errors.Is(err, errBackendGone) {
@@ -146,14 +192,20 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.L
 	ctx.Response.Header.ResetConnectionClose()
 
 	body := resp.BodyStream()
+	renamed := rename != "" && renames(resp)
 	if body == nil {
-		ctx.SetBody(resp.Body())
+		if renamed {
+			r := renamer{name: rename, sse: isSSE(resp)}
+			ctx.SetBody(r.feed(nil, resp.Body()))
+		} else {
+			ctx.SetBody(resp.Body())
+		}
 		fasthttp.ReleaseResponse(resp)
 		lease.Release()
 		s.logRequest(ctx, model, ctx.Response.StatusCode(), len(ctx.Response.Body()), nil)
 		return false
 	}
-	sse := bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream"))
+	sse := isSSE(resp)
 	// Headers go out at once, so a client sees the stream open before the
 	// first token.
 	ctx.Response.ImmediateHeaderFlush = sse
@@ -165,8 +217,28 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, model string, lease *router.L
 		s: s, ctx: ctx, model: model, lease: lease, resp: resp, r: body, sse: sse,
 		status: resp.StatusCode(), pooled: true,
 	}
-	ctx.Response.SetBodyStream(b, resp.Header.ContentLength())
+	size := resp.Header.ContentLength()
+	if renamed {
+		b.rename(rename)
+		size = -1 // the client's name is not as long as the backend's
+	}
+	ctx.Response.SetBodyStream(b, size)
 	return false
+}
+
+func isSSE(resp *fasthttp.Response) bool {
+	return bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream"))
+}
+
+// renames reports whether an answer is one whose model is renamed: JSON
+// or an event stream, as is (not compressed). Audio, images and text pass
+// as they are.
+func renames(resp *fasthttp.Response) bool {
+	if ce := resp.Header.ContentEncoding(); len(ce) > 0 && string(ce) != "identity" {
+		return false
+	}
+	ct := resp.Header.ContentType()
+	return bytes.HasPrefix(ct, []byte("text/event-stream")) || bytes.Contains(ct, []byte("json"))
 }
 
 // upstreamBody is the answer's body as the client receives it: read from
@@ -187,9 +259,27 @@ type upstreamBody struct {
 	ended   bool
 	failure error
 	pooled  bool // from Server.bodies, and back there when closed
+
+	// When renaming (buf set), what the backend sends is rewritten by rn
+	// into buf, and the client reads it from out, buf's unread rest.
+	rn  renamer
+	buf *[]byte
+	out []byte
+}
+
+// rename has the answer name the model name, as the client asked for it.
+func (b *upstreamBody) rename(name string) {
+	b.rn = renamer{name: name, sse: b.sse}
+	b.buf = renameBuffers.Get().(*[]byte)
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
+	if len(b.out) > 0 {
+		n := copy(p, b.out)
+		b.out = b.out[n:]
+		b.n += n
+		return n, nil
+	}
 	if b.pending != nil {
 		n := copy(p, b.pending)
 		b.pending = b.pending[n:]
@@ -203,6 +293,15 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	n, err := b.r.Read(p)
+	if b.buf != nil && n > 0 {
+		*b.buf = b.rn.feed((*b.buf)[:0], p[:n])
+		n = copy(p, *b.buf)
+		b.out = (*b.buf)[n:]
+		if err == io.EOF && len(b.out) > 0 {
+			// The end comes once the rest has been read.
+			b.ended, err = true, nil
+		}
+	}
 	b.n += n
 	if err == nil || err == io.EOF {
 		return n, err
@@ -230,6 +329,13 @@ func (b *upstreamBody) Close() error {
 		b.failure = err
 	}
 	b.s.logRequest(b.ctx, b.model, b.status, b.n, b.failure)
+	if b.buf != nil {
+		if cap(*b.buf) <= 1<<20 {
+			*b.buf = (*b.buf)[:0]
+			renameBuffers.Put(b.buf)
+		}
+		b.buf, b.out = nil, nil
+	}
 	if b.pooled {
 		s := b.s
 		*b = upstreamBody{}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/metrics"
 	"github.com/hotswap/hotswap/router"
 )
@@ -18,6 +19,31 @@ type Metrics interface {
 	// "queued" (its turn) or "loading" (its model's start).
 	Waited(model, cause string, took time.Duration)
 	Handler() fasthttp.RequestHandler
+}
+
+// VariantMetrics are Metrics that count the requests that name a variant,
+// under its model.
+type VariantMetrics interface {
+	// SetVariants says which variants each model has (model id to
+	// variant ids), at the start and after a reload: the variant label
+	// takes those values only.
+	SetVariants(variants map[string][]string)
+	// Variant counts a request for variant, served by model.
+	Variant(model, variant string)
+}
+
+// setVariants tells the metrics the variants cfg declares.
+func (s *Server) setVariants(cfg *config.Config) {
+	if s.variants == nil {
+		return
+	}
+	vs := make(map[string][]string)
+	for _, id := range cfg.ModelIDs {
+		for _, v := range cfg.Models[id].Variants {
+			vs[id] = append(vs[id], v.ID)
+		}
+	}
+	s.variants.SetVariants(vs)
 }
 
 // Historian keeps the recent traffic that GET /admin/history serves (and

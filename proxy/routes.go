@@ -11,7 +11,8 @@ import (
 // Which requests go to a backend is decided by what they name, not by a
 // list of endpoints: any request under /v1/ (but hotswap's own
 // /v1/models) that names a model is forwarded to that model's backend,
-// unchanged, so that the Responses API, Anthropic's Messages API and
+// unchanged but for what the model's params and upstream_model say of a
+// JSON body (see shape.go), so that the Responses API, Anthropic's Messages API and
 // whatever backends add next work without hotswap knowing them. A request
 // names its model in its JSON body's "model", in the "model" field of its
 // form, or, failing both, in a ?model= query parameter (GET
@@ -61,22 +62,25 @@ func forwardable(path []byte) bool {
 	return bytes.HasPrefix(path, []byte("/v1/")) || nativePaths[string(path)]
 }
 
-// requestModel reads the model a request names, and whether it asks for
-// a stream. The name may alias the request's buffers (see jsonModel). Its errors are the client's: a body that is not what its
-// content type says, or no model anywhere.
-func requestModel(ctx *fasthttp.RequestCtx) (model string, stream bool, err error) {
+// requestModel reads the model a request names, whether it asks for a
+// stream, and whether its body is a JSON object (valid, so that it may be
+// shaped). The name may alias the request's buffers (see jsonModel). Its
+// errors are the client's: a body that is not what its content type
+// says, or no model anywhere.
+func requestModel(ctx *fasthttp.RequestCtx) (model string, stream, object bool, err error) {
 	body := ctx.PostBody()
 	ct := ctx.Request.Header.ContentType()
 	switch {
 	case len(body) == 0:
 	case hasPrefixFold(ct, "multipart/form-data"):
 		if model, err = formModel(string(ct), body); err != nil && !errors.Is(err, errNoModel) {
-			return "", false, badRequest("invalid_request", err.Error())
+			return "", false, false, badRequest("invalid_request", err.Error())
 		}
 	case looksJSON(ct, body):
 		if model, stream, err = jsonModel(body); err != nil && !errors.Is(err, errNoModel) {
-			return "", false, badRequest("invalid_json", err.Error())
+			return "", false, false, badRequest("invalid_json", err.Error())
 		}
+		object = true
 	case hasPrefixFold(ct, "application/x-www-form-urlencoded"):
 		model = string(ctx.PostArgs().Peek("model"))
 	}
@@ -84,19 +88,19 @@ func requestModel(ctx *fasthttp.RequestCtx) (model string, stream bool, err erro
 		model = string(ctx.QueryArgs().Peek("model"))
 	}
 	if model != "" {
-		return model, stream, nil
+		return model, stream, object, nil
 	}
 	path := ctx.Path()
 	switch {
 	case len(body) > 0:
-		return "", false, &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model",
+		return "", false, false, &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model",
 			Message: "you must provide a model parameter (the body's \"model\", a form field or ?model=)"}
 	case postEndpoints[string(path)] && !ctx.IsPost():
-		return "", false, methodNotAllowed("POST")
+		return "", false, false, methodNotAllowed("POST")
 	case ctx.IsPost() || ctx.IsPut() || ctx.IsPatch():
-		return "", false, badRequest("invalid_request", "request body is empty; expected a JSON object with a model")
+		return "", false, false, badRequest("invalid_request", "request body is empty; expected a JSON object with a model")
 	}
-	return "", false, unknownPath(string(path))
+	return "", false, false, unknownPath(string(path))
 }
 
 // looksJSON reports whether a body is to be read as JSON: it says so, or

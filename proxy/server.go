@@ -66,6 +66,9 @@ type Server struct {
 	// and the listener were built with (the server section, max_body)
 	// keeps its first value.
 	conf atomic.Pointer[config.Config]
+	// shapes are the configuration's request rules, compiled: they follow
+	// conf (see shapePlan for the moment between the two).
+	shapes atomic.Pointer[shapePlans]
 	// server and maxBody are the first configuration's: the listener and
 	// fasthttp were built with them, and a reload does not change them.
 	server  config.Server
@@ -86,6 +89,7 @@ type Server struct {
 	admin      Admin
 	events     *events.Hub
 	metrics    Metrics
+	variants   VariantMetrics // metrics, when they count variants
 	background sync.WaitGroup // loads not waited for
 	// budget bounds the request bodies held at once (server.body_memory).
 	budget bodyBudget
@@ -119,6 +123,9 @@ func New(opts Options) *Server {
 		metrics: opts.Metrics,
 	}
 	s.conf.Store(opts.Config)
+	s.shapes.Store(compileShapes(opts.Config))
+	s.variants, _ = opts.Metrics.(VariantMetrics)
+	s.setVariants(opts.Config)
 	s.server, s.maxBody = opts.Config.Server, opts.Config.MaxBody
 	s.budget.limit = opts.Config.Server.BodyMemory
 	s.ownNames = ownNames(opts.Config.Listen)
@@ -165,6 +172,8 @@ func (s *Server) config() *config.Config { return s.conf.Load() }
 // keep-alive changed gets new connections.
 func (s *Server) Reconfigure(cfg *config.Config) {
 	old := s.conf.Swap(cfg)
+	s.shapes.Store(compileShapes(cfg))
+	s.setVariants(cfg)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, c := range s.clients {
@@ -354,16 +363,27 @@ func (s *Server) handleHealth(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString(`{"status":"ok"}`)
 }
 
-// modelObject is one entry of GET /v1/models. The fields after owned_by are
-// hotswap's own; OpenAI clients ignore them.
+// modelObject is one entry of GET /v1/models: a model, or a variant of
+// one. The fields after owned_by are hotswap's own; OpenAI clients ignore
+// them.
 type modelObject struct {
-	ID      string   `json:"id"`
-	Object  string   `json:"object"`
-	Created int64    `json:"created"`
-	OwnedBy string   `json:"owned_by"`
-	Aliases []string `json:"aliases,omitempty"`
-	Kind    string   `json:"kind,omitempty"`
-	State   string   `json:"state,omitempty"`
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+	// What the configuration says of it, for people choosing a model.
+	Name         string          `json:"name,omitempty"`
+	Description  string          `json:"description,omitempty"`
+	Capabilities []string        `json:"capabilities,omitempty"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	// VariantOf is, for a variant, the model whose backend serves it (the
+	// state and figures below are that backend's); Variants are a model's
+	// listed variants.
+	VariantOf string   `json:"variant_of,omitempty"`
+	Variants  []string `json:"variants,omitempty"`
+	Aliases   []string `json:"aliases,omitempty"`
+	Kind      string   `json:"kind,omitempty"`
+	State     string   `json:"state,omitempty"`
 	// What the swapper knows of it: where it runs, what it is planned to
 	// need (declared, raised to what it was measured to use) and what it
 	// uses now.
@@ -380,9 +400,24 @@ type memoryBytes struct {
 	VRAM int64 `json:"vram"`
 }
 
-func (s *Server) modelObject(m *config.Model) modelObject {
+// modelObject describes m, or its variant v when v is not nil.
+func (s *Server) modelObject(m *config.Model, v *config.Variant) modelObject {
 	o := modelObject{ID: m.ID, Object: "model", Created: s.created, OwnedBy: "hotswap",
 		Aliases: m.Aliases, Kind: m.Kind}
+	info := &m.Info
+	if v != nil {
+		o.ID, o.Aliases, o.VariantOf, info = v.ID, v.Aliases, m.ID, &v.Info
+	} else {
+		for _, v := range m.Variants {
+			if !v.Unlisted {
+				o.Variants = append(o.Variants, v.ID)
+			}
+		}
+	}
+	o.Name, o.Description, o.Capabilities = info.Name, info.Description, info.Capabilities
+	if len(info.Metadata) > 0 {
+		o.Metadata = info.Metadata
+	}
 	if st := s.router.Stats(m.ID); st != nil {
 		o.Queued = st.Queued.Load()
 	}
@@ -409,8 +444,18 @@ func (s *Server) handleModels(ctx *fasthttp.RequestCtx) {
 		Object string        `json:"object"`
 		Data   []modelObject `json:"data"`
 	}{Object: "list", Data: make([]modelObject, 0, len(cfg.ModelIDs))}
+	// Each model, then its variants; unlisted ones are left out (they are
+	// served all the same).
 	for _, id := range cfg.ModelIDs {
-		list.Data = append(list.Data, s.modelObject(cfg.Models[id]))
+		m := cfg.Models[id]
+		if !m.Unlisted {
+			list.Data = append(list.Data, s.modelObject(m, nil))
+		}
+		for _, v := range m.Variants {
+			if !v.Unlisted {
+				list.Data = append(list.Data, s.modelObject(m, v))
+			}
+		}
 	}
 	s.writeJSON(ctx, list)
 }
@@ -420,12 +465,12 @@ func (s *Server) handleModel(ctx *fasthttp.RequestCtx, name string) {
 		s.fail(ctx, "", methodNotAllowed("GET"))
 		return
 	}
-	m, ok := s.config().Resolve(name)
+	m, v, ok := s.config().Lookup(name)
 	if !ok {
 		s.fail(ctx, name, s.unknownModel(name))
 		return
 	}
-	s.writeJSON(ctx, s.modelObject(m))
+	s.writeJSON(ctx, s.modelObject(m, v))
 }
 
 func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, v any) {
@@ -443,9 +488,24 @@ func methodNotAllowed(allow string) *apiError {
 		Message: "method not allowed; use " + allow}
 }
 
+// unknownModel refuses a name no model goes by, naming those /v1/models
+// lists.
 func (s *Server) unknownModel(name string) error {
+	cfg := s.config()
+	var known []string
+	for _, id := range cfg.ModelIDs {
+		m := cfg.Models[id]
+		if !m.Unlisted {
+			known = append(known, id)
+		}
+		for _, v := range m.Variants {
+			if !v.Unlisted {
+				known = append(known, v.ID)
+			}
+		}
+	}
 	return &apiError{Status: 404, Type: "invalid_request_error", Code: "model_not_found",
-		Message: "the model `" + clip(name) + "` does not exist; known models: " + strings.Join(s.config().ModelIDs, ", ")}
+		Message: "the model `" + clip(name) + "` does not exist; known models: " + strings.Join(known, ", ")}
 }
 
 // fail answers with err and logs the request. A key of hotswap's that

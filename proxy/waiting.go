@@ -25,12 +25,12 @@ import (
 //
 // done is called once the wait is over: it stops watching for a hang-up
 // and ends the wait's context.
-func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model string, path []byte, t *router.Ticket, every time.Duration, done func()) {
+func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model, rename string, path []byte, t *router.Ticket, every time.Duration, done func()) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.ImmediateHeaderFlush = true
-	b := &waitingBody{s: s, ctx: ctx, model: model, path: path, t: t, every: every, done: sync.OnceFunc(done)}
+	b := &waitingBody{s: s, ctx: ctx, model: model, rename: rename, path: path, t: t, every: every, done: sync.OnceFunc(done)}
 	b.pending = b.comment()
 	ctx.Response.SetBodyStream(b, -1)
 }
@@ -38,13 +38,14 @@ func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model string, path []by
 // waitingBody is a waiting stream's body: comments while the request
 // waits, then the backend's answer.
 type waitingBody struct {
-	s     *Server
-	ctx   *fasthttp.RequestCtx
-	model string
-	path  []byte // where the backend is sent the request
-	t     *router.Ticket
-	every time.Duration
-	done  func()
+	s      *Server
+	ctx    *fasthttp.RequestCtx
+	model  string
+	rename string // the client's name for the model, when answers are renamed
+	path   []byte // where the backend is sent the request
+	t      *router.Ticket
+	every  time.Duration
+	done   func()
 
 	up      *upstreamBody // once the backend answers
 	pending []byte
@@ -110,7 +111,10 @@ func (b *waitingBody) next() {
 	}
 	b.up = &upstreamBody{
 		s: b.s, ctx: b.ctx, model: b.model, lease: lease, resp: resp, r: r,
-		sse: bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")), status: b.status,
+		sse: isSSE(resp), status: b.status,
+	}
+	if b.rename != "" && renames(resp) {
+		b.up.rename(b.rename)
 	}
 }
 
