@@ -145,7 +145,8 @@ function modelRow(m) {
     cell('model', null), cell('state', 'state', 'state-cell'), cell('device', 'device'), cell('memory', 'memory'),
     cell('inflight', 'in flight'), cell('queued', 'queued'), cell('lastused', 'last used'), cell('ttl', 'ttl left'),
     el('td', {class: 'actions'}, load, unload, forget));
-  cells.model.append(el('span', {class: 'name'}, m.model), el('span', {class: 'kind'}));
+  cells.model.append(el('span', {class: 'name'}, m.model), el('span', {class: 'kind'}),
+    el('span', {class: 'variants', title: 'variants: other names served by this backend, with parameters of their own'}));
   cells.queued.append(el('span', {class: 'n'}), el('span', {class: 'why waits'}));
   cells.state.append(el('span', {class: 'state'}), el('span', {class: 'why'}),
     el('details', {class: 'full', hidden: true}, el('summary', {}, 'full error'), el('pre', {})));
@@ -172,7 +173,7 @@ function renderModels(list) {
     if (want !== r.tr) tbody.insertBefore(r.tr, want);
     prev = r.tr;
     fillModel(r);
-    r.tr.hidden = !matchesFilter(m.model);
+    r.tr.hidden = !matchesFilter(m.model, m);
   }
   for (const [id, r] of rows) {
     if (!seen.has(id)) {
@@ -186,13 +187,20 @@ function renderModels(list) {
 
 // matchesFilter reports whether a model is shown under the filter box's
 // text (a part of its name, any case).
-function matchesFilter(id) {
+// variantNames are the names a model's variants answer to.
+function variantNames(m) {
+  return (m && m.variants || []).flatMap(v => [v.id, ...(v.aliases || [])]);
+}
+
+// matchesFilter: the filter finds a model by its id, or by one of its
+// variants' names.
+function matchesFilter(id, m) {
   const f = $('#model-filter').value.trim().toLowerCase();
-  return !f || id.toLowerCase().includes(f);
+  return !f || [id, ...variantNames(m)].some(n => n.toLowerCase().includes(f));
 }
 
 function filterModels() {
-  for (const [id, r] of rows) r.tr.hidden = !matchesFilter(id);
+  for (const [id, r] of rows) r.tr.hidden = !matchesFilter(id, r.data);
 }
 
 // fillModel writes a row from its data, with times counted on from when
@@ -202,6 +210,8 @@ function fillModel(r) {
   const c = r.cells;
   const since = (Date.now() - r.at) / 1000;
   setText(c.model.querySelector('.kind'), m.kind || '');
+  const vs = (m.variants || []).map(v => v.id);
+  setText(c.model.querySelector('.variants'), vs.length ? 'also ' + vs.join(', ') : '');
   const state = c.state.querySelector('.state');
   const why = c.state.querySelector('.why');
   state.className = 'state state-' + m.state;
