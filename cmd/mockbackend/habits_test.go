@@ -2,6 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -160,6 +163,62 @@ func TestCORSEchoesTheOrigin(t *testing.T) {
 		resp.Body.Close()
 		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != c.want {
 			t.Errorf("%v: Access-Control-Allow-Origin %q, want %q", c.args, got, c.want)
+		}
+	}
+}
+
+// TestGzip: with -gzip, JSON answers to a client that accepts gzip are
+// gzipped (errors too); event streams, and answers to a client that does
+// not ask, are not.
+func TestGzip(t *testing.T) {
+	f := start(t, "-gzip", "-tokens", "3", "-stream-interval", "1ms")
+	f.waitReady()
+	post := func(body, acceptEncoding string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", f.url+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if acceptEncoding != "" {
+			// Set by hand, Go's client leaves the body compressed.
+			req.Header.Set("Accept-Encoding", acceptEncoding)
+		}
+		resp, err := f.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+	chat := `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
+	for _, c := range []struct {
+		body, accept string
+		gzipped      bool
+	}{
+		{chat, "gzip", true},
+		{chat, "br;q=1, GZIP;q=0.5", true},
+		{`{"model":"m","messages":"no"}`, "gzip", true}, // an error
+		{chat, "identity", false},
+		{`{"model":"m","stream":true,"messages":[]}`, "gzip", false},
+	} {
+		resp, b := post(c.body, c.accept)
+		if got := resp.Header.Get("Content-Encoding") == "gzip"; got != c.gzipped {
+			t.Errorf("%s with Accept-Encoding %q: Content-Encoding %q", c.body, c.accept, resp.Header.Get("Content-Encoding"))
+			continue
+		}
+		if c.gzipped {
+			zr, err := gzip.NewReader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatalf("%s: %v", c.body, err)
+			}
+			if b, err = io.ReadAll(zr); err != nil {
+				t.Fatalf("%s: %v", c.body, err)
+			}
+		}
+		if !json.Valid(b) && !strings.Contains(string(b), "data: [DONE]") {
+			t.Errorf("%s with Accept-Encoding %q: %q", c.body, c.accept, b)
 		}
 	}
 }

@@ -103,6 +103,7 @@ type options struct {
 	idleTimeout      time.Duration
 	cors             bool
 	splitWrites      bool // Python's http.server: headers and body in two writes, Nagle on
+	gzip             bool // Starlette's GZipMiddleware: JSON answers gzipped when accepted
 	// What tests look at: the bodies of the last keepBodies model POSTs
 	// (GET /mock/bodies), and vLLM's check of the model a request names.
 	keepBodies int
@@ -142,6 +143,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.BoolVar(&o.closeAfterStream, "close-after-stream", false, "close the connection after each streamed answer without a Connection: close header (llama-server does)")
 	fs.BoolVar(&o.cors, "cors", false, "allow any origin: Access-Control-Allow-Origin echoes each request's Origin (llama-server does)")
 	fs.BoolVar(&o.splitWrites, "split-writes", false, "write each answer's headers and body in two writes, with TCP_NODELAY off (Python's http.server and Flask's development server do)")
+	fs.BoolVar(&o.gzip, "gzip", false, "gzip JSON answers for clients that accept it, as a Python server behind Starlette's GZipMiddleware does (event streams stay as they are)")
 	fs.IntVar(&o.keepBodies, "keep-bodies", 0, "keep the bodies of the last N model POSTs as they arrived, for GET /mock/bodies (0: none)")
 	served := fs.String("served-model-name", "", "comma-separated names the backend serves, as vLLM's --served-model-name: a request naming another model gets vLLM's 404, and answers carry the first name")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long, announcing it in a Keep-Alive header (llama-server: 5s; 0: never)")

@@ -189,15 +189,20 @@ func (m *mock) countConn(_ net.Conn, state http.ConnState) {
 }
 
 // ServeHTTP serves a request, its answer split in two writes with
-// -split-writes (health and stats too, as a Python server's would be).
+// -split-writes (health and stats too, as a Python server's would be) and
+// its JSON gzipped with -gzip.
 func (m *mock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !m.opts.splitWrites {
-		m.serve(w, r)
-		return
+	if m.opts.splitWrites {
+		sw := &splitWriter{ResponseWriter: w}
+		defer sw.finish()
+		w = sw
 	}
-	sw := &splitWriter{ResponseWriter: w}
-	m.serve(sw, r)
-	sw.finish()
+	if m.opts.gzip && acceptsGzip(r) {
+		gw := &gzipWriter{ResponseWriter: w}
+		defer gw.finish()
+		w = gw
+	}
+	m.serve(w, r)
 }
 
 // serve routes a request, answers 503 on the model's endpoints while
