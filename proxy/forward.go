@@ -52,6 +52,9 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 		if m.UpstreamModel != "" {
 			// Taken before the body is shaped: name lies in it.
 			rename = clientName(m, v, name)
+			// A compressed answer could not be renamed: ask for it as it
+			// is (loopback costs nothing), so the client sees its name.
+			ctx.Request.Header.Del(fasthttp.HeaderAcceptEncoding)
 		}
 		if object {
 			if err := s.shapeBody(ctx, plan); err != nil {
