@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,10 +90,20 @@ func TestImportLlamaSwapServes(t *testing.T) {
 		t.Errorf("embed answered from pid %d, preloaded %d", got, c.loaded()["embed"])
 	}
 
-	// The stream comes back under the name asked for.
-	code, body, _ := c.do("POST", "/v1/chat/completions", `{"model":"chat-creative","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
-	if code != 200 || !strings.Contains(string(body), "data: ") {
-		t.Errorf("stream: %d %s", code, body)
+	// filters and useModelName: the backend, which answers only to its
+	// served name as vLLM does, is sent that name and the shaped params,
+	// while the client sees the name it asked for, streamed and not.
+	for name, temperature := range map[string]float64{"chat": 0.2, "gpt-4o-mini": 0.2, "chat-creative": 1.3} {
+		var answer map[string]any
+		c.json("POST", "/v1/chat/completions", `{"model":"`+name+`","temperature":0.9,"logit_bias":{"1":1},"messages":[{"role":"user","content":"hi"}]}`, 200, &answer)
+		got := receivedJSON(c, "chat")
+		if got["model"] != "upstream-chat" || got["temperature"] != temperature || got["logit_bias"] != nil || answer["model"] != name {
+			t.Errorf("%s: the backend received %v; the client was answered for %v", name, got, answer["model"])
+		}
+		models, _, done := streamModels(c, "/v1/chat/completions", `{"model":"`+name+`","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+		if !done || len(models) == 0 || slices.ContainsFunc(models, func(m string) bool { return m != name }) {
+			t.Errorf("%s: a stream of events for %v (done %v)", name, models, done)
+		}
 	}
 
 	var list struct {

@@ -137,8 +137,24 @@ func check(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "%s: ok, %d models\n", *path, len(cfg.Models))
+	variants := 0
+	for _, m := range cfg.Models {
+		variants += len(m.Variants)
+	}
+	fmt.Fprintf(stderr, "%s: ok, %s", *path, count(len(cfg.Models), "model"))
+	if variants > 0 {
+		fmt.Fprintf(stderr, " (%s)", count(variants, "variant"))
+	}
+	fmt.Fprintln(stderr)
 	return 0
+}
+
+// count says n things: "1 model", "2 models".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // newLogger writes to w at level, and hands every line to hub too, for

@@ -213,7 +213,7 @@ func TestCheck(t *testing.T) {
 		code    int
 		mention []string
 	}{
-		{good, 0, []string{"ok, 1 models"}},
+		{good, 0, []string{"ok, 1 model\n"}},
 		{bad, 1, []string{"bad.yaml"}},
 		{typos, 1, []string{"stop_timeot", "models.a.memory.ram"}},
 		{filepath.Join(dir, "missing.yaml"), 1, []string{"missing.yaml"}},

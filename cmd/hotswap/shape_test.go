@@ -185,7 +185,7 @@ func TestUpstreamModelNames(t *testing.T) {
 		}
 
 		for _, path := range []string{"/v1/chat/completions", "/v1/completions"} {
-			models, content, done := streamModels(t, url+path, `{"model":"`+name+`","stream":true,"prompt":"x","messages":[{"role":"user","content":"hi"}]}`)
+			models, content, done := streamModels(c, path, `{"model":"`+name+`","stream":true,"prompt":"x","messages":[{"role":"user","content":"hi"}]}`)
 			if len(models) < 4 || !done || !strings.HasPrefix(content, "tok0 tok1 tok2") {
 				t.Errorf("%s stream for %s: %d events, [DONE] %v, content %q", path, name, len(models), done, content)
 			}
@@ -213,11 +213,21 @@ func TestUpstreamModelNames(t *testing.T) {
 	}
 }
 
-// streamModels posts a streaming request and reads its events: the model
-// each names, the content they carry, and whether [DONE] ended it.
-func streamModels(t *testing.T, url, body string) (models []string, content string, done bool) {
+// streamModels posts a streaming request (with c's key) and reads its
+// events: the model each names, the content they carry, and whether
+// [DONE] ended it.
+func streamModels(c client, path, body string) (models []string, content string, done bool) {
+	t := c.t
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	req, err := http.NewRequest("POST", c.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
