@@ -133,3 +133,60 @@ models:
 		t.Errorf("curl with a wrong key: %s", out)
 	}
 }
+
+// TestSDKsSeeTheirModelName: the OpenAI and Anthropic SDKs, asking for a
+// model with upstream_model by its name, an alias and a variant, get
+// answers (whole, streamed, embeddings) that name what they asked for,
+// from a backend that answers only to its served name.
+func TestSDKsSeeTheirModelName(t *testing.T) {
+	dir := sdkDir(t)
+	b := build(t)
+	_, base := start(t, b, writeConfig(t, b, `
+ports: 22000-22999
+models:
+  qwen:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -served-model-name qwen3-8b -tokens 3 -stream-interval 1ms -progress-interval 0
+    upstream_model: qwen3-8b
+    aliases: [gpt-4o-mini]
+    variants:
+      qwen-fast: {params: {set: {temperature: 0}}}
+`))
+	names := []string{"qwen", "gpt-4o-mini", "qwen-fast"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", append([]string{"shape.mjs", base}, names...)...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node shape.mjs: %v\n%s", err, out)
+	}
+	type result struct {
+		Name, Check, Text, Error string
+		OK                       bool
+		Models                   []string
+	}
+	seen := map[string]result{}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		var r result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%v: %s", err, sc.Text())
+		}
+		seen[r.Name+" "+r.Check] = r
+	}
+	for _, name := range names {
+		for _, check := range []string{"openai-create", "openai-stream", "openai-embeddings", "anthropic-stream"} {
+			r, ok := seen[name+" "+check]
+			if !ok || !r.OK || len(r.Models) == 0 || r.Text == "" {
+				t.Errorf("%s, %s: %+v", name, check, r)
+				continue
+			}
+			for _, m := range r.Models {
+				if m != name {
+					t.Errorf("%s, %s: an answer for %q", name, check, m)
+					break
+				}
+			}
+		}
+	}
+}
