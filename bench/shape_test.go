@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/hotswap/hotswap/probe"
 )
 
@@ -52,21 +50,6 @@ func BenchmarkShapedPathAllocs(b *testing.B) {
 		{"shaped-stream", "shaped", `"stream":true,`, `{"role":"user","content":"hi"}`},
 	} {
 		body := []byte(`{"model":"` + c.model + `",` + c.extra + `"max_tokens":1,"temperature":1,"logit_bias":{"50256":-100},"messages":[` + c.messages + `]}`)
-		b.Run(c.name, func(b *testing.B) {
-			hc := &fasthttp.HostClient{Addr: strings.TrimPrefix(hs.url, "http://")}
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			req.SetRequestURI(hs.url + "/v1/chat/completions")
-			req.Header.SetMethod("POST")
-			req.Header.SetContentType("application/json")
-			req.SetBody(body)
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
-					b.Fatalf("%v %d %s", err, resp.StatusCode(), resp.Body())
-				}
-			}
-		})
+		b.Run(c.name, func(b *testing.B) { postLoop(b, hs.url, body) })
 	}
 }

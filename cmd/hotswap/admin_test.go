@@ -70,6 +70,20 @@ func (c client) do(method, path, body string, header ...string) (int, []byte, ht
 	return resp.StatusCode, b, resp.Header
 }
 
+// metric reads one series of GET /metrics, named with its labels as
+// Prometheus writes them: hotswap_evictions_total{model="a",reason="ttl"}.
+func (c client) metric(series string) (float64, bool) {
+	c.t.Helper()
+	_, body, _ := c.do("GET", "/metrics", "")
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
 // json does a request that must answer want, and decodes its body into v.
 func (c client) json(method, path, body string, want int, v any) {
 	c.t.Helper()
@@ -610,14 +624,8 @@ models:
 	c := client{t, url, ""}
 	metric := func(name string) float64 {
 		t.Helper()
-		_, body, _ := c.do("GET", "/metrics", "")
-		for _, line := range strings.Split(string(body), "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				return f
-			}
-		}
-		return 0
+		v, _ := c.metric(name)
+		return v
 	}
 	const reqs = `hotswap_requests_total{endpoint="chat/completions",model="a",status="200"}`
 	for i := 1; i <= 3; i++ {

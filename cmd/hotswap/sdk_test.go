@@ -46,6 +46,30 @@ func sdkDir(t *testing.T) string {
 	return dir
 }
 
+// node runs one of dir's scripts and decodes the JSON line it prints for
+// each check.
+func node[T any](t *testing.T, dir, script string, args ...string) []T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", append([]string{script}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node %s: %v\n%s", script, err, out)
+	}
+	var results []T
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		var r T
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("node %s: %v: %s", script, err, sc.Text())
+		}
+		results = append(results, r)
+	}
+	return results
+}
+
 // TestAnthropicSDKKeys: the Anthropic SDK sends its key as x-api-key (its
 // 0.x releases, and 1.x by default) or, given authToken, as Bearer; with
 // api_keys set, both are let in, and a key hotswap does not know is the
@@ -59,14 +83,6 @@ ports: 22000-22999
 models:
   claude-mock: {cmd: "MOCK -port ${PORT} -model ${MODEL} -progress-interval 0"}
 `))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "sdk.mjs", base, "sk-sdk-test-key", "claude-mock")
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node sdk.mjs: %v\n%s", err, out)
-	}
 	type result struct {
 		SDK, Check, Type, Text, Name string
 		OK                           bool
@@ -74,12 +90,7 @@ models:
 		Error                        string
 	}
 	seen := map[string]result{}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		var r result
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("%v: %s", err, sc.Text())
-		}
+	for _, r := range node[result](t, dir, "sdk.mjs", base, "sk-sdk-test-key", "claude-mock") {
 		seen[r.SDK+" "+r.Check] = r
 	}
 	for _, sdk := range []string{"0.39.0", "1.17.0"} {
@@ -152,26 +163,13 @@ models:
       qwen-fast: {params: {set: {temperature: 0}}}
 `))
 	names := []string{"qwen", "gpt-4o-mini", "qwen-fast"}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", append([]string{"shape.mjs", base}, names...)...)
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node shape.mjs: %v\n%s", err, out)
-	}
 	type result struct {
 		Name, Check, Text, Error string
 		OK                       bool
 		Models                   []string
 	}
 	seen := map[string]result{}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		var r result
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("%v: %s", err, sc.Text())
-		}
+	for _, r := range node[result](t, dir, "shape.mjs", append([]string{base}, names...)...) {
 		seen[r.Name+" "+r.Check] = r
 	}
 	for _, name := range names {

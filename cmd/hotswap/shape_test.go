@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -295,17 +294,13 @@ func TestVariantsShareOneBackend(t *testing.T) {
 		t.Errorf("served by %d backends: %v", len(pids), pids)
 	}
 
-	metric := func(name string) float64 {
+	metric := func(series string) float64 {
 		t.Helper()
-		_, body, _ := c.do("GET", "/metrics", "")
-		for _, line := range strings.Split(string(body), "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				return f
-			}
+		v, ok := c.metric(series)
+		if !ok {
+			t.Errorf("no %s in /metrics", series)
 		}
-		t.Errorf("no %s in /metrics", name)
-		return -1
+		return v
 	}
 	if n := metric(`hotswap_backend_starts_total{model="qwen"}`); n != 1 {
 		t.Errorf("qwen's backend started %v times", n)
