@@ -54,7 +54,14 @@ func (s *Server) gate(ctx *fasthttp.RequestCtx, path []byte) *apiError {
 		if !s.adminAuthorized(ctx) {
 			return errUnauthorized
 		}
-	case bytes.HasPrefix(path, []byte("/upstream/")), forwardable(path) && !isPreflight(ctx):
+	case isLlamaModels(path) && !ctx.IsGet() && !ctx.IsHead():
+		// llama.cpp's load and unload are operators' commands, as
+		// /admin's are.
+		if !s.adminAuthorized(ctx) {
+			return errUnauthorized
+		}
+	case bytes.HasPrefix(path, []byte("/upstream/")), bytes.HasPrefix(path, []byte("/api/")), isLlamaModels(path),
+		forwardable(path) && !isPreflight(ctx):
 		if !hasKey(&ctx.Request.Header, s.config().APIKeys) {
 			return errUnauthorized
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/control"
+	"github.com/hotswap/hotswap/ollama"
 	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
 )
@@ -121,13 +122,18 @@ func (e *apiError) body() []byte {
 // rounded up, so that a client never comes back too early.
 func (e *apiError) retryAfterSeconds() int { return int(math.Ceil(e.RetryAfter.Seconds())) }
 
-// writeError answers ctx with ae in OpenAI's error format.
+// writeError answers ctx with ae in OpenAI's error format, or in Ollama's
+// on Ollama's paths.
 func writeError(ctx *fasthttp.RequestCtx, ae *apiError) *apiError {
 	ctx.Response.Reset()
 	ctx.SetStatusCode(ae.Status)
 	ctx.SetContentType("application/json")
 	if ae.RetryAfter > 0 {
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(ae.retryAfterSeconds()))
+	}
+	if isOllama(ctx.Path()) {
+		ctx.SetBody(ollama.ErrorBody(ae.Message))
+		return ae
 	}
 	ctx.SetBody(ae.body())
 	return ae

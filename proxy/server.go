@@ -289,6 +289,10 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.handleMetrics(ctx)
 	case bytes.HasPrefix(path, []byte("/upstream/")):
 		s.handleUpstream(ctx)
+	case bytes.HasPrefix(path, []byte("/api/")):
+		s.handleOllama(ctx, string(path))
+	case isLlamaModels(path):
+		s.handleLlamaModels(ctx, string(path))
 	case !forwardable(path):
 		s.fail(ctx, "", unknownPath(string(path)))
 	case isPreflight(ctx):
