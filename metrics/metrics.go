@@ -339,7 +339,9 @@ func evictReason(reason string) string {
 	switch reason {
 	case "making room", "making_room":
 		return "making_room"
-	case "ttl":
+	case "ttl", "keep_alive":
+		// Idle past its ttl, or past what its last request's keep_alive
+		// said instead.
 		return "ttl"
 	case "unload", "unloaded":
 		return "unload"

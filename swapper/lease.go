@@ -13,6 +13,7 @@ type Lease struct {
 	b    *backend
 	inst *instance
 	once sync.Once
+	keep keepAlive // see KeepAlive
 }
 
 // Upstream is the backend's base URL, without a trailing slash.
@@ -61,7 +62,12 @@ func (l *Lease) Release() {
 			l.inst.idle = nil
 		}
 		if l.b.cur == l.inst {
+			l.b.keep = l.keep
 			l.s.restartIfIdleLocked(l.b)
+			// keep_alive 0: it leaves now, not at the janitor's next look.
+			if b := l.b; b.keep.set && b.keep.d == 0 && !b.pinned && b.state == Ready && l.inst.inflight == 0 {
+				l.s.expireLocked(b, 0)
+			}
 		}
 	})
 }

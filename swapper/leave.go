@@ -16,6 +16,8 @@ import (
 // process is stopped.
 func (s *Swapper) leaveLocked(b *backend, reason string) {
 	inst := b.cur
+	// A keep_alive holds for the run it was given to.
+	b.keep = keepAlive{}
 	b.enter(Draining, s.clock.Now())
 	b.restart = reason == reconfigured
 	s.changedLocked(b)
@@ -189,11 +191,8 @@ func (s *Swapper) janitor() {
 				s.restartIfIdleLocked(b)
 				continue
 			}
-			ttl := b.ttl
-			if ttl > 0 && !b.pinned && b.state == Ready && b.cur.inflight == 0 && now.Sub(b.lastUsed) >= ttl {
-				s.publish(events.Event{Type: events.Evict, Model: b.model.ID,
-					Data: map[string]any{"reason": "ttl"}})
-				s.leaveLocked(b, "idle for its ttl ("+ttl.String()+")")
+			if idle, ok := b.idleLimit(); ok && !b.pinned && b.state == Ready && b.cur.inflight == 0 && now.Sub(b.lastUsed) >= idle {
+				s.expireLocked(b, idle)
 			}
 		}
 		s.unlock()

@@ -65,6 +65,7 @@ func (s *Swapper) run(b *backend, dec *decision) {
 	// Ready at once: its requests need not wait for the measuring, and
 	// until it is measured it counts for what it was planned to need.
 	inst.readyAt = s.clock.Now()
+	b.startTook = inst.readyAt.Sub(inst.started)
 	b.enter(Ready, s.clock.Now())
 	b.start = nil
 	b.failures, b.lastErr = 0, nil

@@ -187,6 +187,13 @@ type backend struct {
 	// rest of model is fixed for the backend's life (see Reconfigure).
 	ttl    time.Duration
 	pinned bool
+	// keep is what the last request to give the backend back said of how
+	// long it stays loaded (Ollama's keep_alive), over ttl until the next
+	// request ends.
+	keep keepAlive
+	// startTook is how long its last start took, process start to ready:
+	// what the next start is expected to take.
+	startTook time.Duration
 	// next, when set, is the model's new configuration: it takes effect
 	// once the backend has stopped. stale says the backend runs with a
 	// configuration that needs a restart: it leaves once idle, and
@@ -370,6 +377,11 @@ type Status struct {
 	// again, LastError why it failed; zero and nil once it started.
 	RetryAt   time.Time
 	LastError error
+	// ExpiresAt is when it leaves if no request comes, for its ttl or the
+	// keep_alive its last request gave; zero if it stays. StartTook is how
+	// long its last start took (zero before the first).
+	ExpiresAt time.Time
+	StartTook time.Duration
 }
 
 // enter moves b to st.
@@ -386,7 +398,10 @@ func (s *Swapper) Status(model string) (Status, bool) {
 		return Status{}, false
 	}
 	st := Status{Model: model, State: b.state, Need: s.need(b), LastUsed: b.lastUsed, Since: b.since,
-		RetryAt: b.retryAt}
+		RetryAt: b.retryAt, StartTook: b.startTook}
+	if idle, ok := b.idleLimit(); ok && b.state == Ready {
+		st.ExpiresAt = b.lastUsed.Add(idle)
+	}
 	if b.lastErr != nil {
 		st.LastError = b.lastErr
 	}
