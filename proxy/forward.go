@@ -66,18 +66,24 @@ func (s *Server) handleForward(ctx *fasthttp.RequestCtx) {
 	if v != nil && s.variants != nil {
 		s.variants.Variant(m.ID, v.ID)
 	}
-	s.dispatch(ctx, m.ID, rename, stream, ctx.Path())
+	s.dispatch(ctx, m.ID, rename, nil, stream, ctx.Path())
 }
 
-// shapeBody replaces the request's body by its shaped copy (see shape.go),
-// held within the body budget as the body read was; the body read is let
-// go. A body no rule changes is left as it is.
+// shapeBody replaces the request's body by its shaped copy (see shape.go).
+// A body no rule changes is left as it is.
 func (s *Server) shapeBody(ctx *fasthttp.RequestCtx, plan *shapePlan) error {
 	sh, n := plan.shape(ctx.PostBody())
 	if sh == nil {
 		return nil
 	}
 	defer sh.done()
+	return s.replaceBody(ctx, n, sh.write)
+}
+
+// replaceBody makes the n bytes that write appends to an empty buffer the
+// request's body, held within the body budget as the body read was; the
+// body read is let go.
+func (s *Server) replaceBody(ctx *fasthttp.RequestCtx, n int, write func([]byte) []byte) error {
 	h, err := s.hold(int64(n))
 	if err != nil {
 		return err
@@ -89,7 +95,7 @@ func (s *Server) shapeBody(ctx *fasthttp.RequestCtx, plan *shapePlan) error {
 		buf, h.free = allocLarge(n)
 		buf = buf[:0]
 	}
-	buf = sh.write(buf)
+	buf = write(buf)
 	s.dropBody(ctx)
 	ctx.SetUserValue(bodyKey{}, h)
 	ctx.Request.SetBodyRaw(buf)
@@ -119,19 +125,20 @@ func (s *Server) handleUpstream(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, m.ID, err)
 		return
 	}
-	s.dispatch(ctx, m.ID, "", false, path)
+	s.dispatch(ctx, m.ID, "", nil, false, path)
 }
 
 // dispatch waits for the request's turn at model's backend, then forwards
 // it there on path. A streaming request that waits long is sent keep-alive
 // comments. With rename, the answer names the model rename (the client's
-// name), whatever the backend says (see rename.go).
+// name), whatever the backend says (see rename.go); with tr, the answer is
+// translated into Ollama's (see ollama.go).
 //
 // A request that finds its backend dead before reaching it (nothing
 // listens on its port: the server behind a wrapper script died) goes round
 // once more: it queues again, and is served by the backend started in the
 // dead one's place instead of failing.
-func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model, rename string, stream bool, path []byte) {
+func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model, rename string, tr *ollamaReply, stream bool, path []byte) {
 	for resend := true; ; resend = false {
 		t, err := s.router.Enqueue(context.Background(), model)
 		if err != nil {
@@ -169,7 +176,10 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model, rename string, stream
 			return
 		}
 		s.waited(model, t)
-		if !s.forward(ctx, model, rename, lease, path, resend) {
+		if tr != nil {
+			tr.waited(t)
+		}
+		if !s.forward(ctx, model, rename, tr, lease, path, resend) {
 			return
 		}
 	}
@@ -179,13 +189,20 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model, rename string, stream
 // back. The lease is released when the answer has been sent, or has failed.
 // With resend, a request that found the backend dead before reaching it is
 // not answered: forward reports true, and the caller sends it again.
-func (s *Server) forward(ctx *fasthttp.RequestCtx, model, rename string, lease *router.Lease, path []byte, resend bool) (again bool) {
+func (s *Server) forward(ctx *fasthttp.RequestCtx, model, rename string, tr *ollamaReply, lease *router.Lease, path []byte, resend bool) (again bool) {
+	if tr != nil {
+		tr.keep(lease)
+	}
 	resp, err := s.roundTrip(ctx, model, lease, path)
 	if err != nil {
 		if resend && errors.Is(err, errBackendGone) {
 			return true
 		}
 		s.fail(ctx, model, err)
+		return false
+	}
+	if tr != nil {
+		s.forwardOllama(ctx, model, tr, lease, resp)
 		return false
 	}
 	resp.Header.CopyTo(&ctx.Response.Header)

@@ -85,6 +85,11 @@ var endpointNames = func() map[string]string {
 	for p := range nativePaths {
 		m[p] = strings.TrimPrefix(p, "/")
 	}
+	// Ollama's and llama.cpp's router's own.
+	for _, p := range []string{"/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/tags", "/api/ps",
+		"/api/show", "/api/version", "/models", "/models/load", "/models/unload"} {
+		m[p] = strings.TrimPrefix(p, "/")
+	}
 	return m
 }()
 

@@ -2,15 +2,452 @@ package proxy
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/ollama"
+	"github.com/hotswap/hotswap/router"
+	"github.com/hotswap/hotswap/swapper"
 )
+
+// Ollama's API over hotswap's backends: package ollama translates its
+// requests into OpenAI's and the answers back; this file routes them
+// through the same keys, queues, memory rules and shaping as /v1, and
+// answers errors in Ollama's {"error": "..."} (see writeError).
 
 // isOllama reports whether path is one of Ollama's API paths, whose
 // answers and errors are in Ollama's shapes.
 func isOllama(path []byte) bool { return bytes.HasPrefix(path, []byte("/api/")) }
 
-// handleOllama serves Ollama's API (see package ollama).
+// ollamaFiles are Ollama's endpoints for model files, which hotswap does
+// not manage: its models are what its configuration says.
+var ollamaFiles = map[string]bool{
+	"/api/pull": true, "/api/push": true, "/api/create": true, "/api/copy": true, "/api/delete": true,
+}
+
+// handleOllama serves Ollama's API.
 func (s *Server) handleOllama(ctx *fasthttp.RequestCtx, path string) {
-	s.fail(ctx, "", unknownPath(path))
+	get := ctx.IsGet() || ctx.IsHead()
+	switch {
+	case path == "/api/version" && get:
+		s.ollamaRead(ctx, ollama.Version())
+	case path == "/api/tags" && get:
+		s.ollamaRead(ctx, ollama.Tags(s.ollamaModels(false)))
+	case path == "/api/ps" && get:
+		s.ollamaRead(ctx, ollama.PS(s.ollamaModels(true)))
+	case path == "/api/version", path == "/api/tags", path == "/api/ps":
+		s.fail(ctx, "", methodNotAllowed("GET"))
+	case path == "/api/show":
+		s.ollamaShow(ctx)
+	case ollamaFiles[path] || strings.HasPrefix(path, "/api/blobs/"):
+		s.fail(ctx, "", &apiError{Status: 501, Type: "invalid_request_error", Code: "not_supported",
+			Message: "hotswap does not manage model files: its models are the ones its configuration names " +
+				"(models: in its config file, each with the command that serves it); add or remove them there and reload"})
+	default:
+		ep, ok := ollama.EndpointOf(path)
+		if !ok {
+			s.fail(ctx, "", &apiError{Status: 404, Type: "invalid_request_error", Code: "not_found",
+				Message: "unknown path " + clip(path) + ": hotswap serves Ollama's /api/chat, /api/generate, /api/embed, " +
+					"/api/embeddings, /api/tags, /api/ps, /api/show and /api/version"})
+			return
+		}
+		if !ctx.IsPost() {
+			s.fail(ctx, "", methodNotAllowed("POST"))
+			return
+		}
+		s.ollamaModelRequest(ctx, ep)
+	}
+}
+
+// ollamaRead answers a look at hotswap in Ollama's terms.
+func (s *Server) ollamaRead(ctx *fasthttp.RequestCtx, body []byte) {
+	ctx.SetContentType("application/json; charset=utf-8")
+	ctx.SetBody(body)
+	s.logRead(ctx, fasthttp.StatusOK, len(body))
+}
+
+// ollamaModelRequest serves /api/chat, /api/generate, /api/embed and
+// /api/embeddings: translated into the OpenAI request the model's backend
+// serves, shaped by its params, queued and forwarded as /v1's are.
+func (s *Server) ollamaModelRequest(ctx *fasthttp.RequestCtx, ep ollama.Endpoint) {
+	if err := s.readBody(ctx, s.maxBody); err != nil {
+		s.fail(ctx, "", err)
+		return
+	}
+	req, err := ollama.Parse(ep, ctx.PostBody())
+	if err != nil {
+		s.fail(ctx, "", badRequest("invalid_request", err.Error()))
+		return
+	}
+	m, v, ok := s.config().Lookup(req.Model)
+	if !ok {
+		s.fail(ctx, req.Model, s.unknownModel(req.Model))
+		return
+	}
+	if len(req.Ignored) > 0 {
+		s.log.Debug("ollama: ignored what OpenAI backends have no word for", zap.String("model", clip(req.Model)),
+			zap.Strings("fields", req.Ignored))
+	}
+	if req.Empty {
+		s.ollamaLoad(ctx, m.ID, req)
+		return
+	}
+	body := req.Body
+	write := func(dst []byte) []byte { return append(dst, body...) }
+	n := len(body)
+	if plan := s.shapePlan(m, v); plan != nil {
+		if sh, size := plan.shape(body); sh != nil {
+			defer sh.done()
+			write, n = sh.write, size
+		}
+	}
+	if err := s.replaceBody(ctx, n, write); err != nil {
+		s.fail(ctx, m.ID, err)
+		return
+	}
+	h := &ctx.Request.Header
+	h.SetContentType("application/json")
+	// The answer is translated: it must come as it is.
+	h.Del(fasthttp.HeaderAcceptEncoding)
+	if v != nil && s.variants != nil {
+		s.variants.Variant(m.ID, v.ID)
+	}
+	tr := &ollamaReply{req: req, a: ollama.NewAnswer(req, ctx.Time(), s.clock.Now)}
+	s.dispatch(ctx, m.ID, "", tr, false, []byte(req.Path))
+}
+
+// ollamaLoad serves a request with nothing to answer, which is how
+// Ollama's clients load a model (or, with keep_alive 0, unload it): a
+// load goes through the model's queue as any request does, and its
+// keep_alive applies from then.
+func (s *Server) ollamaLoad(ctx *fasthttp.RequestCtx, model string, req *ollama.Request) {
+	reason := "load"
+	if ka := req.KeepAlive; ka != nil && *ka == 0 {
+		reason = "unload"
+		if s.admin == nil {
+			s.fail(ctx, model, errors.New("unloading needs the control plane, which this server was built without"))
+			return
+		}
+		cmd, done := s.commandContext(ctx)
+		err := s.admin.Unload(cmd, model, false)
+		done()
+		if err != nil {
+			s.fail(ctx, model, err)
+			return
+		}
+	} else {
+		t, err := s.router.Enqueue(context.Background(), model)
+		if err != nil {
+			s.fail(ctx, model, err)
+			return
+		}
+		wait, hangup := context.WithCancel(context.Background())
+		t.Bind(wait)
+		stopWatch := watchHangup(ctx.Conn(), hangup)
+		lease, err := t.Next(0)
+		stopWatch()
+		hangup()
+		if err != nil {
+			t.Close()
+			s.fail(ctx, model, err)
+			return
+		}
+		if req.KeepAlive != nil {
+			lease.KeepAlive(*req.KeepAlive)
+		}
+		lease.Release()
+	}
+	body := ollama.LoadAnswer(req.Endpoint, req.Model, reason, s.clock.Now())
+	ctx.SetContentType("application/json; charset=utf-8")
+	ctx.SetBody(body)
+	s.logRequest(ctx, model, fasthttp.StatusOK, len(body), nil)
+}
+
+// ollamaReply is how an Ollama request's answer is made: its request as
+// translated, and the answer's translation.
+type ollamaReply struct {
+	req *ollama.Request
+	a   *ollama.Answer
+}
+
+// waited records the request's wait for its model (load_duration).
+func (r *ollamaReply) waited(t *router.Ticket) {
+	if t.Phase() != router.Queued || t.Waited() > 0 {
+		r.a.SetLoadDuration(t.Waited())
+	}
+}
+
+// keep gives the lease the request's keep_alive, which applies once it is
+// released.
+func (r *ollamaReply) keep(l *router.Lease) {
+	if r.req.KeepAlive != nil {
+		l.KeepAlive(*r.req.KeepAlive)
+	}
+}
+
+// maxOllamaAnswer bounds a whole answer read to be translated.
+const maxOllamaAnswer = 256 << 20
+
+// forwardOllama answers with the backend's answer translated: an event
+// stream as NDJSON lines, as they come; a whole answer (or an error) as
+// one JSON object.
+func (s *Server) forwardOllama(ctx *fasthttp.RequestCtx, model string, tr *ollamaReply, lease *router.Lease, resp *fasthttp.Response) {
+	status := resp.StatusCode()
+	if r := resp.BodyStream(); r != nil && status < 300 && isSSE(resp) {
+		ctx.SetStatusCode(status)
+		ctx.SetContentType("application/x-ndjson")
+		ctx.Response.Header.Set("Cache-Control", "no-cache")
+		ctx.Response.ImmediateHeaderFlush = true
+		b := &ollamaBody{s: s, ctx: ctx, model: model, lease: lease, resp: resp, r: r, a: tr.a, status: status,
+			in: make([]byte, 16<<10)}
+		ctx.Response.SetBodyStream(b, -1)
+		return
+	}
+	var body []byte
+	var err error
+	if r := resp.BodyStream(); r != nil {
+		body, err = io.ReadAll(io.LimitReader(r, maxOllamaAnswer))
+	} else {
+		body = append(body, resp.Body()...)
+	}
+	if err != nil {
+		err = s.upstreamErr(lease, err)
+	}
+	_ = resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(resp)
+	lease.Release()
+	if err != nil {
+		s.fail(ctx, model, err)
+		return
+	}
+	out := tr.a.Whole(status, body)
+	ctx.SetStatusCode(status)
+	if tr.req.Stream && status < 300 {
+		// A stream of one line: the backend answered whole.
+		ctx.SetContentType("application/x-ndjson")
+		out = append(out, '\n')
+	} else {
+		ctx.SetContentType("application/json; charset=utf-8")
+	}
+	ctx.SetBody(out)
+	s.logRequest(ctx, model, status, len(out), nil)
+}
+
+// ollamaBody is a streamed answer translated into Ollama's NDJSON as the
+// backend's events arrive.
+type ollamaBody struct {
+	s      *Server
+	ctx    *fasthttp.RequestCtx
+	model  string
+	lease  *router.Lease
+	resp   *fasthttp.Response
+	r      io.Reader
+	a      *ollama.Answer
+	status int
+
+	in      []byte // what is read from the backend
+	out     []byte // translated, not yet read by the client
+	ended   bool
+	n       int
+	failure error
+}
+
+func (b *ollamaBody) Read(p []byte) (int, error) {
+	for len(b.out) == 0 {
+		if b.ended {
+			return 0, io.EOF
+		}
+		k, err := b.r.Read(b.in)
+		b.out = b.a.Feed(b.out[:0], b.in[:k])
+		switch {
+		case err == io.EOF:
+			b.out, b.ended = b.a.End(b.out, nil), true
+		case err != nil:
+			b.failure = b.s.upstreamErr(b.lease, err)
+			b.out, b.ended = b.a.End(b.out, b.failure), true
+		}
+	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	b.n += n
+	return n, nil
+}
+
+// Close is called by fasthttp when the answer is sent or the client has
+// gone: the backend is given back.
+func (b *ollamaBody) Close() error {
+	b.s.dropBody(b.ctx)
+	err := b.resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(b.resp)
+	b.lease.Release()
+	if b.failure == nil && !b.ended && err != nil && !errors.Is(err, io.EOF) {
+		b.failure = err
+	}
+	b.s.logRequest(b.ctx, b.model, b.status, b.n, b.failure)
+	return nil
+}
+
+// ollamaShow serves /api/show: what hotswap knows of one model.
+func (s *Server) ollamaShow(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsPost() && !ctx.IsGet() {
+		s.fail(ctx, "", methodNotAllowed("POST"))
+		return
+	}
+	if err := s.readBody(ctx, 64<<10); err != nil {
+		s.fail(ctx, "", err)
+		return
+	}
+	var q struct {
+		Model string `json:"model"`
+		Name  string `json:"name"` // what older clients send
+	}
+	if len(ctx.PostBody()) > 0 {
+		if err := json.Unmarshal(ctx.PostBody(), &q); err != nil {
+			s.fail(ctx, "", badRequest("invalid_json", "the body is not a JSON object: "+err.Error()))
+			return
+		}
+	}
+	name := q.Model
+	if name == "" {
+		name = q.Name
+	}
+	if name == "" {
+		s.fail(ctx, "", badRequest("missing_model", "name the model: {\"model\": \"...\"}"))
+		return
+	}
+	m, v, ok := s.config().Lookup(name)
+	if !ok {
+		s.fail(ctx, name, s.unknownModel(name))
+		return
+	}
+	s.ollamaRead(ctx, ollama.Show(s.ollamaInfo(m, v, name)))
+}
+
+// ollamaModels lists the models clients see (/api/tags): every listed
+// model, its aliases and listed variants, each under the name a client
+// would use; with loaded, only those whose backend is loaded (/api/ps).
+func (s *Server) ollamaModels(loaded bool) []ollama.ModelInfo {
+	cfg := s.config()
+	var out []ollama.ModelInfo
+	for _, id := range cfg.ModelIDs {
+		m := cfg.Models[id]
+		if loaded && s.status != nil {
+			if st, ok := s.status(id); !ok || (st.State != swapper.Ready && st.State != swapper.Draining) {
+				continue
+			}
+		}
+		if !m.Unlisted {
+			out = append(out, s.ollamaInfo(m, nil, m.ID))
+			for _, a := range m.Aliases {
+				out = append(out, s.ollamaInfo(m, nil, a))
+			}
+		}
+		for _, v := range m.Variants {
+			if !v.Unlisted {
+				out = append(out, s.ollamaInfo(m, v, v.ID))
+				for _, a := range v.Aliases {
+					out = append(out, s.ollamaInfo(m, v, a))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// ollamaInfo describes m (or its variant v) under name, from its
+// configuration and what the swapper knows of its backend.
+func (s *Server) ollamaInfo(m *config.Model, v *config.Variant, name string) ollama.ModelInfo {
+	info := &m.Info
+	if v != nil {
+		info = &v.Info
+	}
+	sum := sha256.Sum256([]byte(m.ID + "\x00" + strings.Join(m.Cmd, "\x00")))
+	mi := ollama.ModelInfo{
+		Name: name, ModifiedAt: time.Unix(s.created, 0), Digest: hex.EncodeToString(sum[:]),
+		Capabilities: info.Capabilities, Description: info.Description,
+		Size: m.Memory.RAM + m.Memory.VRAM, SizeVRAM: m.Memory.VRAM,
+	}
+	var meta map[string]any
+	if len(info.Metadata) > 0 && json.Unmarshal(info.Metadata, &meta) == nil {
+		mi.Family = metaString(meta, "family")
+		mi.ParameterSize = metaString(meta, "parameter_size", "parameters", "size")
+		mi.Quantization = metaString(meta, "quantization_level", "quantization", "quant")
+		mi.Format = metaString(meta, "format")
+		if n, ok := meta["context_length"].(float64); ok {
+			mi.ContextLength = int(n)
+		} else if n, ok := meta["context"].(float64); ok {
+			mi.ContextLength = int(n)
+		}
+	}
+	if mi.Format == "" && hasGGUF(m.Cmd) {
+		mi.Format = "gguf"
+	}
+	if len(m.Params.Set)+len(m.Params.Default) > 0 || v != nil {
+		mi.Parameters = paramsText(v, m)
+	}
+	if s.status != nil {
+		if st, ok := s.status(m.ID); ok {
+			// What planning counts: declared, raised to what it was
+			// measured to use; and what it uses now, once loaded.
+			mi.Size, mi.SizeVRAM = st.Need.RAM+st.Need.VRAM, st.Need.VRAM
+			if st.Pid != 0 && st.Usage.RAM+st.Usage.TotalVRAM() > 0 {
+				mi.Size, mi.SizeVRAM = st.Usage.RAM+st.Usage.TotalVRAM(), st.Usage.TotalVRAM()
+			}
+			mi.ExpiresAt = st.ExpiresAt
+		}
+	}
+	return mi
+}
+
+// metaString is the first of keys metadata gives a string (or number)
+// for.
+func metaString(meta map[string]any, keys ...string) string {
+	for _, k := range keys {
+		switch x := meta[k].(type) {
+		case string:
+			return x
+		case float64:
+			return fmt.Sprint(x)
+		}
+	}
+	return ""
+}
+
+// hasGGUF reports whether a command names a .gguf file, as llama-server's
+// do.
+func hasGGUF(cmd []string) bool {
+	for _, a := range cmd {
+		if strings.HasSuffix(strings.ToLower(a), ".gguf") {
+			return true
+		}
+	}
+	return false
+}
+
+// paramsText says a model's (or variant's) params as Modelfile-like
+// lines, for /api/show's "parameters".
+func paramsText(v *config.Variant, m *config.Model) string {
+	p := m.Params
+	if v != nil {
+		p = v.Params
+	}
+	var b strings.Builder
+	for _, r := range p.Set {
+		fmt.Fprintf(&b, "%s %s\n", r.Path, r.Value)
+	}
+	for _, r := range p.Default {
+		fmt.Fprintf(&b, "%s %s (default)\n", r.Path, r.Value)
+	}
+	return b.String()
 }
