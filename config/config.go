@@ -61,6 +61,19 @@ const (
 	PolicyFIFO = "fifo"
 )
 
+// What a streamed chat completion that waits for its model is shown
+// (Scheduling.LoadProgress, Model.LoadProgress).
+const (
+	// LoadProgressOff sends SSE comments only, which no chat UI shows.
+	LoadProgressOff = "off"
+	// LoadProgressReasoning says what the request waits for as the
+	// answer's reasoning (delta.reasoning_content).
+	LoadProgressReasoning = "reasoning"
+	// LoadProgressContent says it as the answer's text (delta.content),
+	// set apart from the answer that follows.
+	LoadProgressContent = "content"
+)
+
 // Config is the validated, typed configuration.
 type Config struct {
 	// Listen is the address the proxy listens on (host:port).
@@ -186,6 +199,9 @@ type Scheduling struct {
 	// StreamKeepalive is how often a streaming request that waits (queued,
 	// or for its model to load) is sent an SSE comment saying why; 0 is off.
 	StreamKeepalive time.Duration
+	// LoadProgress is the models' default for Model.LoadProgress: off,
+	// reasoning or content.
+	LoadProgress string
 }
 
 // Need is an amount of memory, in bytes.
@@ -252,6 +268,11 @@ type Model struct {
 	// Unlisted models are served but left out of /v1/models.
 	Unlisted bool
 	Info     Info
+	// LoadProgress is what a streamed chat completion that waits for the
+	// model is sent as it waits, besides comments: LoadProgressOff,
+	// LoadProgressReasoning or LoadProgressContent; the file-wide
+	// scheduling.load_progress unless the model sets its own.
+	LoadProgress string
 }
 
 // Header is one header a model sets on the requests sent to its backend.
@@ -289,6 +310,7 @@ func Default() *Config {
 			QueueSize:       DefaultQueueSize,
 			QueueTimeout:    DefaultQueueTimeout,
 			StreamKeepalive: DefaultKeepalive,
+			LoadProgress:    LoadProgressOff,
 		},
 		Models: make(map[string]*Model),
 		Modes:  make(map[string][]string),

@@ -82,6 +82,7 @@ func (p *parser) config(doc *yaml.Node) *Config {
 				"queue_size":       p.integer(&c.Scheduling.QueueSize, 1),
 				"queue_timeout":    p.duration(&c.Scheduling.QueueTimeout, false),
 				"stream_keepalive": p.duration(&c.Scheduling.StreamKeepalive, true),
+				"load_progress":    p.loadProgress(&c.Scheduling.LoadProgress),
 			})
 		},
 		"models": func(v *yaml.Node, _ string) { models = v },
@@ -111,12 +112,20 @@ func (p *parser) config(doc *yaml.Node) *Config {
 		if m.UpstreamKeepalive < 0 {
 			m.UpstreamKeepalive = c.UpstreamKeepalive
 		}
+		if m.LoadProgress == "" {
+			m.LoadProgress = c.Scheduling.LoadProgress
+		}
 	}
 	p.names(c)
 	if modes != nil {
 		p.modes(c, modes)
 	}
 	return c
+}
+
+// loadProgress reads a load_progress: off, reasoning or content.
+func (p *parser) loadProgress(dst *string) setter {
+	return p.oneOf(dst, LoadProgressOff, LoadProgressReasoning, LoadProgressContent)
 }
 
 func (p *parser) listen(dst *string) setter {
@@ -289,6 +298,7 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 			"description":        p.str(&m.Info.Description),
 			"capabilities":       p.capabilities(&m.Info.Capabilities),
 			"metadata":           p.metadata(&m.Info.Metadata),
+			"load_progress":      p.loadProgress(&m.LoadProgress),
 			"variants": func(v *yaml.Node, path string) {
 				m.Variants = p.variants(m, v, path)
 			},
