@@ -54,13 +54,15 @@ func (s *Server) gate(ctx *fasthttp.RequestCtx, path []byte) *apiError {
 		if !s.adminAuthorized(ctx) {
 			return errUnauthorized
 		}
+	case isPreflight(ctx) && (isOllama(path) || isLlamaModels(path)):
+		// A preflight carries no key: what it asks for will.
 	case isLlamaModels(path) && !ctx.IsGet() && !ctx.IsHead():
 		// llama.cpp's load and unload are operators' commands, as
 		// /admin's are.
 		if !s.adminAuthorized(ctx) {
 			return errUnauthorized
 		}
-	case bytes.HasPrefix(path, []byte("/upstream/")), bytes.HasPrefix(path, []byte("/api/")), isLlamaModels(path),
+	case bytes.HasPrefix(path, []byte("/upstream/")), isOllama(path), isLlamaModels(path),
 		forwardable(path) && !isPreflight(ctx):
 		if !hasKey(&ctx.Request.Header, s.config().APIKeys) {
 			return errUnauthorized

@@ -272,7 +272,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	if ae := s.gate(ctx, path); ae != nil {
 		s.fail(ctx, "", ae)
-		if forwardable(path) {
+		if forwardable(path) || isOllama(path) || isLlamaModels(path) {
 			// An allowed page reads why (a 401, say).
 			s.corsHeaders(ctx)
 		}
@@ -289,10 +289,14 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.handleMetrics(ctx)
 	case bytes.HasPrefix(path, []byte("/upstream/")):
 		s.handleUpstream(ctx)
-	case bytes.HasPrefix(path, []byte("/api/")):
+	case isPreflight(ctx) && (isOllama(path) || isLlamaModels(path)):
+		s.handlePreflight(ctx)
+	case isOllama(path):
 		s.handleOllama(ctx, string(path))
+		s.corsHeaders(ctx)
 	case isLlamaModels(path):
 		s.handleLlamaModels(ctx, string(path))
+		s.corsHeaders(ctx)
 	case !forwardable(path):
 		s.fail(ctx, "", unknownPath(string(path)))
 	case isPreflight(ctx):

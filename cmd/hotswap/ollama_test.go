@@ -370,3 +370,25 @@ func TestOllamaClient(t *testing.T) {
 		t.Errorf("unload: qwen still loaded: %+v", r)
 	}
 }
+
+// TestOllamaCORS: a page of an origin in cors_origins may call Ollama's
+// API (its preflight answered without a key, as browsers send none); a
+// page of another origin may not.
+func TestOllamaCORS(t *testing.T) {
+	b := build(t)
+	_, url := start(t, b, writeConfig(t, b, "api_keys: [sk-cors]\ncors_origins: [http://app.example]\n"+ollamaConfig))
+	c := client{t, url, "sk-cors"}
+	code, _, h := (client{t, url, ""}).do("OPTIONS", "/api/chat", "", "Origin", "http://app.example",
+		"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization, content-type")
+	if code != 204 || h.Get("Access-Control-Allow-Origin") != "http://app.example" {
+		t.Errorf("preflight: %d %v", code, h)
+	}
+	code, _, h = c.do("GET", "/api/tags", "", "Origin", "http://app.example")
+	if code != 200 || h.Get("Access-Control-Allow-Origin") != "http://app.example" {
+		t.Errorf("GET /api/tags from the allowed origin: %d %v", code, h)
+	}
+	code, body, _ := c.do("GET", "/api/tags", "", "Origin", "http://evil.example")
+	if code != 403 || !strings.Contains(string(body), `"error"`) {
+		t.Errorf("GET /api/tags from another origin: %d %s", code, body)
+	}
+}
