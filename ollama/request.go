@@ -280,6 +280,9 @@ func (p *parser) chat(r *Request) error {
 	}
 	var msgs []message
 	if v, ok := p.take("messages"); ok {
+		if !isArray(v) {
+			return errors.New("messages must be an array")
+		}
 		if err := json.Unmarshal(v, &msgs); err != nil {
 			return fmt.Errorf("messages: %w", typeError(err))
 		}
@@ -758,11 +761,12 @@ func sniff(b []byte) string {
 	return "image/jpeg"
 }
 
-// typeError words a decoding error of a nested field for the client.
+// typeError words a decoding error of a nested field for the client, who
+// knows the field's JSON name, not the Go type it was decoded into.
 func typeError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return fmt.Errorf("%s has the wrong type (%s): %w", te.Field, te.Value, err)
+		return fmt.Errorf("%s must not be a %s", te.Field, te.Value)
 	}
 	return err
 }
