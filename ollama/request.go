@@ -107,7 +107,10 @@ type Request struct {
 //     {"include_usage":true}, so that the final line can carry counts.
 //   - /api/embed: input (a string or an array of strings) and dimensions →
 //     /v1/embeddings; truncate goes to Ignored (OpenAI backends have no
-//     common switch for it). /api/embeddings: prompt → input.
+//     common switch for it), as do options (no sampling in an embedding).
+//     /api/embeddings: prompt → input.
+//   - format with raw or suffix goes as response_format too: vLLM's
+//     /v1/completions takes it; llama-server's may not.
 //   - keep_alive: a duration string ("5m", "1h30m", "-1s"), a number of
 //     seconds as a string ("0", "-1") or a number.
 func Parse(ep Endpoint, body []byte) (*Request, error) {
@@ -424,7 +427,7 @@ func (p *parser) embed(r *Request) error {
 	// Streaming is not an embedding's; Ollama ignores the field too.
 	delete(p.fields, "stream")
 	p.ignoreFields("truncate")
-	return p.options()
+	return p.embedOptions()
 }
 
 // embeddings translates /api/embeddings, the older endpoint.
@@ -437,7 +440,25 @@ func (p *parser) embeddings(r *Request) error {
 	r.Empty = prompt == ""
 	p.out["input"] = prompt
 	delete(p.fields, "stream")
-	return p.options()
+	return p.embedOptions()
+}
+
+// embedOptions sends an embedding request's options to Ignored: the
+// sampling options mean nothing to an embedding, and the rest (num_ctx,
+// num_gpu, ...) are the backend's own settings here.
+func (p *parser) embedOptions() error {
+	v, ok := p.take("options")
+	if !ok {
+		return nil
+	}
+	var opts map[string]json.RawMessage
+	if err := json.Unmarshal(v, &opts); err != nil || opts == nil {
+		return errors.New("options must be an object")
+	}
+	for name := range opts {
+		p.ignore("options." + name)
+	}
+	return nil
 }
 
 // format maps Ollama's format to OpenAI's response_format.
