@@ -257,29 +257,30 @@ type ollamaBody struct {
 	status int
 
 	in      []byte // what is read from the backend
-	out     []byte // translated, not yet read by the client
+	buf     []byte // translated; the client has read it up to off
+	off     int
 	ended   bool
 	n       int
 	failure error
 }
 
 func (b *ollamaBody) Read(p []byte) (int, error) {
-	for len(b.out) == 0 {
+	for b.off == len(b.buf) {
 		if b.ended {
 			return 0, io.EOF
 		}
 		k, err := b.r.Read(b.in)
-		b.out = b.a.Feed(b.out[:0], b.in[:k])
+		b.buf, b.off = b.a.Feed(b.buf[:0], b.in[:k]), 0
 		switch {
 		case err == io.EOF:
-			b.out, b.ended = b.a.End(b.out, nil), true
+			b.buf, b.ended = b.a.End(b.buf, nil), true
 		case err != nil:
 			b.failure = b.s.upstreamErr(b.lease, err)
-			b.out, b.ended = b.a.End(b.out, b.failure), true
+			b.buf, b.ended = b.a.End(b.buf, b.failure), true
 		}
 	}
-	n := copy(p, b.out)
-	b.out = b.out[n:]
+	n := copy(p, b.buf[b.off:])
+	b.off += n
 	b.n += n
 	return n, nil
 }
