@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/router"
 )
 
@@ -23,6 +25,10 @@ import (
 // goes wrong from here on is told as an error event, the way OpenAI's own
 // streams report errors.
 //
+// A chat completion for a model whose load_progress is on is also told,
+// as chat.completion.chunk events a chat window shows, what it waits for
+// (see progress.go); the backend's own chunks follow in the same stream.
+//
 // done is called once the wait is over: it stops watching for a hang-up
 // and ends the wait's context.
 func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model, rename string, path []byte, t *router.Ticket, every time.Duration, done func()) {
@@ -30,9 +36,35 @@ func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model, rename string, p
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.ImmediateHeaderFlush = true
-	b := &waitingBody{s: s, ctx: ctx, model: model, rename: rename, path: path, t: t, every: every, done: sync.OnceFunc(done)}
-	b.pending = b.comment()
+	b := &waitingBody{s: s, ctx: ctx, model: model, rename: rename, path: path, t: t, every: every}
+	if mode := s.progressMode(model, path); mode != config.LoadProgressOff {
+		b.prog = s.newProgress(model, t)
+		now := s.clock.Now()
+		b.chat = &chatProgress{mode: mode, name: b.clientName(), created: now.Unix(),
+			id: fmt.Sprintf("chatcmpl-hotswap-%x", now.UnixNano())}
+		prog := b.prog
+		b.done = sync.OnceFunc(func() { done(); prog.close() })
+		text, _ := b.prog.next() // the first always says something
+		b.pending = b.chat.chunk(text)
+		b.wrote = now
+	} else {
+		b.done = sync.OnceFunc(done)
+		b.pending = b.comment()
+	}
 	ctx.Response.SetBodyStream(b, -1)
+}
+
+// clientName is the model as the client named it, for the progress's
+// chunks: the answer's chunks name it so (rename), or the backend was
+// sent the client's own name (no upstream_model), still in the body.
+func (b *waitingBody) clientName() string {
+	if b.rename != "" {
+		return b.rename
+	}
+	if name, _, err := jsonModel(b.ctx.PostBody()); err == nil && name != "" {
+		return strings.Clone(name) // the body is let go before the stream ends
+	}
+	return b.model
 }
 
 // waitingBody is a waiting stream's body: comments while the request
@@ -46,6 +78,13 @@ type waitingBody struct {
 	t      *router.Ticket
 	every  time.Duration
 	done   func()
+
+	// With load progress on: prog says what the request waits for, chat
+	// writes it as chunks; wrote is when something was last sent, so
+	// that comments keep the stream alive between progress lines.
+	prog  *progress
+	chat  *chatProgress
+	wrote time.Time
 
 	up      *upstreamBody // once the backend answers
 	pending []byte
@@ -72,11 +111,31 @@ func (b *waitingBody) Read(p []byte) (int, error) {
 }
 
 // next waits one more interval, and sets pending to what comes of it.
+// With load progress, it looks every progressPoll for something new to
+// say, and sends a comment only when nothing was said for an interval.
 func (b *waitingBody) next() {
-	lease, err := b.t.Next(b.every)
-	if lease == nil && err == nil {
-		b.pending = b.comment()
-		return
+	var lease *router.Lease
+	var err error
+	for {
+		if b.prog == nil {
+			if lease, err = b.t.Next(b.every); lease == nil && err == nil {
+				b.pending = b.comment()
+				return
+			}
+			break
+		}
+		if lease, err = b.t.Next(min(b.every, progressPoll)); lease != nil || err != nil {
+			break
+		}
+		now := b.s.clock.Now()
+		if text, ok := b.prog.next(); ok {
+			b.pending, b.wrote = b.chat.chunk(text), now
+			return
+		}
+		if now.Sub(b.wrote) >= b.every {
+			b.pending, b.wrote = b.comment(), now
+			return
+		}
 	}
 	b.done()
 	if err != nil {
@@ -112,6 +171,9 @@ func (b *waitingBody) next() {
 	b.up = &upstreamBody{
 		s: b.s, ctx: b.ctx, model: b.model, lease: lease, resp: resp, r: r,
 		sse: isSSE(resp), status: b.status,
+	}
+	if b.prog != nil {
+		b.pending = b.chat.last(b.prog.ready())
 	}
 	if b.rename != "" && renames(resp) {
 		b.up.rename(b.rename)
