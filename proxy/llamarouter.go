@@ -173,7 +173,9 @@ func (s *Server) handleLlamaModels(ctx *fasthttp.RequestCtx, path string) {
 				"its models are those of its configuration (add one there and reload)"})
 	case path == "/models":
 		s.fail(ctx, "", methodNotAllowed("GET"))
-	case path == "/models/sse" && get:
+	case path == "/models/sse" && ctx.IsGet():
+		// GET alone: a HEAD gets no body, so its stream would never be
+		// written, nor its subscription closed.
 		s.llamaEvents(ctx)
 	case path == "/models/sse":
 		s.fail(ctx, "", methodNotAllowed("GET"))

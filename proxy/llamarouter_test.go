@@ -347,15 +347,22 @@ func TestLlamaModelsLoadUnload(t *testing.T) {
 		{"POST", "/models/load", `{"model":"broken"}`, 503, "backend_start_failed"},
 		{"GET", "/models/load", ``, 405, "method_not_allowed"}, // as a user: a GET needs an api key
 		{"PUT", "/models/sse", ``, 405, "method_not_allowed"},
+		{"HEAD", "/models/sse", ``, 405, ""},
 		{"POST", "/models", `{"model":"org/repo:Q4_K_M"}`, 501, "not_supported"},
 		{"DELETE", "/models?model=quick", ``, 501, "not_supported"},
 		{"POST", "/models/nope", `{}`, 404, "not_found"},
 	} {
 		key := asAdmin
-		if c.method == "GET" {
+		if c.method == "GET" || c.method == "HEAD" {
 			key = asUser
 		}
 		r := s.do(c.method, c.path, jsonType, []byte(c.body), userKey, key)
+		if c.method == "HEAD" { // no body to read the error from
+			if r.status != c.status {
+				t.Errorf("HEAD %s: %d, want %d", c.path, r.status, c.status)
+			}
+			continue
+		}
 		msg, typ, code := r.apiError(t)
 		if r.status != c.status || code != c.code || msg == "" || typ == "" {
 			t.Errorf("%s %s %s: %d %s, want %d %s", c.method, c.path, c.body, r.status, r.body, c.status, c.code)
