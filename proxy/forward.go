@@ -157,7 +157,14 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, model, rename string, tr *ol
 			t.Bind(wait)
 			stopWatch := watchHangup(ctx.Conn(), hangup)
 			every := s.config().Scheduling.StreamKeepalive
-			if stream && every > 0 {
+			if stream && tr != nil {
+				// An Ollama stream with load progress: its NDJSON says
+				// what it waits for (see ollamaWaiting).
+				if lease, err = t.Next(progressPoll - fastPathWait); lease == nil && err == nil {
+					s.ollamaWaiting(ctx, model, tr, path, t, func() { stopWatch(); hangup() })
+					return
+				}
+			} else if stream && every > 0 {
 				if lease, err = t.Next(every - fastPathWait); lease == nil && err == nil {
 					// The wait goes on as the answer is written: the body
 					// owns it.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -124,7 +125,155 @@ func (s *Server) ollamaModelRequest(ctx *fasthttp.RequestCtx, ep ollama.Endpoint
 		s.variants.Variant(m.ID, v.ID)
 	}
 	tr := &ollamaReply{req: req, a: ollama.NewAnswer(req, ctx.Time(), s.clock.Now)}
-	s.dispatch(ctx, m.ID, "", tr, false, []byte(req.Path))
+	// Ollama's streams carry load progress, as thinking, when the model's
+	// load_progress is on; without it a request waits in silence, as with
+	// Ollama itself (NDJSON has no comments to keep a stream alive with).
+	progress := req.Stream && (ep == ollama.Chat || ep == ollama.Generate) && m.LoadProgress != "" &&
+		m.LoadProgress != config.LoadProgressOff
+	s.dispatch(ctx, m.ID, "", tr, progress, []byte(req.Path))
+}
+
+// ollamaWaiting answers a streamed Ollama request that has to wait for
+// its model with NDJSON at once: lines whose thinking says what it waits
+// for (see progress), then the backend's answer, translated. As with
+// streamWaiting, the status line is sent before the answer is known: what
+// goes wrong from here on ends the stream with an {"error": ...} line.
+func (s *Server) ollamaWaiting(ctx *fasthttp.RequestCtx, model string, tr *ollamaReply, path []byte, t *router.Ticket, done func()) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/x-ndjson")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.ImmediateHeaderFlush = true
+	prog := s.newProgress(model, t)
+	b := &ollamaWaitingBody{s: s, ctx: ctx, model: model, tr: tr, path: path, t: t, prog: prog,
+		done: sync.OnceFunc(func() { done(); prog.close() })}
+	text, _ := prog.next() // the first always says something
+	b.pending = b.line(text)
+	ctx.Response.SetBodyStream(b, -1)
+}
+
+// ollamaWaitingBody is a waiting Ollama stream's body: progress lines
+// while the request waits, then the backend's answer.
+type ollamaWaitingBody struct {
+	s     *Server
+	ctx   *fasthttp.RequestCtx
+	model string
+	tr    *ollamaReply
+	path  []byte
+	t     *router.Ticket
+	prog  *progress
+	done  func()
+
+	up      *ollamaBody // once the backend answers a stream
+	pending []byte
+	last    bool // pending is the end of the answer
+	n       int
+	failure error
+	status  int
+}
+
+// line is a progress line carrying text as thinking.
+func (b *ollamaWaitingBody) line(text string) []byte {
+	return ollama.ProgressLine(b.tr.req.Endpoint, b.tr.req.Model, text, b.s.clock.Now())
+}
+
+func (b *ollamaWaitingBody) Read(p []byte) (int, error) {
+	if b.up != nil && len(b.pending) == 0 {
+		return b.up.Read(p)
+	}
+	if len(b.pending) == 0 {
+		if b.last {
+			return 0, io.EOF
+		}
+		b.next()
+	}
+	n := copy(p, b.pending)
+	b.pending = b.pending[n:]
+	b.n += n
+	return n, nil
+}
+
+// next waits until there is something to send, and sets pending to it.
+func (b *ollamaWaitingBody) next() {
+	var lease *router.Lease
+	var err error
+	for {
+		if lease, err = b.t.Next(progressPoll); lease != nil || err != nil {
+			break
+		}
+		if text, ok := b.prog.next(); ok {
+			b.pending = b.line(text)
+			return
+		}
+	}
+	b.done()
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	b.s.waited(b.model, b.t)
+	b.tr.waited(b.t)
+	b.tr.keep(lease)
+	resp, err := b.s.roundTrip(b.ctx, b.model, lease, b.path)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	b.status = resp.StatusCode()
+	ready := b.line(b.prog.ready())
+	if r := resp.BodyStream(); r != nil && b.status < 300 && isSSE(resp) {
+		b.up = &ollamaBody{s: b.s, ctx: b.ctx, model: b.model, lease: lease, resp: resp, r: r, a: b.tr.a,
+			status: b.status, in: make([]byte, 16<<10)}
+		b.pending = ready
+		return
+	}
+	// A whole answer (or the backend's refusal): one line.
+	var body []byte
+	if r := resp.BodyStream(); r != nil {
+		body, err = io.ReadAll(io.LimitReader(r, maxOllamaAnswer))
+	} else {
+		body = append(body, resp.Body()...)
+	}
+	if err != nil {
+		err = b.s.upstreamErr(lease, err)
+	}
+	_ = resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(resp)
+	lease.Release()
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	b.pending = append(append(ready, b.tr.a.Whole(b.status, body)...), '\n')
+	b.last = true
+}
+
+// fail ends the stream with an {"error": ...} line.
+func (b *ollamaWaitingBody) fail(err error) {
+	b.failure = err
+	ae := toAPIError(err, b.s.clock)
+	if b.status == 0 {
+		b.status = ae.Status
+	}
+	b.pending = append(ollama.ErrorBody(ae.Message), '\n')
+	b.last = true
+}
+
+// Close is called by fasthttp when the answer is sent or the client has
+// gone: either way the request's place, slot or backend is given up.
+func (b *ollamaWaitingBody) Close() error {
+	b.done()
+	if b.up != nil {
+		b.up.n += b.n
+		return b.up.Close()
+	}
+	b.t.Close()
+	b.s.dropBody(b.ctx)
+	if b.failure == nil && !b.last {
+		b.failure = fmt.Errorf("client gone while waiting for %s: %w", b.model, errClientGone)
+		b.status = 499
+	}
+	b.s.logRequest(b.ctx, b.model, b.status, b.n, b.failure)
+	return nil
 }
 
 // ollamaLoad serves a request with nothing to answer, which is how

@@ -392,3 +392,63 @@ func TestOllamaCORS(t *testing.T) {
 		t.Errorf("GET /api/tags from another origin: %d %s", code, body)
 	}
 }
+
+// TestOllamaLoadProgress: with load_progress on, an Ollama stream that
+// waits for its model's load says so in thinking lines, then answers; with
+// it off, or not streamed, nothing is added.
+func TestOllamaLoadProgress(t *testing.T) {
+	b := build(t)
+	_, url := start(t, b, writeConfig(t, b, `
+ports: 22000-22999
+models:
+  slow:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -startup 1500ms -tokens 3 -stream-interval 1ms -progress-interval 0
+    load_progress: reasoning
+  quiet:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -startup 300ms -tokens 3 -stream-interval 1ms -progress-interval 0
+`))
+	c := client{t, url, ""}
+	for _, path := range []string{"/api/chat", "/api/generate"} {
+		c.json("POST", "/admin/models/slow/unload", "", 200, nil)
+		code, body, _ := c.do("POST", path, `{"model":"slow","prompt":"hi","messages":[{"role":"user","content":"hi"}]}`)
+		lines := ndjson(t, body)
+		if code != 200 || len(lines) < 3 {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		var thinking, text string
+		answered := false
+		for i, l := range lines {
+			th, s := l["thinking"], l["response"]
+			if msg, ok := l["message"].(map[string]any); ok {
+				th, s = msg["thinking"], msg["content"]
+			}
+			if th, _ := th.(string); th != "" {
+				if answered {
+					t.Errorf("%s: progress after the answer began, line %d: %v", path, i, l)
+				}
+				thinking += th
+			}
+			if s, _ := s.(string); s != "" {
+				answered = true
+				text += s
+			}
+			if l["model"] != "slow" || (l["done"] == true) != (i == len(lines)-1) {
+				t.Errorf("%s: line %d: %v", path, i, l)
+			}
+		}
+		if !strings.Contains(thinking, "slow") || !strings.Contains(thinking, "ready") {
+			t.Errorf("%s: the progress said %q", path, thinking)
+		}
+		if !strings.HasPrefix(text, "tok0 tok1 tok2") {
+			t.Errorf("%s: the answer %q", path, text)
+		}
+	}
+
+	// Off: only the answer.
+	_, body, _ := c.do("POST", "/api/chat", `{"model":"quiet","messages":[{"role":"user","content":"hi"}]}`)
+	for _, l := range ndjson(t, body) {
+		if msg, _ := l["message"].(map[string]any); msg["thinking"] != nil {
+			t.Errorf("a model without load_progress got %v", l)
+		}
+	}
+}
