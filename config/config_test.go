@@ -147,7 +147,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("Memory = %+v, want %+v", c.Memory, wantMem)
 	}
 	wantSched := Scheduling{Policy: "batch", MaxWait: 30 * time.Second, IdleGrace: 100 * time.Millisecond, DrainTimeout: 5 * time.Minute,
-		QueueSize: 256, QueueTimeout: 5 * time.Minute, StreamKeepalive: 2 * time.Second}
+		QueueSize: 256, QueueTimeout: 5 * time.Minute, StreamKeepalive: 2 * time.Second, LoadProgress: LoadProgressOff}
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}
@@ -168,6 +168,7 @@ func TestDefaults(t *testing.T) {
 		HealthTimeout:     120 * time.Second,
 		StopTimeout:       10 * time.Second,
 		UpstreamKeepalive: 3 * time.Second,
+		LoadProgress:      LoadProgressOff,
 	}
 	if !reflect.DeepEqual(m, wantModel) {
 		t.Errorf("model = %+v\nwant    %+v", m, wantModel)
@@ -262,7 +263,7 @@ modes:
 		t.Errorf("Server = %+v, want %+v", c.Server, wantServer)
 	}
 	wantSched := Scheduling{Policy: "fifo", MaxWait: 90 * time.Second, DrainTimeout: 20 * time.Second, QueueSize: 8,
-		QueueTimeout: time.Hour, StreamKeepalive: 0}
+		QueueTimeout: time.Hour, StreamKeepalive: 0, LoadProgress: LoadProgressOff}
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}
@@ -285,6 +286,7 @@ modes:
 		HealthTimeout: 5 * time.Minute,
 		StopTimeout:   30 * time.Second,
 		// UpstreamKeepalive 0: set to 0, not defaulted.
+		LoadProgress: LoadProgressOff,
 	}
 	if got := c.Models["llama-8b"]; !reflect.DeepEqual(got, want) {
 		t.Errorf("llama-8b = %+v\nwant       %+v", got, want)
