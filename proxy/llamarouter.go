@@ -529,3 +529,19 @@ func (ls *llamaStream) check() []llamaEvent {
 	}
 	return out
 }
+
+// handleRouterProps answers GET /props without ?model= as llama.cpp's
+// router does: its web UI turns on model loading and unloading when role
+// is "router". With ?model=, /props is that model's backend's, forwarded.
+func (s *Server) handleRouterProps(ctx *fasthttp.RequestCtx) {
+	s.writeJSON(ctx, map[string]any{
+		"role":        "router",
+		"model_alias": "hotswap",
+		"model_path":  "none",
+		"default_generation_settings": map[string]any{
+			"params": map[string]any{},
+			"n_ctx":  0,
+		},
+	})
+	s.logRead(ctx, fasthttp.StatusOK, len(ctx.Response.Body()))
+}

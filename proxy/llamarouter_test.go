@@ -597,3 +597,49 @@ func TestLlamaModelsEvents(t *testing.T) {
 		t.Errorf("lines that are not llama.cpp's records: %q", feed.odd)
 	}
 }
+
+// TestLlamaRouterPropsAndStatus: llama.cpp's web UI turns on its model
+// selector when GET /props (no ?model=) says role "router", and reads each
+// model's status from /v1/models, as Open WebUI does.
+func TestLlamaRouterPropsAndStatus(t *testing.T) {
+	s := newLlamaStack(t)
+	r := s.do("GET", "/props", "", nil, userKey, asUser)
+	var props struct {
+		Role string `json:"role"`
+	}
+	if r.status != 200 || json.Unmarshal(r.body, &props) != nil || props.Role != "router" {
+		t.Errorf("GET /props: %d %s", r.status, r.body)
+	}
+	if r := s.do("GET", "/props", "", nil); r.status != 401 {
+		t.Errorf("GET /props without a key: %d", r.status)
+	}
+	status := func() map[string]string {
+		t.Helper()
+		var list struct {
+			Data []struct {
+				ID     string `json:"id"`
+				Status struct {
+					Value string `json:"value"`
+				} `json:"status"`
+			} `json:"data"`
+		}
+		r := s.do("GET", "/v1/models", "", nil, userKey, asUser)
+		if err := json.Unmarshal(r.body, &list); err != nil {
+			t.Fatalf("/v1/models: %v %s", err, r.body)
+		}
+		out := map[string]string{}
+		for _, m := range list.Data {
+			out[m.ID] = m.Status.Value
+		}
+		return out
+	}
+	if st := status(); st["quick"] != "unloaded" || st["slow-v"] != "unloaded" {
+		t.Errorf("before a load: %v", st)
+	}
+	if r := s.do("POST", "/models/load", jsonType, []byte(`{"model":"quick"}`), userKey, asAdmin); r.status != 200 {
+		t.Fatalf("load: %d %s", r.status, r.body)
+	}
+	if st := status(); st["quick"] != "loaded" || st["slow"] != "unloaded" {
+		t.Errorf("after loading quick: %v", st)
+	}
+}

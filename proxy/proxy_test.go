@@ -241,7 +241,7 @@ func TestErrorsInOpenAIFormat(t *testing.T) {
 		{"wrong method", "GET", "/v1/chat/completions", "", ``, 405, "method_not_allowed", "POST"},
 		{"no model on a GET", "GET", "/v1/audio/voices", "", ``, 404, "not_found", "?model="},
 		{"unknown model in the query", "GET", "/v1/audio/voices?model=nope", "", ``, 404, "model_not_found", "nope"},
-		{"unknown path", "POST", "/api/chat", "application/json", `{"model":"chat-a"}`, 404, "not_found", "/api/chat"},
+		{"unknown path", "POST", "/v2/chat", "application/json", `{"model":"chat-a"}`, 404, "not_found", "/v2/chat"},
 		{"missing model on a new endpoint", "POST", "/v1/responses", "application/json", `{"input":"hi"}`, 400, "missing_model", "model"},
 		{"malformed JSON sent as a form", "POST", "/v1/chat/completions", "application/x-www-form-urlencoded", `{"model": `, 400, "invalid_json", "JSON"},
 		{"empty PUT", "PUT", "/v1/whatever", "", ``, 400, "invalid_request", "empty"},

@@ -317,6 +317,8 @@ func (s *Server) handleAPI(ctx *fasthttp.RequestCtx, path []byte) {
 	switch {
 	case string(path) == "/v1/models":
 		s.handleModels(ctx)
+	case string(path) == "/props" && (ctx.IsGet() || ctx.IsHead()) && len(ctx.QueryArgs().Peek("model")) == 0:
+		s.handleRouterProps(ctx)
 	case bytes.HasPrefix(path, []byte("/v1/models/")):
 		s.handleModel(ctx, string(path[len("/v1/models/"):]))
 	default:
@@ -392,6 +394,9 @@ type modelObject struct {
 	Aliases   []string `json:"aliases,omitempty"`
 	Kind      string   `json:"kind,omitempty"`
 	State     string   `json:"state,omitempty"`
+	// Status is llama.cpp's router status of the model (see
+	// llamarouter.go): llama.cpp's web UI and Open WebUI read it here.
+	Status *llamaStatus `json:"status,omitempty"`
 	// What the swapper knows of it: where it runs, what it is planned to
 	// need (declared, raised to what it was measured to use) and what it
 	// uses now.
@@ -432,6 +437,8 @@ func (s *Server) modelObject(m *config.Model, v *config.Variant) modelObject {
 	if s.status != nil {
 		if st, ok := s.status(m.ID); ok {
 			o.State = st.State.String()
+			ls, _ := s.llamaStatusOf(m.ID)
+			o.Status = &ls
 			o.Pid, o.InFlight, o.Device = st.Pid, st.InFlight, st.Device
 			o.Need = &memoryBytes{RAM: st.Need.RAM, VRAM: st.Need.VRAM}
 			if st.Pid != 0 {
