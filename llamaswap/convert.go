@@ -230,8 +230,12 @@ func (c *converter) topEntry(e entry) []*out {
 		return []*out{{key: "ports", value: fmt.Sprintf("%d-%d", v, last),
 			line: fmt.Sprintf("startPort: %d; hotswap takes ${PORT} from this range, checking each is free", v)}}
 	case "sendLoadingState":
-		c.topBool(e.key)
-		return []*out{c.dropped(e, "hotswap writes nothing into answers; a streaming request that waits for its model is sent an SSE comment saying why every scheduling.stream_keepalive (2s)")}
+		on, ok := c.topBool(e.key)
+		if !ok {
+			return nil
+		}
+		return []*out{{key: "scheduling",
+			kids: []*out{{key: "load_progress", value: loadProgress(on), line: "sendLoadingState: " + fmt.Sprint(on)}}}}
 	case "includeAliasesInList":
 		why := "hotswap lists each model once in /v1/models, its aliases in the entry's aliases field; variants (setParamsByID's names) have entries of their own"
 		if c.includeAliases {
@@ -575,4 +579,14 @@ func (c *converter) macroOut(m macro, why string) *out {
 		o.value = fmt.Sprint(v)
 	}
 	return o
+}
+
+// loadProgress is hotswap's load_progress for llama-swap's
+// sendLoadingState: both put what a waiting stream waits for into its
+// reasoning, where chat windows show it.
+func loadProgress(on bool) string {
+	if on {
+		return "reasoning"
+	}
+	return "off"
 }

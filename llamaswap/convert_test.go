@@ -166,10 +166,10 @@ func TestExampleParses(t *testing.T) {
 	out := string(res.YAML)
 	for _, kept := range []string{
 		"# logTimeFormat: rfc3339", "# logToStdout: both", "# metricsMaxInMemory: 500", "# captureBuffer: 8",
-		"# store:", "# ui:", "# performance:", "# sendLoadingState: true", "# includeAliasesInList: false",
+		"# store:", "# ui:", "# performance:", "load_progress: reasoning  # sendLoadingState: true", "# includeAliasesInList: false",
 		"# globalTTL: 900", "# upstream:", "# profiles:", "# selectors:", "# compat:", "# timeouts:",
 		"# context: 32768", "# reranker: true", "# healthCheckTimeout: 60", "# cmdStop: docker stop ${MODEL_ID}",
-		"# concurrencyLimit: 0", "# sendLoadingState: false", "# hooks:", "# routing:", "# peers:", "# port: ${PORT}",
+		"# concurrencyLimit: 0", "load_progress: off  # sendLoadingState: false", "# hooks:", "# routing:", "# peers:", "# port: ${PORT}",
 		"stripParams model", "# memory: {ram: 0GiB, vram: 0GiB}", "checkEndpoint: none",
 	} {
 		if !strings.Contains(out, kept) {
@@ -213,6 +213,7 @@ func TestNothingDropped(t *testing.T) {
 		"useModelName": "upstream_model", "filters": "params", "setParams": "set",
 		"setParamsByID": "variants", "concurrencyLimit": "parallel", "in": "capabilities",
 		"out": "capabilities", "tools": "capabilities", "strip_params": "strip", "stripParams": "strip",
+		"sendLoadingState": "load_progress",
 	}
 	for _, name := range []string{"example.yaml", "legacy.yaml"} {
 		src, err := os.ReadFile(filepath.Join("testdata", name))

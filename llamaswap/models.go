@@ -319,8 +319,9 @@ func (c *converter) modelOut(m *model) *out {
 			}
 			o.kids = append(o.kids, c.valueOut("metadata", e.v, m.sc, e.line(), e.path))
 		case "sendLoadingState":
-			c.boolOf(e, m.sc)
-			o.kids = append(o.kids, c.dropped(e, "hotswap writes nothing into answers; a streaming request that waits for its model is sent an SSE comment saying why every scheduling.stream_keepalive"))
+			if on, ok := c.boolOf(e, m.sc); ok {
+				o.kids = append(o.kids, &out{key: "load_progress", value: loadProgress(on), line: "sendLoadingState: " + fmt.Sprint(on)})
+			}
 		case "timeouts":
 			c.p.fields(e.v, e.line(), e.path, "connect", "keepalive", "responseHeader", "tlsHandshake", "expectContinue", "idleConn")
 			o.kids = append(o.kids, c.dropped(e, "hotswap keeps idle connections to a backend for upstream_keepalive (3s, below llama-server's 5s); a backend's start is bounded by health_timeout, a silent client by server.stall_timeout"))

@@ -47,7 +47,7 @@ func TestImportLlamaSwapServes(t *testing.T) {
 	if !strings.Contains(stderr, "3 models") || !strings.Contains(stderr, "not imported:") {
 		t.Errorf("import's summary: %s", stderr)
 	}
-	for _, kept := range []string{"# cmdStop: kill ${PID}", "# groups:", "# sendLoadingState: true", "# timeouts:", "# port: ${PORT}"} {
+	for _, kept := range []string{"# cmdStop: kill ${PID}", "# groups:", "load_progress: reasoning  # sendLoadingState: true", "# timeouts:", "# port: ${PORT}"} {
 		if !strings.Contains(out, kept) {
 			t.Errorf("the import does not keep %q:\n%s", kept, out)
 		}
