@@ -6,23 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
-
-	"github.com/hotswap/hotswap/config"
-	"github.com/hotswap/hotswap/control"
-	evhub "github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/internal/mocktest"
-	"github.com/hotswap/hotswap/probe"
-	"github.com/hotswap/hotswap/proxy"
-	"github.com/hotswap/hotswap/router"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -69,48 +59,7 @@ const (
 // unload) and the event hub, as cmd/hotswap has them.
 func newLlamaStack(t *testing.T) *stack {
 	t.Helper()
-	cfg, err := config.Parse([]byte(strings.ReplaceAll(llamaConfig, "MOCK", mockExe)))
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	core, logs := observer.New(zap.InfoLevel)
-	log := zap.New(core)
-	s := &stack{t: t, cfg: cfg, logs: logs}
-	hub := evhub.NewHub(nil)
-	s.sw = swapper.New(swapper.Options{
-		Models: cfg.Models, Ports: cfg.Ports, Starter: &s.starts, Log: log,
-		Memory: probe.NewFake(mockExe, 10<<30), DrainTimeout: cfg.Scheduling.DrainTimeout,
-		Readiness: &probe.Readiness{}, Events: hub,
-	})
-	rt := router.New(s.sw, router.ConfigOptions(cfg, log))
-	s.rt = rt
-	ctl := control.New(control.Options{Config: cfg, Lifecycle: s.sw, Door: rt, Events: hub, Log: log})
-	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: s.sw.Status, Log: log, Admin: ctl, Events: hub})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = px.Serve(ln)
-	}()
-	s.url = "http://" + ln.Addr().String()
-	s.client = &http.Client{Timeout: 30 * time.Second}
-	var once sync.Once
-	s.shutdown = func(grace time.Duration) {
-		once.Do(func() {
-			s.client.CloseIdleConnections()
-			rt.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), grace)
-			defer cancel()
-			_ = px.Shutdown(ctx)
-			s.sw.Close(ctx)
-			ctl.Close()
-			<-served
-		})
-	}
-	t.Cleanup(func() { s.shutdown(5 * time.Second) })
+	s, _ := newStackWith(t, llamaConfig, stackOptions{control: true})
 	return s
 }
 

@@ -7,23 +7,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
-	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
-
 	"github.com/hotswap/hotswap/config"
-	hub "github.com/hotswap/hotswap/events"
-	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/proxy"
-	"github.com/hotswap/hotswap/router"
-	"github.com/hotswap/hotswap/swapper"
 )
 
 // progressConfig's cold loads for a second; chat-a and chat-b cannot be
@@ -59,55 +49,7 @@ models:
 // evicted and why, and the proxy itself, to reload.
 func newProgressStack(t *testing.T, cfgText string) (*stack, *proxy.Server) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(strings.ReplaceAll(cfgText, "MOCK", mockExe)))
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	core, logs := observer.New(zap.InfoLevel)
-	log := zap.New(core)
-	s := &stack{t: t, cfg: cfg, logs: logs}
-	mem := probe.NewFake(mockExe, 10<<30)
-	mem.Script("chat-a", probe.Usage{RAM: 6 << 30})
-	mem.Script("chat-b", probe.Usage{RAM: 6 << 30})
-	h := hub.NewHub(nil)
-	s.sw = swapper.New(swapper.Options{
-		Models:       cfg.Models,
-		Ports:        cfg.Ports,
-		Starter:      &s.starts,
-		Log:          log,
-		Memory:       mem,
-		DrainTimeout: cfg.Scheduling.DrainTimeout,
-		Readiness:    &probe.Readiness{},
-		Events:       h,
-	})
-	rt := router.New(s.sw, router.ConfigOptions(cfg, log))
-	s.rt = rt
-	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: s.sw.Status, Log: log, Events: h})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	var once sync.Once
-	go func() {
-		defer close(served)
-		_ = px.Serve(ln)
-	}()
-	s.url = "http://" + ln.Addr().String()
-	s.client = &http.Client{Timeout: 30 * time.Second}
-	s.shutdown = func(grace time.Duration) {
-		once.Do(func() {
-			s.client.CloseIdleConnections()
-			rt.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), grace)
-			defer cancel()
-			_ = px.Shutdown(ctx)
-			s.sw.Close(ctx)
-			<-served
-		})
-	}
-	t.Cleanup(func() { s.shutdown(5 * time.Second) })
-	return s, px
+	return newStackWith(t, cfgText, stackOptions{events: true})
 }
 
 // waited is a streamed answer as the client reads it: the progress

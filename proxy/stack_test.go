@@ -18,6 +18,8 @@ import (
 
 	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/control"
+	evhub "github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/proxy"
@@ -54,6 +56,22 @@ func newStack(t testing.TB, cfgText string) *stack {
 // Readiness of its own): the mock's loads take real time.
 func newStackOn(t testing.TB, cfgText string, c clock.Clock) *stack {
 	t.Helper()
+	s, _ := newStackWith(t, cfgText, stackOptions{clock: c})
+	return s
+}
+
+// stackOptions are what a test adds to the stack newStack builds.
+type stackOptions struct {
+	clock clock.Clock // hotswap's time (nil: the real clock)
+	// events wires an event hub into the swapper and proxy, as cmd/hotswap
+	// does (load progress and llama.cpp's status events read it); control
+	// adds the control plane (/admin, load and unload) too.
+	events, control bool
+}
+
+// newStackWith is newStack with what o adds; it also returns the proxy.
+func newStackWith(t testing.TB, cfgText string, o stackOptions) (*stack, *proxy.Server) {
+	t.Helper()
 	cfg, err := config.Parse([]byte(strings.ReplaceAll(cfgText, "MOCK", mockExe)))
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -66,21 +84,36 @@ func newStackOn(t testing.TB, cfgText string, c clock.Clock) *stack {
 	mem := probe.NewFake(mockExe, 10<<30)
 	mem.Script("chat-a", probe.Usage{RAM: 6 << 30})
 	mem.Script("chat-b", probe.Usage{RAM: 6 << 30})
-	s.sw = swapper.New(swapper.Options{
+	sopts := swapper.Options{
 		Models:       cfg.Models,
 		Ports:        cfg.Ports,
 		Starter:      &s.starts,
 		Log:          log,
 		Memory:       mem,
 		DrainTimeout: cfg.Scheduling.DrainTimeout,
-		Clock:        c,
+		Clock:        o.clock,
 		Readiness:    &probe.Readiness{},
-	})
+	}
+	var hub *evhub.Hub
+	if o.events || o.control {
+		hub = evhub.NewHub(nil)
+		sopts.Events = hub
+	}
+	s.sw = swapper.New(sopts)
 	ropts := router.ConfigOptions(cfg, log)
-	ropts.Clock = c
+	ropts.Clock = o.clock
 	rt := router.New(s.sw, ropts)
 	s.rt = rt
-	px := proxy.New(proxy.Options{Config: cfg, Router: rt, Status: s.sw.Status, Log: log, Clock: c})
+	popts := proxy.Options{Config: cfg, Router: rt, Status: s.sw.Status, Log: log, Clock: o.clock}
+	var ctl *control.Controller
+	if hub != nil {
+		popts.Events = hub
+	}
+	if o.control {
+		ctl = control.New(control.Options{Config: cfg, Lifecycle: s.sw, Door: rt, Events: hub, Log: log})
+		popts.Admin = ctl
+	}
+	px := proxy.New(popts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,11 +136,14 @@ func newStackOn(t testing.TB, cfgText string, c clock.Clock) *stack {
 			defer cancel()
 			_ = px.Shutdown(ctx)
 			s.sw.Close(ctx)
+			if ctl != nil {
+				ctl.Close()
+			}
 			<-served
 		})
 	}
 	t.Cleanup(func() { s.shutdown(5 * time.Second) })
-	return s
+	return s, px
 }
 
 // response is a finished HTTP exchange.
