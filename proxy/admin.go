@@ -271,9 +271,7 @@ func (s *Server) adminEvents(ctx *fasthttp.RequestCtx) {
 		}
 		sub, past = s.events.SubscribeAfter(256, logs, after)
 	}
-	ctx.SetContentType("text/event-stream")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.ImmediateHeaderFlush = true
+	openStream(ctx, fasthttp.StatusOK, "text/event-stream")
 	done := s.done
 	s.logRead(ctx, fasthttp.StatusOK, 0)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {

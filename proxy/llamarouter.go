@@ -437,9 +437,7 @@ func (s *Server) llamaEvents(ctx *fasthttp.RequestCtx) {
 		st, _ := s.llamaStatusOf(id)
 		ls.last[id] = st.Value
 	}
-	ctx.SetContentType("text/event-stream")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.ImmediateHeaderFlush = true
+	openStream(ctx, fasthttp.StatusOK, "text/event-stream")
 	done := s.done
 	s.logRead(ctx, fasthttp.StatusOK, 0)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {

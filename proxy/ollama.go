@@ -139,10 +139,7 @@ func (s *Server) ollamaModelRequest(ctx *fasthttp.RequestCtx, ep ollama.Endpoint
 // streamWaiting, the status line is sent before the answer is known: what
 // goes wrong from here on ends the stream with an {"error": ...} line.
 func (s *Server) ollamaWaiting(ctx *fasthttp.RequestCtx, model string, tr *ollamaReply, path []byte, t *router.Ticket, done func()) {
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("application/x-ndjson")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.ImmediateHeaderFlush = true
+	openStream(ctx, fasthttp.StatusOK, "application/x-ndjson")
 	prog := s.newProgress(model, t)
 	b := &ollamaWaitingBody{s: s, ctx: ctx, model: model, tr: tr, path: path, t: t, prog: prog,
 		done: sync.OnceFunc(func() { done(); prog.close() })}
@@ -163,10 +160,8 @@ type ollamaWaitingBody struct {
 	prog  *progress
 	done  func()
 
-	up      *ollamaBody // once the backend answers a stream
-	pending []byte
-	last    bool // pending is the end of the answer
-	n       int
+	up *ollamaBody // once the backend answers a stream
+	waitingOut
 	failure error
 	status  int
 }
@@ -180,16 +175,7 @@ func (b *ollamaWaitingBody) Read(p []byte) (int, error) {
 	if b.up != nil && len(b.pending) == 0 {
 		return b.up.Read(p)
 	}
-	if len(b.pending) == 0 {
-		if b.last {
-			return 0, io.EOF
-		}
-		b.next()
-	}
-	n := copy(p, b.pending)
-	b.pending = b.pending[n:]
-	b.n += n
-	return n, nil
+	return b.read(p, b.next)
 }
 
 // next waits until there is something to send, and sets pending to it.
@@ -354,10 +340,7 @@ const maxOllamaAnswer = 256 << 20
 func (s *Server) forwardOllama(ctx *fasthttp.RequestCtx, model string, tr *ollamaReply, lease *router.Lease, resp *fasthttp.Response) {
 	status := resp.StatusCode()
 	if r := resp.BodyStream(); r != nil && status < 300 && isSSE(resp) {
-		ctx.SetStatusCode(status)
-		ctx.SetContentType("application/x-ndjson")
-		ctx.Response.Header.Set("Cache-Control", "no-cache")
-		ctx.Response.ImmediateHeaderFlush = true
+		openStream(ctx, status, "application/x-ndjson")
 		b := &ollamaBody{s: s, ctx: ctx, model: model, lease: lease, resp: resp, r: r, a: tr.a, status: status,
 			in: make([]byte, 16<<10)}
 		ctx.Response.SetBodyStream(b, -1)

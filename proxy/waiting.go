@@ -32,10 +32,7 @@ import (
 // done is called once the wait is over: it stops watching for a hang-up
 // and ends the wait's context.
 func (s *Server) streamWaiting(ctx *fasthttp.RequestCtx, model, rename string, path []byte, t *router.Ticket, every time.Duration, done func()) {
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("text/event-stream")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.ImmediateHeaderFlush = true
+	openStream(ctx, fasthttp.StatusOK, "text/event-stream")
 	b := &waitingBody{s: s, ctx: ctx, model: model, rename: rename, path: path, t: t, every: every}
 	if mode := s.progressMode(model, path); mode != config.LoadProgressOff {
 		b.prog = s.newProgress(model, t)
@@ -86,10 +83,8 @@ type waitingBody struct {
 	chat  *chatProgress
 	wrote time.Time
 
-	up      *upstreamBody // once the backend answers
-	pending []byte
-	last    bool // pending is the end of the stream
-	n       int
+	up *upstreamBody // once the backend answers
+	waitingOut
 	failure error
 	status  int
 }
@@ -98,15 +93,38 @@ func (b *waitingBody) Read(p []byte) (int, error) {
 	if b.up != nil && len(b.pending) == 0 {
 		return b.up.Read(p)
 	}
-	if len(b.pending) == 0 {
-		if b.last {
+	return b.read(p, b.next)
+}
+
+// openStream starts an answer written as it comes: its status and type,
+// no caching, and the headers out at once, so that the client sees the
+// stream open before there is anything to say.
+func openStream(ctx *fasthttp.RequestCtx, status int, contentType string) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType(contentType)
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.ImmediateHeaderFlush = true
+}
+
+// waitingOut is what a waiting stream has written for its client and not
+// yet handed over, until the backend's answer takes over.
+type waitingOut struct {
+	pending []byte
+	last    bool // pending is the end of the stream
+	n       int  // bytes handed over
+}
+
+// read hands pending over, calling next for more when it is empty.
+func (o *waitingOut) read(p []byte, next func()) (int, error) {
+	if len(o.pending) == 0 {
+		if o.last {
 			return 0, io.EOF
 		}
-		b.next()
+		next()
 	}
-	n := copy(p, b.pending)
-	b.pending = b.pending[n:]
-	b.n += n
+	n := copy(p, o.pending)
+	o.pending = o.pending[n:]
+	o.n += n
 	return n, nil
 }
 
