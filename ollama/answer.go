@@ -602,13 +602,8 @@ func ProgressLine(ep Endpoint, model, text string, now time.Time) []byte {
 // read.
 type chunk struct {
 	Choices []struct {
-		Index int `json:"index"`
-		Delta struct {
-			Content          *string     `json:"content"`
-			ReasoningContent string      `json:"reasoning_content"`
-			Reasoning        string      `json:"reasoning"`
-			ToolCalls        []callDelta `json:"tool_calls"`
-		} `json:"delta"`
+		Index        int     `json:"index"`
+		Delta        said    `json:"delta"`
 		Text         string  `json:"text"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
@@ -620,19 +615,23 @@ type chunk struct {
 // whole is one OpenAI answer (chat or completions) as far as it is read.
 type whole struct {
 	Choices []struct {
-		Index   int `json:"index"`
-		Message struct {
-			Content          *string     `json:"content"`
-			ReasoningContent string      `json:"reasoning_content"`
-			Reasoning        string      `json:"reasoning"`
-			ToolCalls        []callDelta `json:"tool_calls"`
-		} `json:"message"`
+		Index        int     `json:"index"`
+		Message      said    `json:"message"`
 		Text         string  `json:"text"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
 	Usage   *usage          `json:"usage"`
 	Timings *timings        `json:"timings"`
 	Error   json.RawMessage `json:"error"`
+}
+
+// said is what an OpenAI answer's message, or a stream chunk's delta,
+// carries.
+type said struct {
+	Content          *string     `json:"content"`
+	ReasoningContent string      `json:"reasoning_content"`
+	Reasoning        string      `json:"reasoning"`
+	ToolCalls        []callDelta `json:"tool_calls"`
 }
 
 // callDelta is an OpenAI tool call, or a piece of one in a stream.
