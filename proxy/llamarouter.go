@@ -543,3 +543,26 @@ func (s *Server) handleRouterProps(ctx *fasthttp.RequestCtx) {
 	})
 	s.logRead(ctx, fasthttp.StatusOK, len(ctx.Response.Body()))
 }
+
+// llamaDisabled are llama-server's paths for features it serves only when
+// started with their flag (--tools, the CORS proxy), which llama.cpp's web
+// UI asks for on every load: hotswap has neither, and answers as
+// llama-server without the flag does, which the UI takes quietly.
+var llamaDisabled = map[string]bool{"/tools": true, "/cors-proxy": true}
+
+var errFeatureDisabled = &apiError{Status: 403, Type: "feature_disabled", Code: "feature_disabled",
+	Message: "this feature is disabled"}
+
+// handleStreamLookup answers llama.cpp's router's question of which
+// conversations have a stream it could resume (POST /v1/streams/lookup),
+// which its web UI asks after a reload: none, since hotswap keeps no
+// streams for resuming; a cut stream is asked again.
+func (s *Server) handleStreamLookup(ctx *fasthttp.RequestCtx) {
+	if err := s.readBody(ctx, 64<<10); err != nil {
+		s.fail(ctx, "", err)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString("[]")
+	s.logRead(ctx, fasthttp.StatusOK, 2)
+}

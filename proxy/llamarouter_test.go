@@ -592,3 +592,23 @@ func TestLlamaRouterPropsAndStatus(t *testing.T) {
 		t.Errorf("after loading quick: %v", st)
 	}
 }
+
+// TestLlamaWebUIProbes: what llama.cpp's web UI asks on every load, and
+// how llama-server answers without the features behind them: /tools and
+// /cors-proxy are disabled, and no stream is there to resume.
+func TestLlamaWebUIProbes(t *testing.T) {
+	s := newLlamaStack(t)
+	for _, path := range []string{"/tools", "/cors-proxy"} {
+		r := s.do("GET", path, "", nil, userKey, asUser)
+		if msg, typ, _ := r.apiError(t); r.status != 403 || msg != "this feature is disabled" || typ != "feature_disabled" {
+			t.Errorf("GET %s: %d %s", path, r.status, r.body)
+		}
+	}
+	r := s.do("POST", "/v1/streams/lookup", jsonType, []byte(`{"conversation_ids":["c1::quick"]}`), userKey, asUser)
+	if r.status != 200 || string(r.body) != "[]" {
+		t.Errorf("POST /v1/streams/lookup: %d %s", r.status, r.body)
+	}
+	if r := s.do("POST", "/v1/streams/lookup", jsonType, []byte(`{}`)); r.status != 401 {
+		t.Errorf("POST /v1/streams/lookup without a key: %d", r.status)
+	}
+}

@@ -297,6 +297,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case isLlamaModels(path):
 		s.handleLlamaModels(ctx, string(path))
 		s.corsHeaders(ctx)
+	case llamaDisabled[string(path)]:
+		s.fail(ctx, "", errFeatureDisabled)
 	case !forwardable(path):
 		s.fail(ctx, "", unknownPath(string(path)))
 	case isPreflight(ctx):
@@ -319,6 +321,8 @@ func (s *Server) handleAPI(ctx *fasthttp.RequestCtx, path []byte) {
 		s.handleModels(ctx)
 	case string(path) == "/props" && (ctx.IsGet() || ctx.IsHead()) && len(ctx.QueryArgs().Peek("model")) == 0:
 		s.handleRouterProps(ctx)
+	case string(path) == "/v1/streams/lookup" && ctx.IsPost():
+		s.handleStreamLookup(ctx)
 	case bytes.HasPrefix(path, []byte("/v1/models/")):
 		s.handleModel(ctx, string(path[len("/v1/models/"):]))
 	default:
