@@ -251,6 +251,20 @@ type Model struct {
 	// that secrets stay out of the file; they are never logged.
 	Headers []Header
 
+	// Stop, when set, is the command that stops the backend in place of
+	// SIGTERM (docker stop hs-${MODEL}): an argv template like Cmd, with
+	// ${PID} (the backend's pid), ${PORT} and ${MODEL}. LogStop is it as
+	// logs show it (see LogCmd).
+	Stop, LogStop []string
+	// Cgroup, when set, is the cgroup (v2) directory whose memory is the
+	// backend's, for a backend that runs outside hotswap's process tree (in
+	// a container): a path under /sys/fs/cgroup, or relative to it, with
+	// ${MODEL}.
+	Cgroup string
+	// GPUEnv is the variable that pins the backend to the GPU hotswap
+	// places it on (one of GPUEnvs); "" chooses by the GPU's vendor.
+	GPUEnv string
+
 	// LogCmd is Cmd as logs show it: what came from hotswap's environment
 	// (${env:NAME}) is left as that reference, so that a key passed on the
 	// command line stays out of the log.
@@ -323,3 +337,9 @@ func (c *Config) Resolve(name string) (*Model, bool) {
 	m, _, ok := c.Lookup(name)
 	return m, ok
 }
+
+// GPUEnvs are the variables a backend's GPU runtime reads to see only some
+// devices: CUDA's, ROCm's (HIP and the runtime below it), Vulkan's in
+// llama.cpp (ggml), and oneAPI's (SYCL's selector and Level Zero's mask).
+var GPUEnvs = []string{"CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+	"GGML_VK_VISIBLE_DEVICES", "ONEAPI_DEVICE_SELECTOR", "ZE_AFFINITY_MASK"}

@@ -102,7 +102,8 @@ func (p *parser) expandMacros(path, s string) (string, bool) {
 		if ref == "$${" {
 			return ref
 		}
-		if ref == PlaceholderPort || ref == PlaceholderModel || strings.HasPrefix(ref, "${env:") {
+		if ref == PlaceholderPort || ref == PlaceholderModel || strings.HasPrefix(ref, "${env:") ||
+			p.stop && ref == PlaceholderPID {
 			return ref
 		}
 		v, good := p.macro(ref[2:len(ref)-1], path, nil)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -10,6 +11,8 @@ import (
 const (
 	PlaceholderPort  = "${PORT}"
 	PlaceholderModel = "${MODEL}"
+	// PlaceholderPID is the backend's pid, in a model's stop command only.
+	PlaceholderPID = "${PID}"
 )
 
 // placeholderRE matches one ${NAME} reference, so that Parse can reject the
@@ -82,10 +85,10 @@ func anyContains(list []string, sub string) bool {
 
 // checkPlaceholders returns a problem for each ${...} in s that hotswap
 // does not expand, and for a "${" that is never closed.
-func checkPlaceholders(s string) []string {
+func checkPlaceholders(s string, extra ...string) []string {
 	var problems []string
 	for _, m := range placeholderRE.FindAllStringSubmatch(s, -1) {
-		if m[0] != PlaceholderPort && m[0] != PlaceholderModel {
+		if m[0] != PlaceholderPort && m[0] != PlaceholderModel && !slices.Contains(extra, m[0]) {
 			problems = append(problems, "unknown placeholder "+strconv.Quote(m[0])+
 				" (only ${PORT} and ${MODEL} are expanded; nothing runs a shell)")
 		}

@@ -299,6 +299,14 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 			"capabilities":       p.capabilities(&m.Info.Capabilities),
 			"metadata":           p.metadata(&m.Info.Metadata),
 			"load_progress":      p.loadProgress(&m.LoadProgress),
+			"stop": func(v *yaml.Node, path string) {
+				p.stop = true
+				defer func() { p.stop = false }()
+				m.Stop, m.LogStop = p.cmd(v, path)
+				p.placeholders(path, m.Stop...)
+			},
+			"cgroup":  p.str(&m.Cgroup),
+			"gpu_env": p.oneOf(&m.GPUEnv, GPUEnvs...),
 			"variants": func(v *yaml.Node, path string) {
 				m.Variants = p.variants(m, v, path)
 			},
@@ -446,9 +454,13 @@ func validEnvName(s string) bool {
 // placeholders reports, once each, the placeholders in values that hotswap
 // does not expand. It returns whether all were fine.
 func (p *parser) placeholders(path string, values ...string) bool {
+	var extra []string
+	if p.stop {
+		extra = []string{PlaceholderPID}
+	}
 	seen := make(map[string]bool)
 	for _, s := range values {
-		for _, problem := range checkPlaceholders(s) {
+		for _, problem := range checkPlaceholders(s, extra...) {
 			if !seen[problem] {
 				seen[problem] = true
 				p.addf(path, "%s", problem)
