@@ -29,7 +29,23 @@ type Device struct {
 	Model string // the GPU's product name, e.g. "NVIDIA H100 80GB HBM3"; empty for RAM
 	Total int64  // bytes
 	Free  int64  // bytes available now (RAM: gopsutil's Available, not Free)
+	// Vendor is the GPU's maker: VendorNVIDIA, VendorAMD, VendorIntel or
+	// VendorApple; empty for RAM. It says which variable pins a backend to
+	// the GPU (see config.GPUEnvs).
+	Vendor string
+	// Unified says the GPU's memory is system RAM (an APU, Apple
+	// Silicon): what a backend takes there is taken from RAM too, within
+	// Total, the part of RAM the GPU may use.
+	Unified bool
 }
+
+// The GPU vendors hotswap reads memory from.
+const (
+	VendorNVIDIA = "nvidia"
+	VendorAMD    = "amd"
+	VendorIntel  = "intel"
+	VendorApple  = "apple"
+)
 
 // Usage is what one process tree (a backend and everything it spawned) uses.
 type Usage struct {
