@@ -396,3 +396,30 @@ func TestEndTellsTheCut(t *testing.T) {
 		t.Errorf("got %s", out)
 	}
 }
+
+// BenchmarkAnswerFeed is the cost of translating one streamed token: an
+// OpenAI chunk in, an NDJSON line out.
+func BenchmarkAnswerFeed(b *testing.B) {
+	a := newAnswer(Chat, "qwen")
+	chunk := []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"qwen3-8b",` +
+		`"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}` + "\n\n")
+	dst := make([]byte, 0, 4096)
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = a.Feed(dst[:0], chunk)
+	}
+}
+
+// BenchmarkParse is the cost of translating a small Ollama chat request.
+func BenchmarkParse(b *testing.B) {
+	body := []byte(`{"model":"qwen","messages":[{"role":"system","content":"You are a helpful assistant."},` +
+		`{"role":"user","content":"What is the capital of France?"}],"options":{"temperature":0.2,"num_ctx":4096,"top_k":20},"keep_alive":"5m"}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(Chat, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
