@@ -158,11 +158,11 @@ loop:
 type guard struct {
 	argv []string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	in      io.WriteCloser
-	exited  chan struct{} // closed once cmd has exited and been waited for
-	groups  map[int]bool
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	exited chan struct{} // closed once cmd has exited and been waited for
+	groups map[int]bool
 	// revived counts the guards watch has started since the last add: a
 	// guard that cannot run is not started again and again.
 	revived int
