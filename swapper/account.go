@@ -1,6 +1,7 @@
 package swapper
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hotswap/hotswap/config"
@@ -13,10 +14,52 @@ import (
 // same refresh (before the devices, so that a backend growing in between
 // is counted twice rather than not at all).
 type snapshot struct {
-	devs    []probe.Device
-	unified bool
+	devs []probe.Device
+	// ramOnly says there is no GPU to plan: every VRAM need counts as RAM
+	// (a machine without GPUs, or whose GPUs the probe cannot read). Where
+	// there are GPUs, each device's Unified flag says whether its memory
+	// is RAM.
+	ramOnly bool
 	at      time.Time
 	look    uint64 // the look it came from (see refresh)
+}
+
+// newSnapshot is a look's devices as planning sees them. A probe that
+// says all GPU memory is RAM (macOS) makes every GPU it reports unified.
+func newSnapshot(devs []probe.Device, allUnified bool) snapshot {
+	devs = slices.Clone(devs)
+	gpus := 0
+	for i := range devs {
+		if devs[i].Index != ramDevice {
+			gpus++
+			devs[i].Unified = devs[i].Unified || allUnified
+		}
+	}
+	return snapshot{devs: devs, ramOnly: gpus == 0}
+}
+
+// unifiedGPU says GPU gpu's memory is system RAM (an APU, Apple
+// Silicon): what a model takes there it takes from RAM too.
+func (sn *snapshot) unifiedGPU(gpu int) bool {
+	if gpu == ramDevice {
+		return false
+	}
+	for _, d := range sn.devs {
+		if d.Index == gpu {
+			return d.Unified
+		}
+	}
+	return false
+}
+
+// device is the device with index i, and whether there is one.
+func (sn *snapshot) device(i int) (probe.Device, bool) {
+	for _, d := range sn.devs {
+		if d.Index == i {
+			return d, true
+		}
+	}
+	return probe.Device{}, false
 }
 
 // need is what b is planned to take: its declared memory raised to the
@@ -39,7 +82,10 @@ func (s *Swapper) need(b *backend) config.Need {
 //   - with a RAM limit, free RAM is at most the limit less what the
 //     backends use or are planned to need, whichever is more;
 //   - a GPU has at most its total less what our backends use or are
-//     planned to need on it, whichever is more (drivers report frees late).
+//     planned to need on it, whichever is more (drivers report frees late);
+//   - a unified GPU's memory is RAM: a model on it counts its VRAM on the
+//     GPU (its budget: the part of RAM the GPU may use) and in RAM both,
+//     and so does a candidate's, for what stopping it frees.
 //
 // The candidates are the ready models that may be stopped (not pinned, not
 // leaving, not b); busy ones by p. transit is the memory held by loads,
@@ -54,8 +100,8 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 		need := s.need(b)
 		in.model, in.ram, in.vram, in.pin = b.model.ID, need.RAM, need.VRAM, b.model.GPU
 	}
-	unified := s.snap.unified
-	if unified {
+	ramOnly := s.snap.ramOnly
+	if ramOnly {
 		in.ram += in.vram
 		in.vram = 0
 		in.pin = ramDevice
@@ -80,9 +126,9 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 	// uses is what an instance counts for on each device: measured, or
 	// planned, whichever is more.
 	uses := func(inst *instance) (ram, vram int64) {
-		mram, mvram, nram, nvram := inst.counts(unified)
+		mram, mvram, nram, nvram := s.snap.counts(inst)
 		reserved[ramDevice] += max(0, nram-mram)
-		if inst.gpu != ramDevice && !unified {
+		if inst.gpu != ramDevice && !ramOnly {
 			reserved[inst.gpu] += max(0, nvram-mvram)
 		}
 		return max(mram, nram), max(mvram, nvram)
@@ -114,7 +160,7 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 		if o.state == Starting && o.cur == nil && o.start != nil {
 			// Decided, not spawned: what it needs beyond its victims'. It
 			// is a candidate, like any model, once it is ready.
-			for d, n := range s.claimLocked(o.start, unified) {
+			for d, n := range s.claimLocked(o.start) {
 				reserved[d] += n
 				transit[d] += n
 				if d == ramDevice {
@@ -127,7 +173,7 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 	}
 	for _, f := range s.unseen {
 		transit[ramDevice] += f.ram
-		if f.gpu != ramDevice && !unified {
+		if f.gpu != ramDevice && !ramOnly {
 			transit[f.gpu] += f.vram
 		}
 	}
@@ -135,11 +181,17 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 		switch {
 		case d.Index == ramDevice:
 			in.free[ramDevice] = d.Free - s.opts.ReserveRAM - reserved[ramDevice]
-		case !unified:
+		case !ramOnly:
 			// The driver's figure less what it cannot have seen yet, or
 			// the total less all we hold, whichever is less.
 			free := min(d.Free-reserved[d.Index], d.Total-held[d.Index])
 			in.free[d.Index] = free - s.opts.ReserveVRAM
+			if d.Unified {
+				if in.unified == nil {
+					in.unified = map[int]bool{}
+				}
+				in.unified[d.Index] = true
+			}
 		}
 	}
 	if s.opts.LimitRAM > 0 {
@@ -149,15 +201,19 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 }
 
 // counts is what inst is measured to use (zero until measured) and
-// planned to need, in RAM and on its GPU; with unified memory, or placed
-// in RAM, its VRAM counts as RAM.
-func (inst *instance) counts(unified bool) (mram, mvram, nram, nvram int64) {
+// planned to need, in RAM and on its GPU. Placed in RAM, or with no GPU to
+// plan, its VRAM counts as RAM alone; on a unified GPU it counts on the
+// GPU and in RAM both (it is RAM).
+func (sn *snapshot) counts(inst *instance) (mram, mvram, nram, nvram int64) {
 	if inst.measured {
 		mram, mvram = inst.usage.RAM, inst.usage.VRAM[inst.gpu]
 	}
 	nram, nvram = inst.need.RAM, inst.need.VRAM
-	if unified || inst.gpu == ramDevice {
+	switch {
+	case sn.ramOnly || inst.gpu == ramDevice:
 		return mram + inst.usage.TotalVRAM(), 0, nram + nvram, 0
+	case sn.unifiedGPU(inst.gpu):
+		return mram + mvram, mvram, nram + nvram, nvram
 	}
 	return mram, mvram, nram, nvram
 }
@@ -165,19 +221,22 @@ func (inst *instance) counts(unified bool) (mram, mvram, nram, nvram int64) {
 // claimLocked is what a start decided but not spawned takes from the
 // memory free now: its need, less what its victims still hold (their
 // memory is its own once they have gone).
-func (s *Swapper) claimLocked(dec *decision, unified bool) map[int]int64 {
+func (s *Swapper) claimLocked(dec *decision) map[int]int64 {
 	needRAM, needVRAM := dec.need.RAM, dec.need.VRAM
 	gpu := dec.gpu
-	if unified || gpu == ramDevice {
+	switch {
+	case s.snap.ramOnly || gpu == ramDevice:
 		needRAM += needVRAM
 		needVRAM, gpu = 0, ramDevice
+	case s.snap.unifiedGPU(gpu):
+		needRAM += needVRAM
 	}
 	var heldRAM, heldVRAM int64
 	for _, v := range dec.victims {
 		if isClosed(v.gone) {
 			continue
 		}
-		mram, mvram, nram, nvram := v.counts(unified)
+		mram, mvram, nram, nvram := s.snap.counts(v)
 		heldRAM += max(mram, nram)
 		if v.gpu == gpu && gpu != ramDevice {
 			heldVRAM += max(mvram, nvram)

@@ -87,7 +87,14 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 type DeviceReport struct {
 	Device string // "ram", "gpu0", ...
 	Name   string // the GPU's name; "" for RAM
-	Total  int64
+	// Vendor is the GPU's maker (probe.VendorNVIDIA, ...); "" for RAM
+	// and for a GPU whose maker the probe did not say.
+	Vendor string
+	// Unified says the GPU's memory is system RAM (an APU, Apple
+	// Silicon): Total is the part of RAM the GPU may use, and what models
+	// use here they use in RAM too (RAM's Used counts it).
+	Unified bool
+	Total   int64
 	// Free is what the probe saw at its last look.
 	Free int64
 	// Reserve is what is always left free (reserve_ram, reserve_vram).
@@ -120,22 +127,19 @@ func (s *Swapper) Memory(fresh bool) []DeviceReport {
 	in, _ := s.planInputLocked(nil, Policy{})
 	var out []DeviceReport
 	for _, d := range s.snap.devs {
-		if d.Index != ramDevice && s.snap.unified {
-			continue
-		}
 		r := DeviceReport{Device: deviceName(d.Index), Total: d.Total, Free: d.Free, Used: map[string]int64{},
 			Available: in.free[d.Index], Measured: s.snap.at}
 		if d.Index == ramDevice {
 			r.Reserve, r.Limit = s.opts.ReserveRAM, s.opts.LimitRAM
 		} else {
-			r.Name, r.Reserve = d.Model, s.opts.ReserveVRAM
+			r.Name, r.Vendor, r.Unified, r.Reserve = d.Model, d.Vendor, d.Unified, s.opts.ReserveVRAM
 		}
 		for id, b := range s.backends {
 			inst := b.cur
 			if inst == nil {
 				continue
 			}
-			mram, mvram, nram, nvram := inst.counts(s.snap.unified)
+			mram, mvram, nram, nvram := s.snap.counts(inst)
 			used, need := mram, nram
 			switch {
 			case d.Index == ramDevice:

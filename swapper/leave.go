@@ -104,7 +104,7 @@ type unseenFree struct {
 // its process had gone (see lookMark).
 func (s *Swapper) retireLocked(b *backend, inst *instance, exited uint64) {
 	if b.cur == inst && s.opts.Memory != nil && s.snap.look <= exited {
-		mram, mvram, nram, nvram := inst.counts(s.snap.unified)
+		mram, mvram, nram, nvram := s.snap.counts(inst)
 		s.unseen = append(s.unseen, unseenFree{ram: max(mram, nram), vram: max(mvram, nvram), gpu: inst.gpu, mark: exited})
 	}
 	if b.cur == inst {

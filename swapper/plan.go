@@ -40,6 +40,11 @@ type planInput struct {
 	// loaded are the models that may be stopped. Pinned models, models
 	// already leaving or loading, and the model itself are not in it.
 	loaded []candidate
+	// unified are the GPUs whose memory is system RAM (an APU's, Apple
+	// Silicon's): a model placed on one takes its VRAM from the GPU's
+	// budget (free[gpu]) and from RAM. A candidate's ram already counts
+	// the VRAM it holds on such a GPU: stopping it frees both.
+	unified map[int]bool
 }
 
 // plan is the decision: the GPU to use (ramDevice when the model needs no
@@ -128,21 +133,30 @@ func busyCount(cs []candidate) int {
 }
 
 // planOn chooses victims for placing the model's VRAM on gpu (or the
-// model in RAM, for gpu == ramDevice).
+// model in RAM, for gpu == ramDevice). On a unified GPU the model's VRAM
+// is needed in RAM too.
 func planOn(in planInput, gpu int) (plan, *InsufficientMemoryError) {
 	freeRAM := in.free[ramDevice]
 	freeGPU, ok := in.free[gpu]
 	if gpu != ramDevice && !ok {
 		return plan{}, &InsufficientMemoryError{Model: in.model, Device: deviceName(gpu), Need: in.vram}
 	}
-	shortRAM := max(0, in.ram-freeRAM)
+	needRAM := in.ram
+	if gpu != ramDevice && in.unified[gpu] {
+		needRAM += in.vram
+	}
+	shortRAM := max(0, needRAM-freeRAM)
 	shortGPU := int64(0)
 	if gpu != ramDevice {
 		shortGPU = max(0, in.vram-freeGPU)
 	}
 	left := func(victims []candidate) int64 {
-		if gpu == ramDevice {
-			return freeRAM + sum(victims, ramDevice, gpu) - in.ram
+		ram := freeRAM + sum(victims, ramDevice, gpu) - needRAM
+		switch {
+		case gpu == ramDevice:
+			return ram
+		case in.unified[gpu]: // whichever of its budget and RAM runs out first
+			return min(ram, freeGPU+sum(victims, gpu, gpu)-in.vram)
 		}
 		return freeGPU + sum(victims, gpu, gpu) - in.vram
 	}
@@ -161,7 +175,7 @@ func planOn(in planInput, gpu int) (plan, *InsufficientMemoryError) {
 	}
 	if !enough(helps) {
 		if sum(helps, ramDevice, gpu) < shortRAM {
-			return plan{}, &InsufficientMemoryError{Model: in.model, Device: "ram", Need: in.ram,
+			return plan{}, &InsufficientMemoryError{Model: in.model, Device: "ram", Need: needRAM,
 				Free: freeRAM, Freeable: sum(helps, ramDevice, gpu)}
 		}
 		return plan{}, &InsufficientMemoryError{Model: in.model, Device: deviceName(gpu), Need: in.vram,

@@ -108,6 +108,85 @@ func TestChoosePlan(t *testing.T) {
 	}
 }
 
+// TestChoosePlanUnified: a unified GPU's memory is RAM (an APU, Apple
+// Silicon). A model placed on one needs its VRAM from the GPU's budget and
+// from RAM; a candidate's ram counts the VRAM it holds there (stopping it
+// frees both), as planInputLocked builds it. The machine: 128GiB of RAM,
+// 96GiB of it the GPU's budget, 8GiB reserved, so 120GiB of RAM free.
+func TestChoosePlanUnified(t *testing.T) {
+	apu := map[int]bool{0: true}
+	// a and b: 40GiB models on the APU's GPU (a the least recently used).
+	a := candidate{model: "a", ram: 40 * gib, vram: 40 * gib, gpu: 0, used: 0}
+	b := candidate{model: "b", ram: 40 * gib, vram: 40 * gib, gpu: 0, used: 1}
+	cases := []struct {
+		name    string
+		in      planInput
+		gpu     int
+		victims string
+		short   string // device of the refusal, if refused
+		need    int64  // the refusal's need
+	}{
+		{"the first 40GiB model fits", planInput{vram: 40 * gib, pin: ramDevice, unified: apu,
+			free: map[int]int64{ramDevice: 120 * gib, 0: 96 * gib}},
+			0, "", "", 0},
+		{"the second fits beside it", planInput{vram: 40 * gib, pin: ramDevice, unified: apu,
+			free: map[int]int64{ramDevice: 80 * gib, 0: 56 * gib}, loaded: []candidate{a}},
+			0, "", "", 0},
+		{"a third is past the GPU's budget: the least recently used goes", planInput{vram: 40 * gib, pin: ramDevice, unified: apu,
+			free: map[int]int64{ramDevice: 40 * gib, 0: 16 * gib}, loaded: []candidate{a, b}},
+			0, "a", "", 0},
+		{"a third beside two pinned ones is refused on the GPU", planInput{vram: 40 * gib, pin: ramDevice, unified: apu,
+			free: map[int]int64{ramDevice: 40 * gib, 0: 16 * gib}},
+			0, "", "gpu0", 40 * gib},
+		{"a RAM-only model takes RAM the GPU's models hold", planInput{ram: 50 * gib, pin: ramDevice, unified: apu,
+			free: map[int]int64{ramDevice: 40 * gib, 0: 16 * gib}, loaded: []candidate{a, b}},
+			ramDevice, "a", "", 0},
+		{"a GPU model takes RAM a RAM-only model holds", planInput{vram: 40 * gib, pin: ramDevice, unified: apu,
+			free:   map[int]int64{ramDevice: 30 * gib, 0: 96 * gib},
+			loaded: []candidate{{model: "cpu", ram: 90 * gib, gpu: ramDevice}}},
+			0, "cpu", "", 0},
+		{"its RAM and VRAM both come from RAM", planInput{ram: 10 * gib, vram: 40 * gib, pin: ramDevice, unified: apu,
+			free:   map[int]int64{ramDevice: 45 * gib, 0: 96 * gib},
+			loaded: []candidate{{model: "small", ram: 6 * gib, used: 0}, {model: "big", ram: 70 * gib, used: 1}}},
+			0, "small", "", 0},
+		{"refused in RAM when RAM cannot hold it, whatever the budget", planInput{ram: 10 * gib, vram: 40 * gib, pin: ramDevice, unified: apu,
+			free: map[int]int64{ramDevice: 45 * gib, 0: 96 * gib}, loaded: []candidate{{model: "small", ram: 4 * gib}}},
+			0, "", "ram", 50 * gib},
+		{"a discrete GPU's VRAM is not RAM (the same, not unified)", planInput{ram: 10 * gib, vram: 40 * gib, pin: ramDevice,
+			free: map[int]int64{ramDevice: 45 * gib, 0: 96 * gib}, loaded: []candidate{{model: "small", ram: 4 * gib}}},
+			0, "", "", 0},
+		{"a discrete GPU rather than an APU whose RAM is short", planInput{vram: 20 * gib, pin: ramDevice, unified: map[int]bool{1: true},
+			free: map[int]int64{ramDevice: 10 * gib, 0: 24 * gib, 1: 64 * gib}},
+			0, "", "", 0},
+		{"the APU when the discrete GPU is full", planInput{vram: 20 * gib, pin: ramDevice, unified: map[int]bool{1: true},
+			free:   map[int]int64{ramDevice: 30 * gib, 0: 4 * gib, 1: 64 * gib},
+			loaded: []candidate{{model: "d0", vram: 20 * gib, gpu: 0}}},
+			1, "", "", 0},
+		{"ties go to what runs out last: the APU's RAM, not its budget", planInput{vram: 8 * gib, pin: ramDevice, unified: map[int]bool{1: true},
+			free: map[int]int64{ramDevice: 12 * gib, 0: 20 * gib, 1: 64 * gib}},
+			0, "", "", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.in.model = "target"
+			p, err := choosePlan(c.in)
+			if c.short != "" {
+				var ie *InsufficientMemoryError
+				if !errors.As(err, &ie) || ie.Device != c.short || ie.Need != c.need {
+					t.Fatalf("err %v, want a refusal on %s needing %d", err, c.short, c.need)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.gpu != c.gpu || names(p.victims) != c.victims {
+				t.Errorf("plan gpu %d victims %q; want gpu %d victims %q", p.gpu, names(p.victims), c.gpu, c.victims)
+			}
+		})
+	}
+}
+
 // TestChoosePlanManyCandidates: past maxSearch candidates, victims are
 // chosen greedily, and none that turned out unneeded is kept.
 func TestChoosePlanManyCandidates(t *testing.T) {

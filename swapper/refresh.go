@@ -87,7 +87,8 @@ func (s *Swapper) refresh(also ...due) {
 			continue
 		}
 		if !unsettled && look > s.snap.look {
-			s.snap = snapshot{devs: devs, unified: mem.UnifiedMemory() || len(devs) < 2, at: s.clock.Now(), look: look}
+			s.snap = newSnapshot(devs, mem.UnifiedMemory())
+			s.snap.at, s.snap.look = s.clock.Now(), look
 			for inst, u := range took {
 				if look > inst.look {
 					inst.usage, inst.measured, inst.measuredAt, inst.look = u, true, s.snap.at, look
