@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -156,12 +155,22 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 		}
 	}
 	argv, env, upstream := m.Expand(port)
-	if dec.gpu != ramDevice && m.GPU == config.NoGPU && !hasEnv(env, "CUDA_VISIBLE_DEVICES") {
-		env = append(env, "CUDA_VISIBLE_DEVICES="+strconv.Itoa(dec.gpu))
+	var pin []string
+	if dec.gpu != ramDevice && m.GPU == config.NoGPU {
+		// Placed by hotswap: shown that GPU alone, by the variable its
+		// runtime reads (see pinEnv).
+		s.mu.Lock()
+		pin = pinEnv(s.snap.devs, dec.gpu, m.GPUEnv, env)
+		s.unlock()
+		env = append(env, pin...)
 	}
 	out := s.log.Named("backend").With(zap.String("model", m.ID))
-	s.log.Info("starting backend", zap.String("model", m.ID), zap.Strings("argv", redactArgv(m.LogArgv(port))),
-		zap.Int("port", port), zap.String("device", deviceName(dec.gpu)))
+	fields := []zap.Field{zap.String("model", m.ID), zap.Strings("argv", redactArgv(m.LogArgv(port))),
+		zap.Int("port", port), zap.String("device", deviceName(dec.gpu))}
+	if len(pin) > 0 {
+		fields = append(fields, zap.Strings("gpu_env", pin))
+	}
+	s.log.Info("starting backend", fields...)
 	s.mu.Lock()
 	s.spawning++
 	s.spawnGen++
