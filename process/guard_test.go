@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,16 +63,13 @@ func TestGuardGroupsKillsTheGroupsStillListed(t *testing.T) {
 	}
 }
 
-// killStarter runs a starter (this test binary, see TestMain), with a
-// guard or not, kills it with SIGKILL as hotswap may be killed (no code of
+// killStarter runs a starter (this test binary, see TestMain) with opts
+// (see TestMain: "guard", "darwin", "killguard"), kills it with SIGKILL as hotswap may be killed (no code of
 // its own runs then), and returns the pids of the backend it started and
 // of the child that backend spawned.
-func killStarter(t *testing.T, guard bool) (leader, child int) {
+func killStarter(t *testing.T, opts ...string) (leader, child int) {
 	t.Helper()
-	args := []string{"starter"}
-	if guard {
-		args = append(args, "guard")
-	}
+	args := append([]string{"starter"}, opts...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -94,6 +92,14 @@ func killStarter(t *testing.T, guard bool) (leader, child int) {
 	// The backend leads its own group, its child in it: whatever the test
 	// finds, neither outlives it.
 	t.Cleanup(func() { syscall.Kill(-leader, syscall.SIGKILL) })
+	if slices.Contains(opts, "killguard") {
+		var word string
+		if _, err := fmt.Fscan(stdout, &word); err != nil || word != "revived" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("starter after killing its guard: %q, %v", word, err)
+		}
+	}
 	if !mocktest.Alive(leader) || !mocktest.Alive(child) {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -107,7 +113,7 @@ func killStarter(t *testing.T, guard bool) (leader, child int) {
 // TestSIGKILLTakesTheBackendAlong: Pdeathsig alone ends the process the
 // starter started when the starter is killed.
 func TestSIGKILLTakesTheBackendAlong(t *testing.T) {
-	leader, _ := killStarter(t, false)
+	leader, _ := killStarter(t)
 	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(leader) }) {
 		t.Errorf("backend %d outlived the starter", leader)
 	}
@@ -116,9 +122,31 @@ func TestSIGKILLTakesTheBackendAlong(t *testing.T) {
 // TestSIGKILLTakesTheBackendsChildrenAlong: Pdeathsig reaches only the
 // process the starter started; the guard ends what that process spawned.
 func TestSIGKILLTakesTheBackendsChildrenAlong(t *testing.T) {
-	leader, child := killStarter(t, true)
+	leader, child := killStarter(t, "guard")
 	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(leader) && !mocktest.Alive(child) }) {
 		t.Errorf("after kill -9 of the starter: backend %d alive %v, its child %d alive %v",
+			leader, mocktest.Alive(leader), child, mocktest.Alive(child))
+	}
+}
+
+// TestSIGKILLWithoutPdeathsigTakesTheBackendAlong is macOS's case, run
+// where it can be: no Pdeathsig, so the guard alone, noticing its pipe
+// end, must kill the backend's whole group, leader included.
+func TestSIGKILLWithoutPdeathsigTakesTheBackendAlong(t *testing.T) {
+	leader, child := killStarter(t, "guard", "darwin")
+	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(leader) && !mocktest.Alive(child) }) {
+		t.Errorf("after kill -9 of the starter, without Pdeathsig: backend %d alive %v, its child %d alive %v",
+			leader, mocktest.Alive(leader), child, mocktest.Alive(child))
+	}
+}
+
+// TestAKilledGuardIsReplaced: something kills the guard; the starter
+// starts another at once and tells it the groups, so a kill -9 of the
+// starter afterwards still takes the backend along (without Pdeathsig).
+func TestAKilledGuardIsReplaced(t *testing.T) {
+	leader, child := killStarter(t, "guard", "darwin", "killguard")
+	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(leader) && !mocktest.Alive(child) }) {
+		t.Errorf("after its guard and then itself were killed, without Pdeathsig: backend %d alive %v, its child %d alive %v",
 			leader, mocktest.Alive(leader), child, mocktest.Alive(child))
 	}
 }
