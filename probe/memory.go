@@ -90,12 +90,34 @@ type memory struct {
 	unified bool
 }
 
+// MemoryOptions says where the real probe reads the kernel's files from.
+// The zero value reads the machine's own.
+type MemoryOptions struct {
+	// SysRoot stands for /sys: AMD and Intel GPUs are found under
+	// SysRoot/class/drm. Empty means "/sys". Any other root is a test's
+	// fake tree, which then stands for all of the machine's GPUs: NVML is
+	// not opened, so what the probe reports does not depend on the machine
+	// the test runs on.
+	SysRoot string
+	// ProcRoot stands for /proc where DRM clients' memory is read
+	// (ProcRoot/PID/fd and ProcRoot/PID/fdinfo). Empty means "/proc". The
+	// process tree itself, and RSS, are always read from the real /proc:
+	// the pids are the real ones.
+	ProcRoot string
+}
+
 // NewMemory returns the machine's real probe: RAM from gopsutil, GPUs from NVML when the NVIDIA
 // library and a GPU are present. No library, no GPU, or an NVML error at init means RAM only:
 // logged once (Info level, with the reason), never a crash. log may be nil.
 //
 // The result also implements io.Closer; Close shuts NVML down.
 func NewMemory(log *zap.Logger) Memory {
+	return NewMemoryWith(log, MemoryOptions{})
+}
+
+// NewMemoryWith is NewMemory reading the kernel's files from the roots in
+// opts (a test's fake /sys and /proc).
+func NewMemoryWith(log *zap.Logger, opts MemoryOptions) Memory {
 	if log == nil {
 		log = zap.NewNop()
 	}

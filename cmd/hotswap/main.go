@@ -204,7 +204,12 @@ func (c flushAt) Write(e zapcore.Entry, fields []zapcore.Field) error {
 // SIGHUP reloads the configuration from path, and so does a change that
 // watch (nil: no -watch) sees.
 func serve(path string, cfg *config.Config, override func(*config.Config), log *zap.Logger, level zap.AtomicLevel, hub *events.Hub, watch *configWatch) error {
-	mem := probe.NewMemory(log)
+	// HOTSWAP_SYSFS_ROOT and HOTSWAP_PROC_ROOT point the probe at fake
+	// /sys and /proc trees: a testing aid, unset in normal use.
+	mem := probe.NewMemoryWith(log, probe.MemoryOptions{
+		SysRoot:  os.Getenv("HOTSWAP_SYSFS_ROOT"),
+		ProcRoot: os.Getenv("HOTSWAP_PROC_ROOT"),
+	})
 	if c, ok := mem.(io.Closer); ok {
 		defer c.Close()
 	}
