@@ -22,7 +22,7 @@ type Fake struct {
 
 	mu      sync.Mutex
 	ram     int64
-	gpus    []int64
+	gpus    []Device // Free is worked out on each look
 	unified bool
 	marks   map[string]Usage
 	held    map[int]int64
@@ -35,10 +35,37 @@ type Fake struct {
 }
 
 // NewFake returns a Fake with ram bytes of RAM and one GPU per gpus entry
-// (its VRAM in bytes).
+// (its VRAM in bytes), of no said vendor (see AddGPU for others).
 func NewFake(exe string, ram int64, gpus ...int64) *Fake {
-	return &Fake{Exe: exe, ram: ram, gpus: gpus, marks: make(map[string]Usage), held: make(map[int]int64),
+	f := &Fake{Exe: exe, ram: ram, marks: make(map[string]Usage), held: make(map[int]int64),
 		seen: make(map[int]Usage)}
+	for _, total := range gpus {
+		f.AddGPU(Device{Total: total})
+	}
+	return f
+}
+
+// AddGPU adds a GPU after those there are, and returns its index. Of d,
+// Total, Vendor, Unified and Model (default "fake GPU") are used. A
+// unified GPU's memory is RAM: what processes use on it is used in RAM
+// too, as on an APU or a Mac.
+//
+// Scripted VRAM is per GPU as the process sees them, its runtime told by
+// its environment which to show: CUDA_VISIBLE_DEVICES N is the Nth GPU of
+// no vendor or NVIDIA's, HIP_VISIBLE_DEVICES and ROCR_VISIBLE_DEVICES N
+// the Nth AMD GPU, ZE_AFFINITY_MASK N and ONEAPI_DEVICE_SELECTOR
+// level_zero:N the Nth Intel GPU, GGML_VK_VISIBLE_DEVICES N the Nth GPU
+// of all; the one it shows is the process's device 0.
+func (f *Fake) AddGPU(d Device) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d.Index = len(f.gpus)
+	d.Name = "gpu" + strconv.Itoa(d.Index)
+	if d.Model == "" {
+		d.Model = "fake GPU"
+	}
+	f.gpus = append(f.gpus, d)
+	return d.Index
 }
 
 // Linger makes the memory of processes that exit stay in use until
@@ -124,13 +151,18 @@ func (f *Fake) Devices(ctx context.Context) ([]Device, error) {
 			used.VRAM[d] += n
 		}
 	}
-	f.peak = max(f.peak, used.RAM+f.held[DeviceRAM])
-	devs := []Device{{Index: DeviceRAM, Name: "ram", Total: f.ram, Free: max(0, f.ram-used.RAM-f.held[DeviceRAM])}}
-	for i, total := range f.gpus {
-		devs = append(devs, Device{Index: i, Name: "gpu" + strconv.Itoa(i), Model: "fake GPU", Total: total,
-			Free: max(0, total-used.VRAM[i]-f.held[i])})
+	inRAM := used.RAM + f.held[DeviceRAM]
+	var gpus []Device
+	for _, g := range f.gpus {
+		g.Free = max(0, g.Total-used.VRAM[g.Index]-f.held[g.Index])
+		if g.Unified {
+			inRAM += used.VRAM[g.Index] + f.held[g.Index]
+		}
+		gpus = append(gpus, g)
 	}
-	return devs, nil
+	f.peak = max(f.peak, inRAM)
+	devs := []Device{{Index: DeviceRAM, Name: "ram", Total: f.ram, Free: max(0, f.ram-inRAM)}}
+	return append(devs, gpus...), nil
 }
 
 // Usage implements Memory.
@@ -143,19 +175,13 @@ func (f *Fake) Usage(ctx context.Context, pid int) (Usage, error) {
 
 // usageOf is the scripted use of pid. Scripted VRAM is per GPU as the
 // process sees them: like CUDA, a process limited by CUDA_VISIBLE_DEVICES
-// to one GPU sees it as device 0.
+// to one GPU sees it as device 0 (see AddGPU for the other runtimes').
 func (f *Fake) usageOf(pid int) Usage {
 	args := cmdline(pid)
-	visible := -1
-	for _, e := range environ(pid) {
-		if v, ok := strings.CutPrefix(e, "CUDA_VISIBLE_DEVICES="); ok {
-			if n, err := strconv.Atoi(v); err == nil {
-				visible = n
-			}
-		}
-	}
+	env := environ(pid)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	visible := f.visible(env)
 	var u Usage
 	for _, a := range args {
 		m, ok := f.marks[a]
@@ -174,6 +200,47 @@ func (f *Fake) usageOf(pid int) Usage {
 		}
 	}
 	return u
+}
+
+// visibleVendor is the vendor whose GPUs each variable numbers ("*": all).
+var visibleVendor = map[string]string{
+	"CUDA_VISIBLE_DEVICES": VendorNVIDIA, "HIP_VISIBLE_DEVICES": VendorAMD, "ROCR_VISIBLE_DEVICES": VendorAMD,
+	"ZE_AFFINITY_MASK": VendorIntel, "ONEAPI_DEVICE_SELECTOR": VendorIntel, "GGML_VK_VISIBLE_DEVICES": "*",
+}
+
+// visible is the index of the GPU a process with environment env is shown
+// alone, or -1 (all of them). The caller holds f.mu.
+func (f *Fake) visible(env []string) int {
+	for _, e := range env {
+		key, v, _ := strings.Cut(e, "=")
+		vendor, ok := visibleVendor[key]
+		if !ok {
+			continue
+		}
+		if key == "ONEAPI_DEVICE_SELECTOR" {
+			if v, ok = strings.CutPrefix(v, "level_zero:"); !ok {
+				continue
+			}
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			continue
+		}
+		for _, g := range f.gpus {
+			gv := g.Vendor
+			if gv == "" {
+				gv = VendorNVIDIA
+			}
+			if vendor != "*" && gv != vendor {
+				continue
+			}
+			if n == 0 {
+				return g.Index
+			}
+			n--
+		}
+	}
+	return -1
 }
 
 func cmdline(pid int) []string {

@@ -53,6 +53,7 @@ type plan struct {
 	gpu     int
 	victims []candidate
 	left    int64 // memory the device keeps afterwards
+	unified bool  // gpu's memory is RAM
 }
 
 // maxSearch bounds the candidates whose every combination is tried; past
@@ -71,7 +72,8 @@ const maxSearch = 16
 //  4. the least memory freed beyond the need.
 //
 // Of the GPUs where the model could go, the one whose best set is best by
-// the first two wins, then the one with the most memory left. If nothing
+// the first two wins, then a discrete GPU rather than a unified one (whose
+// memory is RAM), then the one with the most memory left. If nothing
 // fits even after stopping every candidate, it returns an
 // *InsufficientMemoryError and nothing is to be stopped.
 func choosePlan(in planInput) (plan, error) {
@@ -119,6 +121,11 @@ func betterOnGPU(a, b plan) bool {
 	if len(a.victims) != len(b.victims) {
 		return len(a.victims) < len(b.victims)
 	}
+	if a.unified != b.unified {
+		// A discrete GPU's memory serves GPU models alone; a unified
+		// one's is RAM, which every model needs.
+		return !a.unified
+	}
 	return a.left > b.left
 }
 
@@ -161,7 +168,7 @@ func planOn(in planInput, gpu int) (plan, *InsufficientMemoryError) {
 		return freeGPU + sum(victims, gpu, gpu) - in.vram
 	}
 	if shortRAM == 0 && shortGPU == 0 {
-		return plan{gpu: gpu, left: left(nil)}, nil
+		return plan{gpu: gpu, left: left(nil), unified: in.unified[gpu]}, nil
 	}
 	// Only models that free memory where the model is short can help.
 	var helps []candidate
@@ -190,7 +197,7 @@ func planOn(in planInput, gpu int) (plan, *InsufficientMemoryError) {
 	} else {
 		victims = smallest(helps, enough, excess)
 	}
-	return plan{gpu: gpu, victims: victims, left: left(victims)}, nil
+	return plan{gpu: gpu, victims: victims, left: left(victims), unified: in.unified[gpu]}, nil
 }
 
 // sum is what cs free on device d, for a model placed on gpu: RAM for
