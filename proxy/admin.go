@@ -213,8 +213,14 @@ func (s *Server) loadInBackground(name string) {
 
 // memoryReport is one device in GET /admin/memory.
 type memoryReport struct {
-	Device    string           `json:"device"`
-	Name      string           `json:"name,omitempty"`
+	Device string `json:"device"`
+	Name   string `json:"name,omitempty"`
+	// Vendor and Unified are a GPU's: its maker, and whether its memory
+	// is system RAM (an APU, Apple Silicon; total is then the part of RAM
+	// the GPU may use, and what models use there counts in RAM's used_by
+	// too).
+	Vendor    string           `json:"vendor,omitempty"`
+	Unified   bool             `json:"unified,omitempty"`
 	Total     int64            `json:"total"`
 	Free      int64            `json:"free"`
 	Reserve   int64            `json:"reserve"`
@@ -234,7 +240,7 @@ func (s *Server) adminMemory(ctx *fasthttp.RequestCtx) {
 	}
 	out := make([]memoryReport, 0, len(devs))
 	for _, d := range devs {
-		r := memoryReport{Device: d.Device, Name: d.Name, Total: d.Total, Free: d.Free, Reserve: d.Reserve,
+		r := memoryReport{Device: d.Device, Name: d.Name, Vendor: d.Vendor, Unified: d.Unified, Total: d.Total, Free: d.Free, Reserve: d.Reserve,
 			UsedBy: d.Used, Reserved: d.Reserved, Available: d.Available, Limit: d.Limit, Measured: d.Measured}
 		for _, n := range d.Used {
 			r.Used += n
