@@ -559,8 +559,10 @@ func TestStatusPage(t *testing.T) {
 			const gib = 1 << 30;
 			const devices = [
 				{device: "ram", total: 64 * gib, free: 40 * gib, reserve: gib, used_by: {alpha: 2 * gib}, used: 2 * gib, reserved: 0, available: 39 * gib},
-				{device: "gpu0", name: "NVIDIA H200", total: 140 * gib, free: 100 * gib, reserve: gib / 2, used_by: {alpha: 30 * gib, beta: 8 * gib},
+				{device: "gpu0", name: "NVIDIA H200", vendor: "nvidia", total: 140 * gib, free: 100 * gib, reserve: gib / 2, used_by: {alpha: 30 * gib, beta: 8 * gib},
 				 used: 38 * gib, reserved: 0, available: 99.5 * gib},
+				{device: "gpu1", name: "AMD Radeon 8060S", vendor: "amd", unified: true, total: 48 * gib, free: 40 * gib, reserve: gib / 2, used_by: {gamma: 8 * gib},
+				 used: 8 * gib, reserved: 0, available: 39.5 * gib},
 			];
 			window.fetch = (url, opts) => String(url).startsWith("/admin/memory") ?
 				Promise.resolve(new Response(JSON.stringify(devices), {headers: {"Content-Type": "application/json"}})) : real(url, opts);
@@ -570,6 +572,27 @@ func TestStatusPage(t *testing.T) {
 		p.waitFor("the GPU's bar", `!!document.querySelector('`+gpu+` .seg.model[data-model="beta"]')`, 10*time.Second)
 		if got := eval[string](p, `document.querySelector('`+gpu+` strong').textContent`); got != "gpu0 · NVIDIA H200" {
 			t.Errorf("the GPU is named %q", got)
+		}
+		// One bar per device, each GPU's labelled with its maker, and the
+		// APU's as unified memory.
+		apu := `#memory .device[data-device="gpu1"]`
+		p.waitFor("the APU's bar", `!!document.querySelector('`+apu+` .seg.model[data-model="gamma"]')`, 10*time.Second)
+		if n := eval[int](p, `document.querySelectorAll('#memory .device .bar').length`); n != 3 {
+			t.Errorf("%d bars for 3 devices", n)
+		}
+		for sel, want := range map[string]string{
+			`#memory .device[data-device="ram"] .tags`: "",
+			gpu + ` .tags`:  "NVIDIA",
+			apu + ` .tags`:  "AMD|unified memory",
+			apu + ` strong`: "gpu1 · AMD Radeon 8060S",
+		} {
+			got := eval[string](p, `[...document.querySelector('`+sel+`').children].map(e => e.textContent).join('|') || document.querySelector('`+sel+`').textContent`)
+			if got != want {
+				t.Errorf("%s: %q, want %q", sel, got, want)
+			}
+		}
+		if got := eval[string](p, `document.querySelector('`+apu+` .bar').getAttribute('aria-label')`); !strings.HasPrefix(got, "gpu1, AMD, AMD Radeon 8060S, unified memory: gamma: 8.0 GiB") {
+			t.Errorf("the APU's bar reads %q", got)
 		}
 		// Shares in proportion to the device, the reserve, what is free;
 		// a model has the same colour on every device.

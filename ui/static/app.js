@@ -291,7 +291,7 @@ function renderMemory(devs) {
     let div = box.querySelector('.device[data-device="' + CSS.escape(d.device) + '"]');
     if (!div) {
       div = el('div', {class: 'device', 'data-device': d.device},
-        el('div', {class: 'label'}, el('strong', {}), el('span', {class: 'sum'})),
+        el('div', {class: 'label'}, el('span', {class: 'title'}, el('strong', {}), el('span', {class: 'tags'})), el('span', {class: 'sum'})),
         el('div', {class: 'bar', role: 'img'}),
         el('ul', {class: 'legend'}));
       box.append(div);
@@ -325,8 +325,9 @@ function renderMemory(devs) {
       if (s.id) e.style.background = colour(s.id);
       return e;
     }));
-    bar.setAttribute('aria-label', d.device + ': ' + segs.map(s => s.label).join(', '));
+    bar.setAttribute('aria-label', deviceTitle(d) + ': ' + segs.map(s => s.label).join(', '));
     setText(div.querySelector('strong'), d.device + (d.name ? ' · ' + d.name : ''));
+    renderTags(div.querySelector('.tags'), d);
     setText(div.querySelector('.sum'), bytes(models) + ' used by models · ' + bytes(free) + ' free for models · ' +
       (limited ? 'limit_ram ' + bytes(d.limit) + ' (the machine: ' + bytes(d.free) + ' free of ' + bytes(d.total) + ')'
         : bytes(d.total) + ' in all'));
@@ -342,6 +343,31 @@ function renderMemory(devs) {
   for (const div of box.querySelectorAll('.device')) {
     if (!seen.has(div.dataset.device)) div.remove();
   }
+}
+
+// The GPU makers /admin/memory names, as people write them.
+const VENDORS = {nvidia: 'NVIDIA', amd: 'AMD', intel: 'Intel', apple: 'Apple'};
+
+function vendorName(v) { return VENDORS[v] || v; }
+
+// deviceTitle names a device for assistive technology: its name, maker,
+// and whether its memory is RAM.
+function deviceTitle(d) {
+  return [d.device, d.vendor && vendorName(d.vendor), d.name, d.unified && 'unified memory'].filter(Boolean).join(', ');
+}
+
+// renderTags labels a GPU's bar with its maker and, where its memory is
+// system RAM (an APU, a Mac), says so: what models use there, they use in
+// RAM too.
+function renderTags(box, d) {
+  const want = [];
+  if (d.vendor) want.push(['vendor', vendorName(d.vendor), 'made by ' + vendorName(d.vendor)]);
+  if (d.unified) want.push(['unified', 'unified memory',
+    'this GPU\'s memory is system RAM: its total is the part of RAM it may use, and what models use here counts in ram too']);
+  const key = JSON.stringify(want);
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.replaceChildren(...want.map(([cls, text, title]) => el('span', {class: 'tag ' + cls, title}, text)));
 }
 
 function swatch(bg, cls) {
