@@ -27,6 +27,8 @@ type execProcess struct {
 	next int // ring index once tail is full
 
 	stopOnce sync.Once
+	// stop, if set, is run by Stop in place of SIGTERM.
+	stop *StopCommand
 	// gone, if set, is called once the process and its group are gone.
 	gone func()
 }
@@ -98,10 +100,14 @@ func (p *execProcess) Tail() []string {
 }
 
 func (p *execProcess) Stop(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
 	p.stopOnce.Do(func() {
+		if p.stop != nil && p.runStop(p.stop, timeout-stopGrace(timeout)) {
+			return
+		}
 		p.signalGroup(syscall.SIGTERM)
 	})
-	t := time.NewTimer(timeout)
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-p.done:

@@ -9,6 +9,8 @@
 //   - execprocess.go: a started process: its output (each line handed to
 //     Spec.Output, the last lines kept for a failed start's error), its
 //     exit, and Stop (SIGTERM to the group, SIGKILL after a timeout).
+//   - stopcmd.go: a stop command run in place of SIGTERM (Spec.Stop), for
+//     a backend in a container that stopping its client would not stop.
 //   - guard.go: the guard, a process that takes every backend's group
 //     along when hotswap is killed with SIGKILL: its work (GuardGroups,
 //     which cmd/hotswap runs as "hotswap guard") and the starter's end of
@@ -29,6 +31,30 @@ type Spec struct {
 	// Output receives each line the process writes to stdout or stderr.
 	// It is called from one goroutine per process and must not block long.
 	Output func(line string)
+	// Stop, when set, is how Process.Stop asks the process to end, in
+	// place of SIGTERM: for a backend that runs elsewhere (docker stop for
+	// one in a container). See StopCommand.
+	Stop *StopCommand
+}
+
+// StopCommand is a command that stops a process, run by Process.Stop in
+// place of SIGTERM. It runs as the process did (its argv never through a
+// shell, in a process group of its own, hotswap's environment) and is given
+// the stop's timeout less a grace: if it fails (cannot start, exits
+// non-zero) or is still running then (its group is killed), the process
+// gets SIGTERM after all, and SIGKILL at the timeout. A command that
+// succeeds is followed only by that SIGKILL, if the process outlives the
+// timeout. The command runs even if the process has already exited: a
+// container may outlive the client that ran it.
+type StopCommand struct {
+	// Argv is the command to run for the process's pid.
+	Argv func(pid int) []string
+	// Output receives each line the command writes to stdout or stderr.
+	Output func(line string)
+	// Failed, if set, is told why the command failed or timed out. The
+	// error never holds the command's arguments (they may hold secrets):
+	// the caller says which command it was.
+	Failed func(err error)
 }
 
 // Process is a running backend process and the process group it leads.
@@ -47,8 +73,9 @@ type Process interface {
 	// the process has exited, it first gives the output still in the pipe
 	// a moment to be read: the last line is usually the reason it died.
 	Tail() []string
-	// Stop sends SIGTERM to the process group, SIGKILL after timeout, and
-	// returns once the leader has exited. It is safe to call more than once.
+	// Stop sends SIGTERM to the process group (or runs Spec.Stop), SIGKILL
+	// after timeout, and returns once the leader has exited. It is safe to
+	// call more than once.
 	Stop(timeout time.Duration)
 }
 

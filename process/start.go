@@ -95,7 +95,7 @@ func (s *ExecStarter) Start(spec Spec) (Process, error) {
 		return nil, err
 	}
 	p := &execProcess{cmd: cmd, done: make(chan struct{}), readDone: make(chan struct{}), wrote: make(chan struct{}, 1),
-		tail: make([]string, 0, tailLines)}
+		tail: make([]string, 0, tailLines), stop: spec.Stop}
 	if g := s.guard; g != nil {
 		pgid := cmd.Process.Pid // its own group, led by it
 		if err := g.add(pgid); err != nil {
