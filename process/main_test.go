@@ -17,7 +17,8 @@ import (
 )
 
 // TestMain also lets the test binary play two programs for the tests that
-// need a process to kill: "TEST guard" does what "hotswap guard" does, and
+// need a process to kill: "TEST guard" does what "hotswap guard" does
+// (also "TEST guard exec ...", the gate, see process/gate.go), and
 // "TEST starter" starts a backend as hotswap does ("TEST starter guard":
 // with a guard), prints the pids of the backend and of the child it
 // spawned, and runs until its standard input ends or it is killed. After
@@ -28,6 +29,10 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "guard":
+			if len(os.Args) > 2 && os.Args[2] == "exec" {
+				fmt.Fprintln(os.Stderr, process.GuardExec(os.Args[3:]))
+				os.Exit(1)
+			}
 			if err := process.GuardGroups(os.Stdin); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)

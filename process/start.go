@@ -86,11 +86,20 @@ func (s *ExecStarter) Start(spec Spec) (Process, error) {
 	}
 	cmd.Stdout = w
 	cmd.Stderr = w
+	open := func(bool) {}
+	if s.guard != nil && gateStarts() {
+		if open, err = gate(cmd, s.Guard); err != nil { // see gate.go
+			w.Close()
+			r.Close()
+			return nil, err
+		}
+	}
 	errc := make(chan error, 1)
 	s.reqs <- startReq{cmd: cmd, errc: errc}
 	err = <-errc
 	w.Close()
 	if err != nil {
+		open(false)
 		r.Close()
 		return nil, err
 	}
@@ -105,6 +114,7 @@ func (s *ExecStarter) Start(spec Spec) (Process, error) {
 		}
 		p.gone = func() { g.remove(pgid) }
 	}
+	open(true)
 	p.lastOutput.Store(time.Now().UnixNano())
 	go p.read(r, spec.Output)
 	go p.wait()

@@ -52,7 +52,7 @@ func run(args []string, stderr io.Writer) int {
 			fmt.Fprintln(stderr, versionLine())
 			return 0
 		case "guard":
-			return guard(os.Stdin, stderr)
+			return guard(args[1:], os.Stdin, stderr)
 		case "bench":
 			return runBench(args[1:], stderr)
 		case "import":
