@@ -25,9 +25,16 @@ func gateStarts() bool { return runtime.GOOS != "linux" || noPdeathsig }
 // gate rewrites cmd, not yet started, to start through the guard's
 // command guardArgv gated, and returns what to call once it has started:
 // open, to let it run (or, with false, to stop it there). A cmd whose
-// program was not found keeps its error, for Start to return.
+// program was not found keeps its error, for Start to return. If the
+// guard's program is gone (hotswap's binary removed under it), cmd starts
+// ungated rather than not at all: the guard still gets its group, only the
+// moment between fork and telling the guard is not covered.
 func gate(cmd *exec.Cmd, guardArgv []string) (open func(run bool), err error) {
 	if cmd.Err != nil {
+		return func(bool) {}, nil
+	}
+	if _, err := os.Stat(guardArgv[0]); err != nil {
+		fmt.Fprintln(os.Stderr, "hotswap: starting a backend ungated:", err)
 		return func(bool) {}, nil
 	}
 	r, w, err := os.Pipe()

@@ -67,3 +67,21 @@ func TestGateKeepsANotFoundError(t *testing.T) {
 		t.Fatal("a missing program started")
 	}
 }
+
+// TestGateStepsAsideWithoutTheGuardsProgram: a backend still starts when
+// hotswap's binary is gone; only the gate is lost.
+func TestGateStepsAsideWithoutTheGuardsProgram(t *testing.T) {
+	ran := filepath.Join(t.TempDir(), "ran")
+	cmd := exec.Command("/bin/sh", "-c", `echo "$0" > "$1"`, "yes", ran)
+	open, err := gate(cmd, []string{filepath.Join(t.TempDir(), "gone"), "guard"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	open(true)
+	if b, err := os.ReadFile(ran); err != nil || string(b) != "yes\n" {
+		t.Errorf("the backend did not run: %q, %v", b, err)
+	}
+}
