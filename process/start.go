@@ -19,11 +19,14 @@ import (
 // to its thread for the life of the starter.
 //
 // With Guard set, a guard process (see GuardGroups) also takes every
-// backend's whole process group along if hotswap is killed.
+// backend's whole process group along if hotswap is killed. On macOS,
+// which has no Pdeathsig, the guard is all there is, and backends start
+// gated until it has their group (gate.go).
 type ExecStarter struct {
-	// Guard is the command that runs GuardGroups on its standard input:
-	// hotswap runs itself as "hotswap guard". Without it, only the process
-	// hotswap started dies with hotswap.
+	// Guard is the command that runs GuardGroups on its standard input
+	// (and, with "exec PATH ARGV...", GuardExec): hotswap runs itself as
+	// "hotswap guard". Without it, only the process hotswap started dies
+	// with hotswap, and on macOS not even that.
 	Guard []string
 
 	reqs      chan startReq
