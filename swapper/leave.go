@@ -2,10 +2,13 @@ package swapper
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/hotswap/hotswap/config"
 	"github.com/hotswap/hotswap/events"
 	"github.com/hotswap/hotswap/process"
 )
@@ -65,6 +68,44 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain 
 	s.opts.Events.Publish(events.Event{Type: events.Stop, Model: b.model.ID, Message: reason,
 		Data: map[string]any{"seconds": time.Since(begin).Seconds()}})
 	s.retire(b, inst)
+}
+
+// stopCommand is m's stop command for the backend started on port, or
+// nil when m has none (SIGTERM stops it). Its ${PID} is the backend's
+// pid; it is logged as LogStop (what came from hotswap's environment left
+// as its reference, secret flags redacted), its output as the backend's.
+func (s *Swapper) stopCommand(m *config.Model, port int) *process.StopCommand {
+	if len(m.Stop) == 0 {
+		return nil
+	}
+	expand := func(tmpl []string, pid int) []string {
+		r := strings.NewReplacer(config.PlaceholderPID, strconv.Itoa(pid),
+			config.PlaceholderPort, strconv.Itoa(port), config.PlaceholderModel, m.ID)
+		out := make([]string, len(tmpl))
+		for i, a := range tmpl {
+			out[i] = r.Replace(a)
+		}
+		return out
+	}
+	logStop := m.LogStop
+	if logStop == nil {
+		logStop = m.Stop // a Model built by hand
+	}
+	out := s.log.Named("backend").With(zap.String("model", m.ID), zap.String("from", "stop"))
+	var logged []string
+	return &process.StopCommand{
+		Argv: func(pid int) []string {
+			logged = redactArgv(expand(logStop, pid))
+			s.log.Info("running the backend's stop command", zap.String("model", m.ID), zap.Int("pid", pid),
+				zap.Strings("argv", logged))
+			return expand(m.Stop, pid)
+		},
+		Output: func(line string) { out.Info(line) },
+		Failed: func(err error) {
+			s.log.Warn("the backend's stop command failed; stopping it with SIGTERM, then SIGKILL",
+				zap.String("model", m.ID), zap.Strings("argv", logged), zap.Error(err))
+		},
+	}
 }
 
 // retire marks an instance whose process has exited as gone. Memory is
@@ -168,6 +209,11 @@ func (s *Swapper) watch(b *backend, inst *instance) {
 			zap.Strings("output", inst.proc.Tail()))
 		s.opts.Events.Publish(events.Event{Type: events.Crash, Model: b.model.ID,
 			Data: map[string]any{"exit": process.DescribeExit(inst.proc.ExitErr())}})
+		if len(b.model.Stop) > 0 {
+			// What the process ran may outlive it (a container whose
+			// client died): its stop command is run all the same.
+			inst.proc.Stop(b.model.StopTimeout)
+		}
 	}
 	s.retire(b, inst)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -133,14 +135,35 @@ type due struct {
 	learn bool
 }
 
+// usage measures inst, b's backend: its process tree, or, where the
+// model names a cgroup (a backend in a container, outside hotswap's
+// process tree), the cgroup's RAM and the GPU memory of the processes in
+// it (see probe.CgroupUsage).
+func (s *Swapper) usage(ctx context.Context, m *config.Model, inst *instance) (probe.Usage, error) {
+	if m.Cgroup == "" {
+		return s.opts.Memory.Usage(ctx, inst.proc.Pid())
+	}
+	return probe.CgroupUsage(ctx, s.opts.Memory, probe.CgroupRoot, expandCgroup(m, inst.port))
+}
+
+// expandCgroup is m's cgroup with ${MODEL} (and ${PORT}) expanded.
+func expandCgroup(m *config.Model, port int) string {
+	return strings.NewReplacer(config.PlaceholderModel, m.ID, config.PlaceholderPort, strconv.Itoa(port)).Replace(m.Cgroup)
+}
+
 // measureInstance measures d's backend and, with d.learn, raises its
 // model's learned footprint if it grew. The caller stores the usage with
 // the devices' figures.
 func (s *Swapper) measureInstance(ctx context.Context, d due) (probe.Usage, bool) {
 	b := d.b
-	u, err := s.opts.Memory.Usage(ctx, d.inst.proc.Pid())
+	u, err := s.usage(ctx, b.model, d.inst)
 	if err != nil {
-		if !errors.Is(err, probe.ErrNoProcess) {
+		if errors.Is(err, probe.ErrNoCgroup) && d.learn && !d.inst.cgroupWarned.Swap(true) {
+			// Ready, yet not there: the path is likely wrong. Until it
+			// is found the backend counts for its need.
+			s.log.Warn("the backend's cgroup is not there; it is planned with its need until found",
+				zap.String("model", b.model.ID), zap.Error(err))
+		} else if !errors.Is(err, probe.ErrNoProcess) && !errors.Is(err, probe.ErrNoCgroup) {
 			s.log.Debug("measuring backend", zap.String("model", b.model.ID), zap.Error(err))
 		}
 		return u, false

@@ -179,6 +179,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 		Argv:   argv,
 		Env:    env,
 		Output: func(line string) { out.Info(line) },
+		Stop:   s.stopCommand(m, port),
 	})
 	s.mu.Lock()
 	s.spawning--

@@ -32,6 +32,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -238,6 +239,9 @@ type instance struct {
 	measured   bool
 	measuredAt time.Time
 	look       uint64 // the look it was measured in (see refresh)
+	// cgroupWarned: its model's cgroup was found missing once it was
+	// ready, and that was logged (see measureInstance).
+	cgroupWarned atomic.Bool
 }
 
 // New returns a Swapper for opts.Models. Nothing is started; memory is
