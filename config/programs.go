@@ -26,8 +26,12 @@ import (
 func CheckPrograms(c *Config) error {
 	var problems []string
 	for _, id := range modelIDs(c) {
-		if p := programProblem(c.Models[id]); p != "" {
+		m := c.Models[id]
+		if p := programProblem(m, m.Cmd); p != "" {
 			problems = append(problems, "models."+id+".cmd: "+p)
+		}
+		if p := programProblem(m, m.Stop); p != "" {
+			problems = append(problems, "models."+id+".stop: "+p)
 		}
 	}
 	if len(problems) > 0 {
@@ -67,13 +71,14 @@ func modelIDs(c *Config) []string {
 	return ids
 }
 
-// programProblem says why m's program cannot be run, or "" if it can.
-func programProblem(m *Model) string {
-	if len(m.Cmd) == 0 || m.Cmd[0] == "" {
+// programProblem says why the program of argv (m's cmd or stop) cannot
+// be run, or "" if it can.
+func programProblem(m *Model, argv []string) string {
+	if len(argv) == 0 || argv[0] == "" {
 		return "" // Parse reports these
 	}
-	name := m.Cmd[0]
-	if strings.Contains(name, PlaceholderPort) {
+	name := argv[0]
+	if strings.Contains(name, PlaceholderPort) || strings.Contains(name, PlaceholderPID) {
 		return "" // which program runs is known only when it starts
 	}
 	name = strings.ReplaceAll(name, PlaceholderModel, m.ID)

@@ -167,3 +167,26 @@ func TestLoadRunnable(t *testing.T) {
 		t.Error("a missing file loaded")
 	}
 }
+
+// TestCheckProgramsChecksStop: a model's stop command is looked up as its
+// cmd is; one whose program is known only at the stop (${PID}) is not.
+func TestCheckProgramsChecksStop(t *testing.T) {
+	r := newProgramRig(t)
+	bin := r.mkdir(t, "bin")
+	r.file(t, "bin/server", 0o755)
+	r.file(t, "bin/docker", 0o755)
+	t.Setenv("PATH", bin)
+	for _, c := range []struct{ stop, want string }{
+		{"[docker, stop, 'hs-${MODEL}']", ""},
+		{"['/proc/${PID}/x']", ""},
+		{"[podman, stop, 'hs-${MODEL}']", `models.m.stop: program "podman" is not found in hotswap's PATH (` + bin + ")"},
+	} {
+		err := CheckPrograms(mustParse(t, "models:\n  m:\n    cmd: [server, --port, '${PORT}']\n    stop: "+c.stop+"\n"))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("stop %s: %v", c.stop, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("stop %s: %v, want %q", c.stop, err, c.want)
+		}
+	}
+}
