@@ -15,7 +15,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// DeviceRAM is Device.Index for system RAM; GPUs have their NVML index 0..n-1.
+// DeviceRAM is Device.Index for system RAM. GPUs are numbered 0..n-1:
+// NVIDIA's first, in NVML's order, then AMD's and Intel's in the kernel's
+// DRM card order, then Apple's.
 const DeviceRAM = -1
 
 // ErrNoProcess is wrapped by Usage when the pid it was asked about has exited
@@ -24,11 +26,17 @@ var ErrNoProcess = errors.New("no such process")
 
 // Device is one pool of memory: system RAM or one GPU's VRAM.
 type Device struct {
-	Index int    // DeviceRAM or the GPU's index
-	Name  string // "ram" or "gpu0", "gpu1", ...
-	Model string // the GPU's product name, e.g. "NVIDIA H100 80GB HBM3"; empty for RAM
-	Total int64  // bytes
-	Free  int64  // bytes available now (RAM: gopsutil's Available, not Free)
+	Index int // DeviceRAM or the GPU's index
+	// VendorIndex is the GPU's index among its vendor's GPUs on this
+	// machine, what that vendor's device variable counts
+	// (CUDA_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES, ZE_AFFINITY_MASK...).
+	// NVML's index; for AMD and Intel the DRM card order (PCI probe order,
+	// which ROCm and Level Zero normally follow too). 0 for RAM.
+	VendorIndex int
+	Name        string // "ram" or "gpu0", "gpu1", ...
+	Model       string // the GPU's product name, e.g. "NVIDIA H100 80GB HBM3"; empty for RAM
+	Total       int64  // bytes
+	Free        int64  // bytes available now (RAM: gopsutil's Available, not Free)
 	// Vendor is the GPU's maker: VendorNVIDIA, VendorAMD, VendorIntel or
 	// VendorApple; empty for RAM. It says which variable pins a backend to
 	// the GPU (see config.GPUEnvs).
@@ -49,8 +57,12 @@ const (
 
 // Usage is what one process tree (a backend and everything it spawned) uses.
 type Usage struct {
-	RAM  int64         // sum of RSS over the tree, bytes
-	VRAM map[int]int64 // bytes per GPU index, from NVML's per-process lists; nil/empty when none
+	RAM int64 // sum of RSS over the tree, bytes
+	// VRAM is bytes per GPU index: NVIDIA's from NVML's per-process
+	// lists, AMD's and Intel's from DRM fdinfo (on a unified GPU, every
+	// memory region the GPU maps). nil/empty when none. Apple's is not
+	// told apart: Metal buffers are in RSS, so they are in RAM.
+	VRAM map[int]int64
 }
 
 // TotalVRAM is VRAM summed over the GPUs.
@@ -77,6 +89,8 @@ type Memory interface {
 // so that the rest of this file compiles and behaves the same on every
 // platform.
 type gpuProbe interface {
+	// count is the number of GPUs, which devices numbers 0..count-1.
+	count() int
 	// devices returns each GPU in index order.
 	devices() ([]Device, error)
 	// usage returns the VRAM used per GPU index by the given pids.
@@ -86,7 +100,10 @@ type gpuProbe interface {
 
 // memory is the machine's real probe.
 type memory struct {
-	gpu     gpuProbe // nil when there are no GPUs to report
+	gpu     gpuProbe  // NVIDIA's GPUs; nil when NVML is off
+	drm     *drmGPUs  // AMD's and Intel's, from sysfs; nil when none
+	metal   *metalGPU // Apple Silicon's; nil elsewhere
+	log     *zap.Logger
 	unified bool
 }
 
@@ -121,29 +138,60 @@ func NewMemoryWith(log *zap.Logger, opts MemoryOptions) Memory {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	m := &memory{unified: runtime.GOOS == "darwin"}
-	gpu, err := openGPUs()
-	if err != nil {
-		// Not an error for hotswap: a machine without NVIDIA GPUs runs its
+	sysRoot, procRoot := opts.SysRoot, opts.ProcRoot
+	if sysRoot == "" {
+		sysRoot = "/sys"
+	}
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	m := &memory{unified: runtime.GOOS == "darwin", log: log}
+	// Why each kind of GPU is absent, logged together when none is found.
+	var why []string
+	next := 0 // the next GPU's index
+	vendorFirst := map[string]int{}
+	if sysRoot != "/sys" {
+		why = append(why, "NVML not opened: a fake sysfs root stands for the GPUs")
+	} else if gpu, err := openGPUs(); err != nil {
+		why = append(why, err.Error())
+	} else {
+		m.gpu = gpu
+		next = gpu.count()
+		vendorFirst[VendorNVIDIA] = next
+	}
+	if drm, err := openDRM(sysRoot, procRoot, next, vendorFirst, log); err != nil {
+		why = append(why, err.Error())
+	} else {
+		m.drm = drm
+		next += len(drm.cards)
+	}
+	if metal, err := openMetal(next); err != nil {
+		why = append(why, err.Error())
+	} else {
+		m.metal = metal
+	}
+	if m.gpu == nil && m.drm == nil && m.metal == nil {
+		// Not an error for hotswap: a machine without GPUs runs its
 		// models on the CPU, and the swapper counts VRAM needs against RAM.
-		log.Info("GPU memory probe off, planning with RAM only", zap.String("reason", err.Error()))
+		log.Info("GPU memory probe off, planning with RAM only", zap.String("reason", strings.Join(why, "; ")))
 		return m
 	}
-	m.gpu = gpu
-	if devs, err := gpu.devices(); err == nil {
-		for _, d := range devs {
-			log.Info("GPU found", zap.String("device", d.Name), zap.String("model", d.Model),
+	if devs, err := m.Devices(context.Background()); err == nil {
+		for _, d := range devs[1:] {
+			log.Info("GPU found", zap.String("device", d.Name), zap.String("vendor", d.Vendor),
+				zap.String("model", d.Model), zap.Bool("unified", d.Unified),
 				zap.Int64("total", d.Total), zap.Int64("free", d.Free))
 		}
 	}
 	return m
 }
 
-// UnifiedMemory implements Memory.
+// UnifiedMemory implements Memory. It stays true on macOS only, as callers
+// expect; Device.Unified says it per GPU, and is the finer truth.
 func (m *memory) UnifiedMemory() bool { return m.unified }
 
 // Close shuts NVML down. Devices and Usage keep working afterwards but
-// report RAM only. Close is safe to call more than once.
+// report no NVIDIA GPU. Close is safe to call more than once.
 func (m *memory) Close() error {
 	if m.gpu == nil {
 		return nil
@@ -165,15 +213,30 @@ func (m *memory) Devices(ctx context.Context) ([]Device, error) {
 	}
 	// Available, not Free: the kernel gives page cache back on demand, so
 	// Available is what a new backend can really get.
-	devs := []Device{{Index: DeviceRAM, Name: "ram", Total: int64(vm.Total), Free: int64(vm.Available)}}
-	if m.gpu == nil {
-		return devs, nil
+	ram := Device{Index: DeviceRAM, Name: "ram", Total: int64(vm.Total), Free: int64(vm.Available)}
+	devs := []Device{ram}
+	if m.gpu != nil {
+		gpus, err := m.gpu.devices()
+		if err != nil {
+			return nil, err
+		}
+		devs = append(devs, gpus...)
 	}
-	gpus, err := m.gpu.devices()
-	if err != nil {
-		return nil, err
+	if m.drm != nil {
+		gpus, err := m.drm.devices(ram.Total, ram.Free)
+		if err != nil {
+			return nil, err
+		}
+		devs = append(devs, gpus...)
 	}
-	return append(devs, gpus...), nil
+	if m.metal != nil {
+		gpu, err := m.metal.device(ram.Free)
+		if err != nil {
+			return nil, err
+		}
+		devs = append(devs, gpu)
+	}
+	return devs, nil
 }
 
 // Usage implements Memory.
@@ -198,16 +261,24 @@ func (m *memory) Usage(ctx context.Context, pid int) (Usage, error) {
 		}
 		u.RAM += int64(mi.RSS)
 	}
-	if m.gpu == nil {
-		return u, nil
+	vram := map[int]int64{}
+	if m.gpu != nil {
+		set := make(map[int]bool, len(pids))
+		for _, p := range pids {
+			set[p] = true
+		}
+		nv, err := m.gpu.usage(set)
+		if err != nil {
+			return Usage{}, err
+		}
+		for i, n := range nv {
+			vram[i] += n
+		}
 	}
-	set := make(map[int]bool, len(pids))
-	for _, p := range pids {
-		set[p] = true
-	}
-	vram, err := m.gpu.usage(set)
-	if err != nil {
-		return Usage{}, err
+	if m.drm != nil {
+		for i, n := range m.drm.usage(pids) {
+			vram[i] += n
+		}
 	}
 	if len(vram) > 0 {
 		u.VRAM = vram

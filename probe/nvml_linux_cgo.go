@@ -86,6 +86,9 @@ func (g *nvmlGPUs) find() error {
 	return nil
 }
 
+// count implements gpuProbe.
+func (g *nvmlGPUs) count() int { return len(g.gpus) }
+
 // devices implements gpuProbe.
 func (g *nvmlGPUs) devices() (devs []Device, err error) {
 	g.mu.Lock()
@@ -104,11 +107,13 @@ func (g *nvmlGPUs) devices() (devs []Device, err error) {
 			return nil, fmt.Errorf("NVML memory of gpu%d: %v", gpu.index, ret)
 		}
 		devs = append(devs, Device{
-			Index: gpu.index,
-			Name:  "gpu" + strconv.Itoa(gpu.index),
-			Model: gpu.model,
-			Total: int64(mi.Total),
-			Free:  int64(mi.Free),
+			Index:       gpu.index,
+			VendorIndex: gpu.index,
+			Name:        "gpu" + strconv.Itoa(gpu.index),
+			Model:       gpu.model,
+			Total:       int64(mi.Total),
+			Free:        int64(mi.Free),
+			Vendor:      VendorNVIDIA,
 		})
 	}
 	return devs, nil

@@ -13,11 +13,11 @@ const NVMLBuilt = false
 
 // openGPUs reports no GPUs: go-nvml needs cgo (every file of it imports
 // "C"), and NVIDIA's library only exists on linux for our purposes. On macOS
-// the GPU shares system RAM, which the RAM device already reports.
+// the GPU is Apple's, read by openMetal.
 func openGPUs() (gpuProbe, error) {
 	switch {
 	case runtime.GOOS == "darwin":
-		return nil, errors.New("unified memory: the GPU uses system RAM")
+		return nil, errors.New("no NVML on macOS")
 	case runtime.GOOS != "linux":
 		return nil, errors.New("NVML is only used on linux")
 	default:
