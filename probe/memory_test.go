@@ -372,7 +372,8 @@ func TestDevicesWithGPU(t *testing.T) {
 	}
 	for i, d := range devs[1:] {
 		t.Logf("%+v", d)
-		if d.Index != i || d.Name != "gpu"+strconv.Itoa(i) || d.Model == "" {
+		if d.Index != i || d.Name != "gpu"+strconv.Itoa(i) || d.Model == "" ||
+			d.Vendor != VendorNVIDIA || d.VendorIndex != i || d.Unified {
 			t.Errorf("device %d is %+v", i+1, d)
 		}
 		if d.Free <= 0 || d.Free > d.Total {
