@@ -15,6 +15,10 @@
 //     along when hotswap is killed with SIGKILL: its work (GuardGroups,
 //     which cmd/hotswap runs as "hotswap guard") and the starter's end of
 //     its pipe.
+//   - gate.go: where there is no Pdeathsig (macOS), a backend starts
+//     gated ("hotswap guard exec") until the guard has its group.
+//   - guard_darwin.go, guard_other.go: the guard's watch on hotswap's exit
+//     (kqueue on macOS; none elsewhere, where the pipe alone tells).
 //   - sysproc_*.go: the per-OS process attributes.
 //   - exit.go: how a process ended, for people, and whether it looks to
 //     have run out of memory.
