@@ -46,7 +46,8 @@ func NewFake(exe string, ram int64, gpus ...int64) *Fake {
 }
 
 // AddGPU adds a GPU after those there are, and returns its index. Of d,
-// Total, Vendor, Unified and Model (default "fake GPU") are used. A
+// Total, Vendor, Unified and Model (default "fake GPU") are used; its
+// VendorIndex counts the GPUs of its vendor before it. A
 // unified GPU's memory is RAM: what processes use on it is used in RAM
 // too, as on an APU or a Mac.
 //
@@ -61,6 +62,12 @@ func (f *Fake) AddGPU(d Device) int {
 	defer f.mu.Unlock()
 	d.Index = len(f.gpus)
 	d.Name = "gpu" + strconv.Itoa(d.Index)
+	d.VendorIndex = 0
+	for _, g := range f.gpus {
+		if g.Vendor == d.Vendor {
+			d.VendorIndex++
+		}
+	}
 	if d.Model == "" {
 		d.Model = "fake GPU"
 	}

@@ -21,11 +21,12 @@ import (
 // among the GPUs of the device's vendor), or GGML_VK_VISIBLE_DEVICES (N,
 // the GPU's index among all GPUs: Vulkan lists every vendor's).
 //
-// The index is the one the runtime sees: each vendor's runtime numbers its
-// own GPUs only, so on a machine with an NVIDIA GPU (gpu0) and an AMD one
-// (gpu1), gpu1 is HIP's device 0. It assumes each runtime orders its GPUs
-// as the probe does (PCI bus order); where one does not, pin the model
-// with gpu and set the variable in its env.
+// The index is the one the runtime sees, the probe's Device.VendorIndex:
+// each vendor's runtime numbers its own GPUs only, so on a machine with an
+// NVIDIA GPU (gpu0) and an AMD one (gpu1), gpu1 is HIP's device 0. It
+// assumes each runtime orders its GPUs as the probe does (NVML's order;
+// the kernel's DRM card order, which is PCI probe order); where one does
+// not, pin the model with gpu and set the variable in its env.
 
 // The variables, as config.GPUEnvs names them.
 const (
@@ -77,12 +78,14 @@ func pinEnv(devs []probe.Device, gpu int, gpuEnv string, env []string) []string 
 	if key == "" || hasEnv(env, key) {
 		return nil
 	}
-	n := vendorIndex(devs, dev)
+	n := dev.VendorIndex
 	switch {
 	case !found:
 		n = gpu
 	case key == envVulkan:
 		n = gpuPosition(devs, dev)
+	case dev.Vendor == "":
+		n = vendorIndex(devs, dev)
 	}
 	value := strconv.Itoa(n)
 	if key == envOneAPI {
@@ -95,8 +98,9 @@ func pinEnv(devs []probe.Device, gpu int, gpuEnv string, env []string) []string 
 	return out
 }
 
-// vendorIndex is dev's index among the GPUs of its vendor, in the
-// probe's order (a GPU of no said vendor counts as NVIDIA's).
+// vendorIndex is the index of dev, a GPU whose vendor the probe did not
+// say (and so no VendorIndex either), among such GPUs and NVIDIA's, in the
+// probe's order: CUDA's, as before vendors were read.
 func vendorIndex(devs []probe.Device, dev probe.Device) int {
 	vendor := func(d probe.Device) string {
 		if d.Vendor == "" {

@@ -15,8 +15,8 @@ func TestPinEnv(t *testing.T) {
 	// gpu0 NVIDIA, gpu1 AMD, gpu2 Intel, gpu3 AMD (an APU), gpu4 NVIDIA.
 	mixed := []probe.Device{ram,
 		{Index: 0, Vendor: probe.VendorNVIDIA}, {Index: 1, Vendor: probe.VendorAMD},
-		{Index: 2, Vendor: probe.VendorIntel}, {Index: 3, Vendor: probe.VendorAMD, Unified: true},
-		{Index: 4, Vendor: probe.VendorNVIDIA}}
+		{Index: 2, Vendor: probe.VendorIntel}, {Index: 3, VendorIndex: 1, Vendor: probe.VendorAMD, Unified: true},
+		{Index: 4, VendorIndex: 1, Vendor: probe.VendorNVIDIA}}
 	cases := []struct {
 		name   string
 		devs   []probe.Device
@@ -40,6 +40,9 @@ func TestPinEnv(t *testing.T) {
 			[]string{"CUDA_VISIBLE_DEVICES=0"}},
 		{"another variable in env does not stop it", mixed, 1, "", []string{"CUDA_VISIBLE_DEVICES=0"}, []string{"HIP_VISIBLE_DEVICES=0"}},
 		{"Apple: Metal has no such variable", []probe.Device{ram, {Index: 0, Vendor: probe.VendorApple, Unified: true}}, 0, "", nil, nil},
+		{"the probe's vendor index, however the GPUs are listed", []probe.Device{ram,
+			{Index: 0, VendorIndex: 1, Vendor: probe.VendorAMD}, {Index: 1, VendorIndex: 0, Vendor: probe.VendorAMD}}, 0, "", nil,
+			[]string{"HIP_VISIBLE_DEVICES=1"}},
 		{"a GPU of no said vendor is CUDA's, as before", []probe.Device{ram, {Index: 0}, {Index: 1}}, 1, "", nil,
 			[]string{"CUDA_VISIBLE_DEVICES=1", "CUDA_DEVICE_ORDER=PCI_BUS_ID"}},
 		{"a GPU not in the last look: its own index", []probe.Device{ram}, 2, "", nil,
