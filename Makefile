@@ -4,7 +4,7 @@ BIN := bin
 CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export CGO_CFLAGS
 
-.PHONY: build run test test-ui screenshots test-real bench bench-go fuzz soak cross lint clean
+.PHONY: build run test test-ui screenshots test-real bench bench-go fuzz soak cross dist dist-test lint clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
@@ -90,6 +90,42 @@ cross:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o dist/linux-arm64/ ./cmd/...
 	CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 $(GO) build -o dist/darwin-arm64/ ./cmd/...
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -o dist/linux-amd64-nocgo/ ./cmd/...
+
+# Release archives in dist/: hotswap-VERSION-OS-ARCH.tar.gz for each of
+# DIST_TARGETS (see packaging/dist.sh for what they hold) and SHA256SUMS.
+# Linux builds have the NVIDIA probe (cgo): linux-arm64 through Debian's
+# cross compiler (apt-get install gcc-aarch64-linux-gnu), whose absence
+# stops this, unless ARM64_CGO=0 builds that one without the probe.
+# darwin has no NVML (unified memory): CGO_ENABLED=0. Run on linux/amd64.
+# The version is read once, so that a commit meanwhile cannot split it.
+DIST_VERSION := $(VERSION)
+DIST_COMMIT := $(COMMIT)
+ARM64_CC ?= aarch64-linux-gnu-gcc
+ARM64_CGO ?= 1
+dist:
+	@test "$$($(GO) env GOHOSTOS)/$$($(GO) env GOHOSTARCH)" = linux/amd64 || { echo "make dist: builds on linux/amd64 (its linux-amd64 archive uses the native C compiler)"; exit 2; }
+	@if [ "$(ARM64_CGO)" = 1 ] && ! command -v $(ARM64_CC) >/dev/null; then \
+		echo "make dist: linux-arm64 is built with the NVIDIA probe (cgo) and needs a C cross compiler, $(ARM64_CC):"; \
+		echo "  apt-get install gcc-aarch64-linux-gnu"; \
+		echo "or build that archive without the probe (it then plans with RAM only): make dist ARM64_CGO=0"; \
+		exit 2; fi
+	@[ "$(ARM64_CGO)" = 1 ] || echo "*** make dist: linux-arm64 WITHOUT the NVIDIA probe (ARM64_CGO=0): its hotswap cannot read GPU memory ***"
+	rm -rf dist/.stage dist/hotswap-*.tar.gz dist/SHA256SUMS
+	CGO_ENABLED=1 sh packaging/dist.sh dist $(DIST_VERSION) $(DIST_COMMIT) linux amd64
+	CGO_ENABLED=$(ARM64_CGO) CC=$(ARM64_CC) sh packaging/dist.sh dist $(DIST_VERSION) $(DIST_COMMIT) linux arm64
+	CGO_ENABLED=0 sh packaging/dist.sh dist $(DIST_VERSION) $(DIST_COMMIT) darwin amd64
+	CGO_ENABLED=0 sh packaging/dist.sh dist $(DIST_VERSION) $(DIST_COMMIT) darwin arm64
+	rm -rf dist/.stage
+	cd dist && sha256sum hotswap-$(DIST_VERSION)-*.tar.gz > SHA256SUMS
+	@cat dist/SHA256SUMS
+
+# make dist, then checks what it made: SHA256SUMS, each Linux hotswap's
+# `hotswap version` (linux-arm64's under qemu-user, if installed), the
+# unit (systemd-analyze verify) and install.sh into a temporary root
+# (packaging/'s tests, on the linux-amd64 archive). About 40s with Go's
+# build cache warm; the first cross builds take a few minutes more.
+dist-test: dist
+	ARM64_CGO=$(ARM64_CGO) sh packaging/dist-test.sh dist $(DIST_VERSION)
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && false)
