@@ -406,6 +406,35 @@ func TestArchiveServesFromItsDirectory(t *testing.T) {
 	}
 }
 
+// The container image's config (Containerfile) passes hotswap check once
+// its llama-server is where the llama.cpp images have it, /app.
+func TestContainerConfigChecks(t *testing.T) {
+	prefix := filepath.Join(t.TempDir(), "usr")
+	if out, err := install(t, archive(t), "--prefix", prefix, "--no-service"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	server := filepath.Join(dir, "llama-server")
+	if err := os.WriteFile(server, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	text := read(t, "container-config.yaml")
+	if !strings.Contains(text, "cmd: /app/llama-server ") {
+		t.Fatal("the container config no longer runs /app/llama-server")
+	}
+	config := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(config, []byte(strings.ReplaceAll(text, "/app/llama-server", server)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check, err := exec.Command(filepath.Join(prefix, "bin/hotswap"), "check", "-config", config).CombinedOutput()
+	if err != nil || !strings.Contains(string(check), ": ok, 2 models") {
+		t.Errorf("hotswap check: %v\n%s", err, check)
+	}
+	if cf := read(t, "../Containerfile"); !strings.Contains(cf, "COPY packaging/container-config.yaml /etc/hotswap/config.yaml") {
+		t.Error("the Containerfile no longer copies packaging/container-config.yaml")
+	}
+}
+
 // The scripts are POSIX sh, as shellcheck reads them.
 func TestShellcheck(t *testing.T) {
 	if _, err := exec.LookPath("shellcheck"); err != nil {
