@@ -88,7 +88,12 @@ func buildArchive() (string, error) {
 		{name: "install.sh", from: "install.sh", mode: 0o755},
 	}
 	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
+	// Stored, not compressed: deflating the binaries takes half a minute
+	// under the race detector.
+	gz, err := gzip.NewWriterLevel(&buf, gzip.NoCompression)
+	if err != nil {
+		return "", err
+	}
 	tw := tar.NewWriter(gz)
 	for _, f := range files {
 		data := f.data
@@ -154,6 +159,7 @@ func read(t *testing.T, path string) string {
 
 // Programs and documentation only, into a packaging root.
 func TestInstallNoService(t *testing.T) {
+	t.Parallel()
 	a := archive(t)
 	root := t.TempDir()
 	out, err := install(t, a, "--root", root, "--no-service")
@@ -185,6 +191,7 @@ func TestInstallNoService(t *testing.T) {
 // The service: the unit (ExecStart in the prefix) and /etc/hotswap, whose
 // config is written once and then left alone.
 func TestInstallService(t *testing.T) {
+	t.Parallel()
 	a := archive(t)
 	root := t.TempDir()
 	out, err := install(t, a, "--root", root, "--prefix", "/opt/hotswap")
@@ -220,6 +227,7 @@ func TestInstallService(t *testing.T) {
 
 // The unit as the repository has it.
 func TestUnitVerifies(t *testing.T) {
+	t.Parallel()
 	unit := read(t, "hotswap.service")
 	exe, err := os.Executable() // any program: verify checks ExecStart runs
 	if err != nil {
@@ -261,6 +269,7 @@ func verifyUnit(t *testing.T, unit string) {
 
 // A bad or missing checksum stops the install before anything is written.
 func TestInstallChecksums(t *testing.T) {
+	t.Parallel()
 	a := archive(t)
 	data, err := os.ReadFile(a)
 	if err != nil {
@@ -302,6 +311,7 @@ func TestInstallChecksums(t *testing.T) {
 
 // From a URL, with the SHA256SUMS beside it.
 func TestInstallFromURL(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
 		if _, err := exec.LookPath("wget"); err != nil {
 			t.Skip("neither curl nor wget: install.sh cannot download (apt-get install curl)")
@@ -321,6 +331,7 @@ func TestInstallFromURL(t *testing.T) {
 // Installed into a prefix of its own, the example config's programs are
 // the installed mock backend: hotswap check passes on it.
 func TestInstalledExampleChecks(t *testing.T) {
+	t.Parallel()
 	prefix := filepath.Join(t.TempDir(), "usr")
 	out, err := install(t, archive(t), "--prefix", prefix, "--no-service")
 	if err != nil {
@@ -339,6 +350,7 @@ var listening = regexp.MustCompile(`hotswap listening\s+\{"addr": "([^"]+)"`)
 // directory: bin/hotswap -config config.yaml, whose models run
 // bin/mockbackend.
 func TestArchiveServesFromItsDirectory(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	untar := exec.Command("tar", "-xzf", archive(t), "-C", dir)
 	if out, err := untar.CombinedOutput(); err != nil {
@@ -409,6 +421,7 @@ func TestArchiveServesFromItsDirectory(t *testing.T) {
 // The container image's config (Containerfile) passes hotswap check once
 // its llama-server is where the llama.cpp images have it, /app.
 func TestContainerConfigChecks(t *testing.T) {
+	t.Parallel()
 	prefix := filepath.Join(t.TempDir(), "usr")
 	if out, err := install(t, archive(t), "--prefix", prefix, "--no-service"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -437,6 +450,7 @@ func TestContainerConfigChecks(t *testing.T) {
 
 // The scripts are POSIX sh, as shellcheck reads them.
 func TestShellcheck(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("shellcheck"); err != nil {
 		t.Skip("shellcheck not found: the scripts are not linted (apt-get install shellcheck)")
 	}
