@@ -29,6 +29,8 @@ type execProcess struct {
 	stopOnce sync.Once
 	// stop, if set, is run by Stop in place of SIGTERM.
 	stop *StopCommand
+	// kill: Stop sends SIGKILL in place of SIGTERM (Spec.Kill).
+	kill bool
 	// gone, if set, is called once the process and its group are gone.
 	gone func()
 }
@@ -103,6 +105,10 @@ func (p *execProcess) Stop(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	p.stopOnce.Do(func() {
 		if p.stop != nil && p.runStop(p.stop, timeout-stopGrace(timeout)) {
+			return
+		}
+		if p.kill {
+			p.signalGroup(syscall.SIGKILL)
 			return
 		}
 		p.signalGroup(syscall.SIGTERM)

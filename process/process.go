@@ -39,6 +39,11 @@ type Spec struct {
 	// place of SIGTERM: for a backend that runs elsewhere (docker stop for
 	// one in a container). See StopCommand.
 	Stop *StopCommand
+	// Kill makes Process.Stop send SIGKILL to the group at once, in place
+	// of SIGTERM: for a backend that has nothing to save and takes its
+	// time to exit. Stop, when set, wins: the command runs, and if it
+	// fails the group is killed at once.
+	Kill bool
 }
 
 // StopCommand is a command that stops a process, run by Process.Stop in
@@ -77,8 +82,8 @@ type Process interface {
 	// the process has exited, it first gives the output still in the pipe
 	// a moment to be read: the last line is usually the reason it died.
 	Tail() []string
-	// Stop sends SIGTERM to the process group (or runs Spec.Stop), SIGKILL
-	// after timeout, and returns once the leader has exited. It is safe to
+	// Stop sends SIGTERM to the process group (or runs Spec.Stop; SIGKILL
+	// at once with Spec.Kill), SIGKILL after timeout, and returns once the leader has exited. It is safe to
 	// call more than once.
 	Stop(timeout time.Duration)
 }

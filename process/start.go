@@ -107,7 +107,7 @@ func (s *ExecStarter) Start(spec Spec) (Process, error) {
 		return nil, err
 	}
 	p := &execProcess{cmd: cmd, done: make(chan struct{}), readDone: make(chan struct{}), wrote: make(chan struct{}, 1),
-		tail: make([]string, 0, tailLines), stop: spec.Stop}
+		tail: make([]string, 0, tailLines), stop: spec.Stop, kill: spec.Kill}
 	if g := s.guard; g != nil {
 		pgid := cmd.Process.Pid // its own group, led by it
 		if err := g.add(pgid); err != nil {
