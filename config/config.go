@@ -52,6 +52,12 @@ const (
 	NoGPU           = -1 // Model.GPU when the model is not pinned to a device
 )
 
+// How a drained backend is stopped (Model.StopSignal).
+const (
+	StopTerm = "term" // SIGTERM, SIGKILL after stop_timeout
+	StopKill = "kill" // SIGKILL at once
+)
+
 // Scheduling policies (Scheduling.Policy).
 const (
 	// PolicyBatch keeps serving the loaded models and swaps only when a
@@ -250,6 +256,12 @@ type Model struct {
 	// Their values may come from hotswap's environment (${env:NAME}), so
 	// that secrets stay out of the file; they are never logged.
 	Headers []Header
+
+	// StopSignal is how the backend is stopped once drained: StopTerm
+	// (SIGTERM, SIGKILL after StopTimeout; "" means it too) or StopKill
+	// (SIGKILL at once, for a backend with nothing to save that takes its
+	// time to exit). Stop, when set, wins.
+	StopSignal string
 
 	// Stop, when set, is the command that stops the backend in place of
 	// SIGTERM (docker stop hs-${MODEL}): an argv template like Cmd, with

@@ -289,6 +289,7 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 			"preload":            p.boolean(&m.Preload),
 			"health_timeout":     p.duration(&m.HealthTimeout, false),
 			"stop_timeout":       p.duration(&m.StopTimeout, false),
+			"stop_signal":        p.oneOf(&m.StopSignal, StopTerm, StopKill),
 			"upstream_keepalive": p.duration(&m.UpstreamKeepalive, true),
 			"headers":            p.headers(&m.Headers),
 			"upstream_model":     p.name(&m.UpstreamModel, "model name"),
