@@ -76,9 +76,9 @@ type DryRunWait struct {
 type DryRunEviction struct {
 	Model string `json:"model"`
 	// Busy: it has work, and would be drained first.
-	Busy bool   `json:"busy"`
-	RAM  int64  `json:"ram"`
-	VRAM int64  `json:"vram,omitempty"`
+	Busy bool  `json:"busy"`
+	RAM  int64 `json:"ram"`
+	VRAM int64 `json:"vram,omitempty"`
 	// Device is where its VRAM is, or "ram".
 	Device string `json:"device"`
 	// LRURank ranks it by last use among the models that may be stopped:
