@@ -243,6 +243,25 @@ func (s *Server) client(model string, l *router.Lease) (*upstreamClient, error) 
 	return c, nil
 }
 
+// CloseIdle closes hotswap's idle connections to model's backend run
+// instance (a Lease's Instance) and forgets its client. It is called once
+// the run is drained, right before its process is stopped (see
+// swapper.Options.BeforeStop): llama-server, asked to stop, waits for its
+// idle keep-alive connections to close (about 100ms) before it exits.
+// Connections still in use are left to their requests. It holds no lock
+// while it closes them.
+func (s *Server) CloseIdle(model string, instance uint64) {
+	s.mu.Lock()
+	c := s.clients[model]
+	if c == nil || c.instance != instance {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.clients, model)
+	s.mu.Unlock()
+	c.hc.CloseIdleConnections()
+}
+
 // roundTrip sends the request to the lease's backend and returns its
 // answer, the body still to be read. On error the lease is released.
 func (s *Server) roundTrip(ctx *fasthttp.RequestCtx, model string, lease *router.Lease, path []byte) (*fasthttp.Response, error) {

@@ -63,8 +63,12 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain 
 	s.unlock()
 
 	begin := time.Now()
+	if f := s.opts.BeforeStop; f != nil {
+		f(b.model.ID, inst.id)
+	}
 	inst.proc.Stop(b.model.StopTimeout)
-	s.log.Info("backend stopped", append(who, zap.Duration("took", time.Since(begin)))...)
+	s.log.Info("backend stopped", append(who, zap.Duration("took", time.Since(begin)),
+		zap.String("exit", process.DescribeExit(inst.proc.ExitErr())))...)
 	s.opts.Events.Publish(events.Event{Type: events.Stop, Model: b.model.ID, Message: reason,
 		Data: map[string]any{"seconds": time.Since(begin).Seconds()}})
 	s.retire(b, inst)
@@ -268,6 +272,9 @@ func (s *Swapper) shutdown(ctx context.Context, b *backend) {
 		s.changedLocked(b)
 	}
 	s.unlock()
+	if f := s.opts.BeforeStop; f != nil {
+		f(b.model.ID, inst.id)
+	}
 	inst.proc.Stop(b.model.StopTimeout)
 	s.mu.Lock()
 	s.retireLocked(b, inst, s.looks)

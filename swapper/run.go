@@ -180,6 +180,7 @@ func (s *Swapper) spawn(b *backend, dec *decision) (*instance, error) {
 		Env:    env,
 		Output: func(line string) { out.Info(line) },
 		Stop:   s.stopCommand(m, port),
+		Kill:   m.StopSignal == config.StopKill,
 	})
 	s.mu.Lock()
 	s.spawning--

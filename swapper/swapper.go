@@ -118,6 +118,11 @@ type Options struct {
 	// checkIdle), TTLInterval how often idle backends are checked against
 	// their ttl (default 1s).
 	RefreshInterval, MeasureInterval, TTLInterval time.Duration
+	// BeforeStop, if set, is called once a leaving backend instance is
+	// drained, right before its process is stopped, with no lock held:
+	// the proxy closes its idle connections to it there, since a server
+	// such as llama-server waits on them before it exits on SIGTERM.
+	BeforeStop func(model string, instance uint64)
 }
 
 // Swapper runs backends. Create it with New and stop it with Close.

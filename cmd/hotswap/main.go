@@ -227,6 +227,7 @@ func serve(path string, cfg *config.Config, override func(*config.Config), log *
 	} else {
 		log.Warn("no guard for backends' children: hotswap cannot find its own binary", zap.Error(err))
 	}
+	var px *proxy.Server
 	sw := swapper.New(swapper.Options{
 		Starter:      starter,
 		Models:       cfg.Models,
@@ -240,11 +241,17 @@ func serve(path string, cfg *config.Config, override func(*config.Config), log *
 		DrainTimeout: cfg.Scheduling.DrainTimeout,
 		Footprints:   learned,
 		Events:       hub,
+		// A drained backend's idle connections are closed before it is
+		// stopped: llama-server waits on them before it exits.
+		BeforeStop: func(model string, instance uint64) {
+			if px != nil {
+				px.CloseIdle(model, instance)
+			}
+		},
 	})
 	rt := router.New(sw, router.ConfigOptions(cfg, log.Named("router")))
 	mx := metrics.New(cfg.ModelIDs, sw, rt)
 	mx.Listen(hub)
-	var px *proxy.Server
 	ctl := control.New(control.Options{
 		Config: cfg, Lifecycle: sw, Door: rt, Modes: control.StateModes{File: learned}, Learned: learned, Events: hub, Log: log.Named("control"),
 		Path: path, Override: override,

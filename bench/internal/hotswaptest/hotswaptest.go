@@ -53,8 +53,13 @@ func Serve(tb testing.TB, text string, mem probe.Memory, withMetrics bool) *Hots
 	if withMetrics {
 		hub = events.NewHub(nil)
 	}
+	var px *proxy.Server // as cmd/hotswap wires it: idle connections closed before a stop
 	sw := swapper.New(swapper.Options{Models: cfg.Models, Ports: cfg.Ports, Log: zap.NewNop(), Memory: mem, Starter: starts,
-		Events: hub})
+		Events: hub, BeforeStop: func(model string, instance uint64) {
+			if px != nil {
+				px.CloseIdle(model, instance)
+			}
+		}})
 	rt := router.New(sw, router.ConfigOptions(cfg, zap.NewNop()))
 	opts := proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: zap.NewNop()}
 	var ctl *control.Controller
@@ -65,7 +70,7 @@ func Serve(tb testing.TB, text string, mem probe.Memory, withMetrics bool) *Hots
 		ctl = control.New(control.Options{Config: cfg, Lifecycle: sw, Door: rt, Events: hub})
 		opts.Admin = ctl
 	}
-	px := proxy.New(opts)
+	px = proxy.New(opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		if ctl != nil {
