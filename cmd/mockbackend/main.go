@@ -108,6 +108,9 @@ type options struct {
 	// (GET /mock/bodies), and vLLM's check of the model a request names.
 	keepBodies int
 	served     []string // vLLM's --served-model-name
+	// vLLM's sleep mode (see sleep.go).
+	sleepMode bool
+	wakeTime  time.Duration
 }
 
 // parseFlags parses and checks the flags. On a bad flag it has already
@@ -147,6 +150,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.keepBodies, "keep-bodies", 0, "keep the bodies of the last N model POSTs as they arrived, for GET /mock/bodies (0: none)")
 	served := fs.String("served-model-name", "", "comma-separated names the backend serves, as vLLM's --served-model-name: a request naming another model gets vLLM's 404, and answers carry the first name")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long, announcing it in a Keep-Alive header (llama-server: 5s; 0: never)")
+	fs.BoolVar(&o.sleepMode, "sleep-mode", false, "serve vLLM's POST /sleep?level=1|2, POST /wake_up and GET /is_sleeping (vLLM with --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1): sleeping gives the -hold memory back, waking takes it again")
+	fs.DurationVar(&o.wakeTime, "wake-time", 200*time.Millisecond, "with -sleep-mode, the least time a wake takes")
 	// The problem is printed after the usage, so that it is the last line,
 	// where real backends print theirs and where hotswap looks.
 	bad := func(format string, a ...any) (options, error) {
@@ -185,6 +190,9 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	if o.startup < 0 || o.progressInterval < 0 || o.streamInterval < 0 || o.latency < 0 || o.idleTimeout < 0 {
 		return bad("durations must not be negative")
+	}
+	if o.wakeTime < 0 {
+		return bad("-wake-time must not be negative")
 	}
 	if o.tokens < 0 || o.crashAfter < 0 || o.errorEvery < 0 || o.keepBodies < 0 {
 		return bad("-tokens, -crash-after, -error-every and -keep-bodies must not be negative")

@@ -59,6 +59,8 @@ type mock struct {
 	tokens      int // completion tokens sent (see stats.Tokens)
 	arrived     int // model POSTs that arrived while ready (see keptBody.N)
 	kept        []keptBody
+
+	sleeper sleeper // vLLM's sleep mode (-sleep-mode; see sleep.go)
 }
 
 // route is how one path is served.
@@ -136,6 +138,7 @@ func newMock(opts options, stdout, stderr io.Writer, exit func(int)) *mock {
 		"/completions":      streaming(m.textCompletions),
 		"/embeddings":       post(m.embeddings),
 	}
+	m.sleepRoutes()
 	return m
 }
 
@@ -267,6 +270,9 @@ func (m *mock) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if !m.waitAwake(w, r) {
+		return // the client left while the mock slept
+	}
 	c := m.begin()
 	defer m.end()
 	// A crashing stream sends a little first, so that clients see a
@@ -359,6 +365,7 @@ type stats struct {
 	// ReadyAt is when it became ready, in Unix nanoseconds (0: not yet):
 	// tests measure how soon a proxy notices.
 	ReadyAt int64 `json:"ready_at"`
+	sleepStats
 }
 
 func (m *mock) stats(w http.ResponseWriter, r *http.Request) {
@@ -368,6 +375,7 @@ func (m *mock) stats(w http.ResponseWriter, r *http.Request) {
 		Connections: m.conns, OpenConns: m.openConns, ModelConns: m.modelConns,
 		Errors: m.errors, Tokens: m.tokens, ReadyAt: m.readyAt.Load()}
 	m.mu.Unlock()
+	st.sleepStats = m.sleepStats()
 	writeJSON(w, http.StatusOK, st)
 }
 
