@@ -63,10 +63,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	m := newMock(opts, stdout, stderr, os.Exit)
-	go m.server().Serve(ln) //nolint:errcheck // it serves until the process ends
+	srv := m.server()
+	conns := watchConns(srv)
+	go srv.Serve(ln) //nolint:errcheck // it serves until the process ends
 	go m.load(context.Background(), ln.Addr().String())
 
 	<-sigs
+	if opts.exitIdleWait > 0 {
+		conns.waitClosed(opts.exitIdleWait, stdout)
+	}
 	// No graceful drain: a backend told to stop should stop at once, and
 	// hotswap's tests of stopping want a prompt exit. A hung one stays
 	// silent to the end.
@@ -95,6 +100,7 @@ type options struct {
 	errorEvery       int // every Nth model POST is answered with an error (0: never)
 	errorStatus      int // the HTTP status of those errors
 	ignoreSIGTERM    bool
+	exitIdleWait     time.Duration
 	quiet            bool // print nothing, not even when ready
 	dim              int
 	// Connection habits of real backends (llama-server has the first
@@ -141,6 +147,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.errorEvery, "error-every", 0, "answer every Nth POST to a model endpoint with an OpenAI-format error of status -error-status, before any stream begins (0: never)")
 	fs.IntVar(&o.errorStatus, "error-status", http.StatusInternalServerError, "the HTTP status of -error-every's errors, 400 to 599")
 	fs.BoolVar(&o.ignoreSIGTERM, "ignore-sigterm", false, "ignore SIGTERM, so that only SIGKILL (or SIGINT) stops it")
+	fs.DurationVar(&o.exitIdleWait, "exit-idle-wait", 0, "on SIGTERM, wait until its open (keep-alive) connections close, or this long, before exiting, as llama-server does; says how many were open (0: exit at once)")
 	fs.IntVar(&o.dim, "dim", 8, "embedding dimension")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing, not even progress or the ready line, as some backends do")
 	fs.BoolVar(&o.closeAfterStream, "close-after-stream", false, "close the connection after each streamed answer without a Connection: close header (llama-server does)")
@@ -188,7 +195,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	case !loopback(o.listen):
 		return bad("-listen %q: must be a loopback address such as 127.0.0.1:PORT", o.listen)
 	}
-	if o.startup < 0 || o.progressInterval < 0 || o.streamInterval < 0 || o.latency < 0 || o.idleTimeout < 0 {
+	if o.startup < 0 || o.progressInterval < 0 || o.streamInterval < 0 || o.latency < 0 || o.idleTimeout < 0 || o.exitIdleWait < 0 {
 		return bad("durations must not be negative")
 	}
 	if o.wakeTime < 0 {
