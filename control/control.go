@@ -595,3 +595,35 @@ func asStrings(v any) []string {
 	s, _ := v.([]string)
 	return s
 }
+
+// Planner is what a dry run asks of the lifecycle (the swapper has it).
+type Planner interface {
+	DryRun(model string, o swapper.DryRunOptions) (swapper.DryRun, error)
+}
+
+// ErrNoPlanner refuses a dry run where the lifecycle cannot plan.
+var ErrNoPlanner = errors.New("dry runs are not available")
+
+// Plan says what a request for name (a model, alias or variant) would do
+// now: GET /admin/plan. It changes nothing. The models with requests
+// queued or in flight at the router count as busy, as they do for a real
+// start; max_wait is the batch policy's.
+func (c *Controller) Plan(name string) (swapper.DryRun, error) {
+	id, err := c.Resolve(name)
+	if err != nil {
+		return swapper.DryRun{}, err
+	}
+	p, ok := c.opts.Lifecycle.(Planner)
+	if !ok {
+		return swapper.DryRun{}, ErrNoPlanner
+	}
+	cfg := c.config()
+	o := swapper.DryRunOptions{Busy: func(m string) bool {
+		st := c.opts.Door.Stats(m)
+		return st != nil && (st.Queued.Load() > 0 || st.InFlight.Load() > 0)
+	}}
+	if cfg.Scheduling.Policy != config.PolicyFIFO {
+		o.MaxWait = cfg.Scheduling.MaxWait
+	}
+	return p.DryRun(id, o)
+}

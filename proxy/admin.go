@@ -36,6 +36,9 @@ type Admin interface {
 	Restore(ctx context.Context) (control.ModeResult, error)
 	Reload(ctx context.Context) (control.ReloadResult, error)
 	ForgetFootprint(model string) (id string, forgotten int, err error)
+	// Plan says what a request for model would do now, changing nothing
+	// (GET /admin/plan?model=X).
+	Plan(model string) (swapper.DryRun, error)
 }
 
 // heartbeat is how often an idle event stream gets a comment line, so
@@ -69,7 +72,9 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path string) {
 		s.adminEvents(ctx)
 	case rest == "modes" && get:
 		s.adminAnswer(ctx, s.admin.Modes(), nil)
-	case rest == "running", rest == "models", rest == "history", rest == "memory", rest == "events", rest == "modes":
+	case rest == "plan" && get:
+		s.adminPlan(ctx)
+	case rest == "running", rest == "models", rest == "history", rest == "memory", rest == "events", rest == "modes", rest == "plan":
 		s.fail(ctx, "", methodNotAllowed("GET"))
 	case rest == "unload", rest == "reload", strings.HasPrefix(rest, "modes/"), strings.HasPrefix(rest, "models/"):
 		s.fail(ctx, "", methodNotAllowed("POST"))
@@ -98,7 +103,7 @@ func (s *Server) adminCommand(ctx *fasthttp.RequestCtx, cmd context.Context, res
 		s.adminAnswer(ctx, map[string]any{"unloaded": unloaded}, err)
 	case strings.HasPrefix(rest, "models/"):
 		s.adminModel(ctx, cmd, strings.TrimPrefix(rest, "models/"))
-	case rest == "running", rest == "models", rest == "history", rest == "memory", rest == "events", rest == "modes":
+	case rest == "running", rest == "models", rest == "history", rest == "memory", rest == "events", rest == "modes", rest == "plan":
 		s.fail(ctx, "", methodNotAllowed("GET"))
 	default:
 		s.fail(ctx, "", unknownPath("/admin/"+rest))
@@ -209,6 +214,19 @@ func (s *Server) loadInBackground(name string) {
 			s.log.Warn("load failed", zap.String("model", clip(name)), zap.Error(err))
 		}
 	}()
+}
+
+// adminPlan serves GET /admin/plan?model=X: a dry run (see
+// swapper.DryRun for the JSON), which starts and reserves nothing.
+func (s *Server) adminPlan(ctx *fasthttp.RequestCtx) {
+	model := string(ctx.QueryArgs().Peek("model"))
+	if model == "" {
+		s.fail(ctx, "", &apiError{Status: 400, Type: "invalid_request_error", Code: "missing_model",
+			Message: "model is required: GET /admin/plan?model=X"})
+		return
+	}
+	d, err := s.admin.Plan(model)
+	s.adminAnswer(ctx, d, err)
 }
 
 // memoryReport is one device in GET /admin/memory.
