@@ -63,9 +63,16 @@ func (sn *snapshot) device(i int) (probe.Device, bool) {
 }
 
 // need is what b is planned to take: its declared memory raised to the
-// largest footprint measured for it.
+// largest footprint measured for it. A model that declares nothing and
+// has nothing learned yet is planned as its model file's estimate (see
+// estimate.go), if there is one.
 func (s *Swapper) need(b *backend) config.Need {
 	fp := s.opts.Footprints.Footprint(state.Key(b.model))
+	if b.model.Memory == (config.Need{}) && fp.RAM == 0 && fp.VRAM == 0 {
+		if e, ok := s.est.get(b.model); ok {
+			return e
+		}
+	}
 	return config.Need{RAM: max(b.model.Memory.RAM, fp.RAM), VRAM: max(b.model.Memory.VRAM, fp.VRAM)}
 }
 

@@ -36,6 +36,7 @@ type Settings struct {
 // changes take effect at its next start. Models missing from models are
 // left alone: Remove retires them.
 func (s *Swapper) Reconfigure(models map[string]*config.Model, set Settings) {
+	s.estimateAll(models) // reads files: before the lock
 	s.mu.Lock()
 	defer s.unlock()
 	s.opts.Models = models

@@ -168,6 +168,10 @@ type Swapper struct {
 	// end of one: a look at memory during one is not used (see refresh).
 	spawning int
 	spawnGen uint64
+
+	// est holds footprints estimated from model files (see estimate.go);
+	// it has its own lock.
+	est estimates
 }
 
 // backend is one model's slot: at most one running instance at a time.
@@ -296,6 +300,7 @@ func New(opts Options) *Swapper {
 		changed:  make(chan struct{}),
 		noted:    make(chan struct{}, 1),
 	}
+	s.estimateAll(opts.Models)
 	for id, m := range opts.Models {
 		s.backends[id] = newBackend(m)
 	}
