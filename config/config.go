@@ -67,6 +67,16 @@ const (
 	PolicyFIFO = "fifo"
 )
 
+// Eviction policies (Scheduling.Eviction): which idle models leave to make
+// room. Both stop busy models only when idle ones are not enough.
+const (
+	// EvictLRU stops the least recently used.
+	EvictLRU = "lru"
+	// EvictCost stops the cheapest to bring back, weighing each model's
+	// learned start time by how often it is asked for, per byte it frees.
+	EvictCost = "cost"
+)
+
 // What a streamed chat completion that waits for its model is shown
 // (Scheduling.LoadProgress, Model.LoadProgress).
 const (
@@ -208,6 +218,8 @@ type Scheduling struct {
 	// LoadProgress is the models' default for Model.LoadProgress: off,
 	// reasoning or content.
 	LoadProgress string
+	// Eviction is EvictLRU or EvictCost.
+	Eviction string
 }
 
 // Need is an amount of memory, in bytes.
@@ -299,6 +311,10 @@ type Model struct {
 	// LoadProgressReasoning or LoadProgressContent; the file-wide
 	// scheduling.load_progress unless the model sets its own.
 	LoadProgress string
+	// Files are the model's weight files (paths or globs), read into the
+	// page cache ahead of a start that waits; empty means they are found
+	// in Cmd (see package readahead).
+	Files []string
 }
 
 // Header is one header a model sets on the requests sent to its backend.
@@ -330,6 +346,7 @@ func Default() *Config {
 		},
 		Scheduling: Scheduling{
 			Policy:          DefaultPolicy,
+			Eviction:        EvictLRU,
 			MaxWait:         DefaultMaxWait,
 			IdleGrace:       DefaultIdleGrace,
 			DrainTimeout:    DefaultDrainTimeout,

@@ -147,7 +147,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("Memory = %+v, want %+v", c.Memory, wantMem)
 	}
 	wantSched := Scheduling{Policy: "batch", MaxWait: 30 * time.Second, IdleGrace: 100 * time.Millisecond, DrainTimeout: 5 * time.Minute,
-		QueueSize: 256, QueueTimeout: 5 * time.Minute, StreamKeepalive: 2 * time.Second, LoadProgress: LoadProgressOff}
+		QueueSize: 256, QueueTimeout: 5 * time.Minute, StreamKeepalive: 2 * time.Second, LoadProgress: LoadProgressOff, Eviction: EvictLRU}
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}
@@ -215,6 +215,7 @@ scheduling:
   queue_size: 8
   queue_timeout: 1h
   stream_keepalive: 0
+  eviction: cost
 models:
   llama-8b:
     cmd: llama-server -m /models/llama-8b.gguf --port ${PORT} --alias '${MODEL}'
@@ -263,7 +264,7 @@ modes:
 		t.Errorf("Server = %+v, want %+v", c.Server, wantServer)
 	}
 	wantSched := Scheduling{Policy: "fifo", MaxWait: 90 * time.Second, DrainTimeout: 20 * time.Second, QueueSize: 8,
-		QueueTimeout: time.Hour, StreamKeepalive: 0, LoadProgress: LoadProgressOff}
+		QueueTimeout: time.Hour, StreamKeepalive: 0, LoadProgress: LoadProgressOff, Eviction: EvictCost}
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}
@@ -472,6 +473,7 @@ func TestValidationErrors(t *testing.T) {
 		{"cooldown", minimal + "memory: {cooldown_max: soon}\n", `memory.cooldown_max: invalid duration "soon"`},
 		{"state file list", minimal + "memory: {state_file: [a]}\n", "memory.state_file: must be a string, got a list"},
 		{"policy", minimal + "scheduling: {policy: lifo}\n", `scheduling.policy: invalid value "lifo" (use batch, fifo)`},
+		{"eviction", minimal + "scheduling: {eviction: lfu}\n", `scheduling.eviction: invalid value "lfu" (use lru, cost)`},
 		{"queue size", minimal + "scheduling: {queue_size: 0}\n", "scheduling.queue_size: must be at least 1, got 0"},
 		{"queue size string", minimal + "scheduling: {queue_size: many}\n", `scheduling.queue_size: must be an integer, got "many"`},
 		{"queue timeout", minimal + "scheduling: {queue_timeout: 0}\n", "scheduling.queue_timeout: must be more than 0"},

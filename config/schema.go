@@ -83,6 +83,7 @@ func (p *parser) config(doc *yaml.Node) *Config {
 				"queue_timeout":    p.duration(&c.Scheduling.QueueTimeout, false),
 				"stream_keepalive": p.duration(&c.Scheduling.StreamKeepalive, true),
 				"load_progress":    p.loadProgress(&c.Scheduling.LoadProgress),
+				"eviction":         p.oneOf(&c.Scheduling.Eviction, EvictLRU, EvictCost),
 			})
 		},
 		"models": func(v *yaml.Node, _ string) { models = v },
@@ -300,6 +301,11 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 			"capabilities":       p.capabilities(&m.Info.Capabilities),
 			"metadata":           p.metadata(&m.Info.Metadata),
 			"load_progress":      p.loadProgress(&m.LoadProgress),
+			"files": func(v *yaml.Node, path string) {
+				if list, ok := p.strList(v, path); ok {
+					m.Files = list
+				}
+			},
 			"stop": func(v *yaml.Node, path string) {
 				p.stop = true
 				defer func() { p.stop = false }()
