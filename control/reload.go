@@ -62,6 +62,7 @@ func (c *Controller) Reload(ctx context.Context) (ReloadResult, error) {
 	emptied := c.opts.Door.Reconfigure(router.ConfigOptions(next, nil), next.Models, swapper.Settings{
 		ReserveRAM: next.Memory.ReserveRAM, ReserveVRAM: next.Memory.ReserveVRAM, LimitRAM: next.Memory.LimitRAM,
 		CooldownMax: next.Memory.CooldownMax, DrainTimeout: next.Scheduling.DrainTimeout,
+		Eviction: next.Scheduling.Eviction,
 	})
 	c.cfg.Store(next)
 	for _, f := range c.opts.OnReload {

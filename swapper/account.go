@@ -1,6 +1,7 @@
 package swapper
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -120,6 +121,8 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 		return in, nil
 	}
 
+	in.cost = s.opts.Eviction == config.EvictCost
+	now := s.clock.Now()
 	order := map[string]int{}
 	for i, id := range s.lru.Keys() {
 		order[id] = i
@@ -154,7 +157,7 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 			case o.state == Ready && !o.pinned:
 				busy := inst.inflight > 0 || (p.Busy != nil && p.Busy(o.model.ID))
 				in.loaded = append(in.loaded, candidate{model: o.model.ID, ram: ram, vram: vram, gpu: inst.gpu,
-					busy: busy, used: order[o.model.ID]})
+					busy: busy, used: order[o.model.ID], took: o.startTook, freq: o.freqNow(now)})
 			case o.state == Starting || o.state == Draining || o.state == Stopping:
 				// A load becomes a candidate once ready; a leaving model's
 				// memory is free once it has gone.
@@ -263,4 +266,27 @@ func isClosed(c <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// freqHalfLife is how long a request counts fully toward how often its
+// model is asked for, under the cost policy: after it, half as much.
+const freqHalfLife = 30 * time.Minute
+
+// bumpFreq counts a request served at now. It is O(1): the count decays
+// only when it is read or bumped.
+func (b *backend) bumpFreq(now time.Time) {
+	b.freq = b.freqNow(now) + 1
+	b.freqSet = now
+}
+
+// freqNow is the decayed request count as of now.
+func (b *backend) freqNow(now time.Time) float64 {
+	if b.freq == 0 {
+		return 0
+	}
+	age := now.Sub(b.freqSet)
+	if age <= 0 {
+		return b.freq
+	}
+	return b.freq * math.Exp2(-age.Seconds()/freqHalfLife.Seconds())
 }

@@ -57,6 +57,7 @@ func (l *Lease) Release() {
 		defer l.s.unlock()
 		l.inst.inflight--
 		l.b.lastUsed = l.s.clock.Now()
+		l.b.bumpFreq(l.b.lastUsed)
 		if l.inst.inflight == 0 && l.inst.idle != nil {
 			close(l.inst.idle)
 			l.inst.idle = nil

@@ -2,10 +2,12 @@ package swapper
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hotswap/hotswap/config"
 )
@@ -23,6 +25,11 @@ type candidate struct {
 	// used ranks it by last use among the candidates: 0 is the least
 	// recently used.
 	used int
+	// took is how long its last start took, 0 if unknown; freq how often
+	// it is asked for (requests, decayed: see backend.freq). The cost
+	// policy weighs them; LRU does not look.
+	took time.Duration
+	freq float64
 }
 
 // planInput is everything a placement decision depends on. It is a plain
@@ -45,6 +52,9 @@ type planInput struct {
 	// budget (free[gpu]) and from RAM. A candidate's ram already counts
 	// the VRAM it holds on such a GPU: stopping it frees both.
 	unified map[int]bool
+	// cost chooses victims by what they cost to bring back
+	// (config.EvictCost) rather than by last use.
+	cost bool
 }
 
 // plan is the decision: the GPU to use (ramDevice when the model needs no
@@ -54,6 +64,9 @@ type plan struct {
 	victims []candidate
 	left    int64 // memory the device keeps afterwards
 	unified bool  // gpu's memory is RAM
+	// cost is what the victims are expected to cost to bring back, under
+	// the cost policy (see reload); 0 under LRU.
+	cost float64
 }
 
 // maxSearch bounds the candidates whose every combination is tried; past
@@ -71,8 +84,12 @@ const maxSearch = 16
 //     used longest ago, then the next, ...);
 //  4. the least memory freed beyond the need.
 //
+// Under the cost policy (in.cost), 2 and 3 give way to the least expected
+// cost of bringing the set back (see reload), then come 2, 3 and 4 for
+// ties. Busy models are still stopped only when idle ones are not enough.
+//
 // Of the GPUs where the model could go, the one whose best set is best by
-// the first two wins, then a discrete GPU rather than a unified one (whose
+// the first two (under cost: fewest busy, then least cost) wins, then a discrete GPU rather than a unified one (whose
 // memory is RAM), then the one with the most memory left. If nothing
 // fits even after stopping every candidate, it returns an
 // *InsufficientMemoryError and nothing is to be stopped.
@@ -91,17 +108,21 @@ func choosePlan(in planInput) (plan, error) {
 			sort.Ints(gpus)
 		}
 	}
+	var r *reloads
+	if in.cost {
+		r = newReloads(in.loaded)
+	}
 	var best *plan
 	var short *InsufficientMemoryError
 	for _, gpu := range gpus {
-		p, err := planOn(in, gpu)
+		p, err := planOn(in, gpu, r)
 		if err != nil {
 			if short == nil {
 				short = err
 			}
 			continue
 		}
-		if best == nil || betterOnGPU(p, *best) {
+		if best == nil || betterOnGPU(p, *best, in.cost) {
 			best = &p
 		}
 	}
@@ -114,9 +135,12 @@ func choosePlan(in planInput) (plan, error) {
 	return plan{}, short
 }
 
-func betterOnGPU(a, b plan) bool {
+func betterOnGPU(a, b plan, cost bool) bool {
 	if ab, bb := busyCount(a.victims), busyCount(b.victims); ab != bb {
 		return ab < bb
+	}
+	if cost && a.cost != b.cost {
+		return a.cost < b.cost
 	}
 	if len(a.victims) != len(b.victims) {
 		return len(a.victims) < len(b.victims)
@@ -142,7 +166,7 @@ func busyCount(cs []candidate) int {
 // planOn chooses victims for placing the model's VRAM on gpu (or the
 // model in RAM, for gpu == ramDevice). On a unified GPU the model's VRAM
 // is needed in RAM too.
-func planOn(in planInput, gpu int) (plan, *InsufficientMemoryError) {
+func planOn(in planInput, gpu int, r *reloads) (plan, *InsufficientMemoryError) {
 	freeRAM := in.free[ramDevice]
 	freeGPU, ok := in.free[gpu]
 	if gpu != ramDevice && !ok {
@@ -193,11 +217,11 @@ func planOn(in planInput, gpu int) (plan, *InsufficientMemoryError) {
 	}
 	var victims []candidate
 	if len(helps) > maxSearch {
-		victims = greedy(helps, enough)
+		victims = greedy(helps, enough, r, gpu)
 	} else {
-		victims = smallest(helps, enough, excess)
+		victims = smallest(helps, enough, excess, r)
 	}
-	return plan{gpu: gpu, victims: victims, left: left(victims), unified: in.unified[gpu]}, nil
+	return plan{gpu: gpu, victims: victims, left: left(victims), unified: in.unified[gpu], cost: r.of(victims)}, nil
 }
 
 // sum is what cs free on device d, for a model placed on gpu: RAM for
@@ -216,7 +240,7 @@ func sum(cs []candidate, d, gpu int) int64 {
 }
 
 // smallest tries every set of cs and returns the best that is enough.
-func smallest(cs []candidate, enough func([]candidate) bool, excess func([]candidate) int64) []candidate {
+func smallest(cs []candidate, enough func([]candidate) bool, excess func([]candidate) int64, r *reloads) []candidate {
 	var best []candidate
 	set := make([]candidate, 0, len(cs))
 	for mask := 1; mask < 1<<len(cs); mask++ {
@@ -229,17 +253,22 @@ func smallest(cs []candidate, enough func([]candidate) bool, excess func([]candi
 		if !enough(set) {
 			continue
 		}
-		if best == nil || better(set, best, excess) {
+		if best == nil || better(set, best, excess, r) {
 			best = slices.Clone(set)
 		}
 	}
 	return best
 }
 
-// better orders victim sets as choosePlan says.
-func better(a, b []candidate, excess func([]candidate) int64) bool {
+// better orders victim sets as choosePlan says; r is nil under LRU.
+func better(a, b []candidate, excess func([]candidate) int64, r *reloads) bool {
 	if ab, bb := busyCount(a), busyCount(b); ab != bb {
 		return ab < bb
+	}
+	if r != nil {
+		if ca, cb := r.of(a), r.of(b); ca != cb {
+			return ca < cb
+		}
 	}
 	if len(a) != len(b) {
 		return len(a) < len(b)
@@ -263,13 +292,20 @@ func recency(cs []candidate) []int {
 	return r
 }
 
-// greedy takes idle before busy, least recently used first, until enough,
-// then drops any that turned out not to be needed.
-func greedy(cs []candidate, enough func([]candidate) bool) []candidate {
+// greedy takes idle before busy, least recently used first (under the
+// cost policy, cheapest to bring back per byte freed on gpu first, as
+// GreedyDual-Size-Frequency does), until enough, then drops any that
+// turned out not to be needed.
+func greedy(cs []candidate, enough func([]candidate) bool, r *reloads, gpu int) []candidate {
 	order := slices.Clone(cs)
 	sort.SliceStable(order, func(i, j int) bool {
 		if order[i].busy != order[j].busy {
 			return !order[i].busy
+		}
+		if r != nil {
+			if di, dj := r.density(order[i], gpu), r.density(order[j], gpu); di != dj {
+				return di < dj
+			}
 		}
 		return order[i].used < order[j].used
 	})
@@ -287,6 +323,79 @@ func greedy(cs []candidate, enough func([]candidate) bool) []candidate {
 		}
 	}
 	return set
+}
+
+// reloads prices candidates for the cost policy. A candidate's cost is
+//
+//	(1 + freq) × took
+//
+// the start time it would take again, weighted by how often it is asked
+// for (1 + its decayed request count: a model nobody asked for since it
+// was loaded still costs one start if it is). A candidate whose start time
+// is unknown is taken to start at the median rate (seconds per byte it
+// holds) of those whose start time is known, times its size; if none is
+// known, every candidate is taken to start at the same rate, so that cost
+// goes by size and frequency alone.
+//
+// A set's cost is the sum of its members': every set compared frees
+// enough, so the one whose reloads would take least, expected, is best.
+// This is GreedyDual-Size-Frequency's value (frequency × cost ÷ size)
+// for an exact choice among sets: the division by size is what a greedy
+// choice needs to weigh memory freed, which here is the constraint every
+// set meets; greedy (past maxSearch candidates) orders by it.
+type reloads struct {
+	cost map[string]float64 // seconds, by model
+}
+
+func newReloads(cs []candidate) *reloads {
+	var rates []float64
+	for _, c := range cs {
+		if size := c.ram + c.vram; c.took > 0 && size > 0 {
+			rates = append(rates, c.took.Seconds()/float64(size))
+		}
+	}
+	rate := 1.0 / float64(1<<30) // a second a GiB: any rate will do when all are estimated
+	if len(rates) > 0 {
+		sort.Float64s(rates)
+		rate = rates[len(rates)/2]
+		if len(rates)%2 == 0 {
+			rate = (rates[len(rates)/2-1] + rates[len(rates)/2]) / 2
+		}
+	}
+	r := &reloads{cost: make(map[string]float64, len(cs))}
+	for _, c := range cs {
+		took := c.took.Seconds()
+		if c.took <= 0 {
+			took = rate * float64(c.ram+c.vram)
+		}
+		r.cost[c.model] = (1 + max(0, c.freq)) * took
+	}
+	return r
+}
+
+// of is the cost of bringing cs back; 0 for a nil r (LRU).
+func (r *reloads) of(cs []candidate) float64 {
+	if r == nil {
+		return 0
+	}
+	var n float64
+	for _, c := range cs {
+		n += r.cost[c.model]
+	}
+	return n
+}
+
+// density is c's cost per byte it frees where a model placed on gpu
+// needs room: RAM, and the GPU's memory.
+func (r *reloads) density(c candidate, gpu int) float64 {
+	freed := c.ram
+	if gpu != ramDevice && c.gpu == gpu {
+		freed += c.vram
+	}
+	if freed <= 0 {
+		return math.Inf(1)
+	}
+	return r.cost[c.model] / float64(freed)
 }
 
 func deviceName(d int) string {

@@ -25,6 +25,8 @@ func newBackend(m *config.Model) *backend {
 type Settings struct {
 	ReserveRAM, ReserveVRAM, LimitRAM int64
 	CooldownMax, DrainTimeout         time.Duration
+	// Eviction is Options.Eviction.
+	Eviction string
 }
 
 // Reconfigure applies a reloaded configuration. set applies at once, as do
@@ -42,6 +44,7 @@ func (s *Swapper) Reconfigure(models map[string]*config.Model, set Settings) {
 	s.opts.Models = models
 	s.opts.ReserveRAM, s.opts.ReserveVRAM, s.opts.LimitRAM = set.ReserveRAM, set.ReserveVRAM, set.LimitRAM
 	s.opts.CooldownMax = set.CooldownMax
+	s.opts.Eviction = set.Eviction
 	if set.DrainTimeout > 0 {
 		s.opts.DrainTimeout = set.DrainTimeout
 	}
@@ -87,6 +90,7 @@ func (s *Swapper) settledLocked(b *backend) {
 	}
 	nb := newBackend(b.next)
 	nb.lastUsed = b.lastUsed
+	nb.freq, nb.freqSet = b.freq, b.freqSet
 	if !b.model.RestartNeeded(b.next) {
 		// Nothing the backend runs with changed: a back-off stands.
 		nb.failures, nb.retryAt, nb.lastErr = b.failures, b.retryAt, b.lastErr

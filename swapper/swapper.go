@@ -105,6 +105,9 @@ type Options struct {
 	// finish; past it, the backend is stopped under them (they get
 	// ErrDrainTimeout). Default 5m.
 	DrainTimeout time.Duration
+	// Eviction is how victims are chosen when memory is short:
+	// config.EvictLRU (also "") or config.EvictCost (see choosePlan).
+	Eviction string
 	// Footprints is where measured footprints are learned (the state
 	// file); nil keeps them in memory.
 	Footprints *state.File
@@ -204,6 +207,10 @@ type backend struct {
 	// startTook is how long its last start took, process start to ready:
 	// what the next start is expected to take.
 	startTook time.Duration
+	// freq counts the requests it served, each worth half as much every
+	// freqHalfLife since: the count as of freqSet (see bumpFreq).
+	freq    float64
+	freqSet time.Time
 	// next, when set, is the model's new configuration: it takes effect
 	// once the backend has stopped. stale says the backend runs with a
 	// configuration that needs a restart: it leaves once idle, and

@@ -239,6 +239,7 @@ func serve(path string, cfg *config.Config, override func(*config.Config), log *
 		LimitRAM:     cfg.Memory.LimitRAM,
 		CooldownMax:  cfg.Memory.CooldownMax,
 		DrainTimeout: cfg.Scheduling.DrainTimeout,
+		Eviction:     cfg.Scheduling.Eviction,
 		Footprints:   learned,
 		Events:       hub,
 		// A drained backend's idle connections are closed before it is
