@@ -114,6 +114,9 @@ type DryRunOptions struct {
 // whyOrder is the planner's order of preference (see choosePlan).
 const whyOrder = "of the sets of models that free enough memory, the planner takes the one with the fewest busy models, then the fewest models, then the least recently used, then the least memory freed beyond the need"
 
+// whyCost is whyOrder under scheduling.eviction cost.
+const whyCost = "of the sets of models that free enough memory, the planner takes the one with the fewest busy models, then the least expected cost to bring back (each model's learned start time times 1 + how often it was asked for lately), then the fewest models, then the least recently used"
+
 // DryRun says what a request for model would do now; see DryRun (the
 // type). It takes the lock only to read, as a real decision does, and
 // changes nothing. model is an id (resolve aliases first);
@@ -186,7 +189,7 @@ func (s *Swapper) DryRun(model string, o DryRunOptions) (DryRun, error) {
 		var busy []string
 		for _, v := range pl.victims {
 			e := DryRunEviction{Model: v.model, Busy: v.busy, RAM: v.ram, VRAM: v.vram, Device: deviceName(v.gpu), LRURank: v.used,
-				Reason: victimReason(v, in.loaded)}
+				Reason: victimReason(v, in.loaded, in.cost)}
 			d.Evict = append(d.Evict, e)
 			if v.busy {
 				busy = append(busy, v.model)
@@ -194,6 +197,9 @@ func (s *Swapper) DryRun(model string, o DryRunOptions) (DryRun, error) {
 		}
 		if len(pl.victims) > 0 {
 			d.Why = whyOrder
+			if in.cost {
+				d.Why = whyCost
+			}
 		}
 		if len(busy) > 0 {
 			// A request waits for them to go idle, or until it has
@@ -288,7 +294,7 @@ func (s *Swapper) transitLocked(b *backend, now time.Time, expected *time.Durati
 }
 
 // victimReason says why the planner chose v of the candidates.
-func victimReason(v candidate, loaded []candidate) string {
+func victimReason(v candidate, loaded []candidate, cost bool) string {
 	lru := true
 	for _, c := range loaded {
 		if c.busy == v.busy && c.used < v.used {
@@ -298,6 +304,9 @@ func victimReason(v candidate, loaded []candidate) string {
 	r := "idle"
 	if v.busy {
 		r = "busy (drained first)"
+	}
+	if cost {
+		return r + ", among the cheapest to bring back (start time weighed by how often it is asked for)"
 	}
 	if lru {
 		return r + ", least recently used"

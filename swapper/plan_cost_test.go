@@ -1,9 +1,13 @@
 package swapper
 
 import (
+	"context"
 	"math/rand"
 	"testing"
 	"time"
+
+	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/probe"
 )
 
 // TestChoosePlanEviction compares the policies: small is quick to bring
@@ -173,5 +177,45 @@ func TestRequestFrequencyDecays(t *testing.T) {
 	b.bumpFreq(t0.Add(2 * freqHalfLife))
 	if got := b.freqNow(t0.Add(2 * freqHalfLife)); got < 1.499 || got > 1.501 {
 		t.Errorf("two half-lives later and one more: %v, want 1.5", got)
+	}
+}
+
+// TestEvictionPolicyFromConfig: scheduling.eviction, read from the file,
+// reaches the planner's input at New and at Reconfigure.
+func TestEvictionPolicyFromConfig(t *testing.T) {
+	const models = "models:\n  m: {cmd: \"x ${PORT}\", memory: {ram: 1GiB}}\n"
+	for _, tc := range []struct {
+		text string
+		cost bool
+	}{
+		{models, false}, // the default: lru
+		{"scheduling: {eviction: lru}\n" + models, false},
+		{"scheduling: {eviction: cost}\n" + models, true},
+	} {
+		cfg, err := config.Parse([]byte(tc.text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := New(Options{Models: cfg.Models, Ports: cfg.Ports, Memory: probe.NewFake("x", 8*gib), Eviction: cfg.Scheduling.Eviction})
+		cost := func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			in, _ := s.planInputLocked(nil, Policy{})
+			return in.cost
+		}
+		if got := cost(); got != tc.cost {
+			t.Errorf("%q: cost %v, want %v", cfg.Scheduling.Eviction, got, tc.cost)
+		}
+		flip := config.EvictCost
+		if tc.cost {
+			flip = config.EvictLRU
+		}
+		s.Reconfigure(cfg.Models, Settings{Eviction: flip})
+		if got := cost(); got == tc.cost {
+			t.Errorf("%q, reloaded as %q: cost %v", cfg.Scheduling.Eviction, flip, got)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.Close(ctx)
+		cancel()
 	}
 }
