@@ -28,7 +28,8 @@ type Progress struct {
 // got. It never reads more than budget bytes (a file that does not fit is
 // read up to it: its head, which a loader wants first); a budget of 0 or
 // less reads nothing. It ends early when ctx does. report, if not nil, is
-// called now and then from Read's own goroutine, and once more with Done.
+// called from Read's own goroutine: once before the first read (Total
+// known), about every second as it reads, and once more with Done.
 //
 // Each file is first hinted with POSIX_FADV_WILLNEED, which lets the
 // kernel start reading it asynchronously, then read sequentially in
@@ -69,6 +70,7 @@ func read(ctx context.Context, files []string, budget int64, report func(Progres
 			report(p)
 		}
 	}
+	say()
 	buf := make([]byte, Chunk)
 	last := time.Now()
 	for i, name := range files {

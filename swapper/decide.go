@@ -112,6 +112,8 @@ type decision struct {
 	// ctx ends when the start is called off (an unload) or hotswap closes.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// aheadBudget bounds the bytes read ahead while it waits (see readAhead).
+	aheadBudget int64
 }
 
 // decideLocked is the one place where a start is decided: the plan is
@@ -132,6 +134,7 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 		s.publish(events.Event{Type: events.Refuse, Model: b.model.ID, Message: err.Error()})
 		return Decision{}, err
 	}
+	budget := aheadBudget(in, pl.victims)
 	pl.victims = append(forced, pl.victims...)
 	d := Decision{Started: true, Device: deviceName(pl.gpu)}
 	for _, v := range pl.victims {
@@ -146,7 +149,7 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 
 	// Commit: from here on the victims take no new requests, and the
 	// memory is counted as this start's.
-	dec := &decision{gpu: pl.gpu, need: s.need(b), retried: p.evictIdle}
+	dec := &decision{gpu: pl.gpu, need: s.need(b), retried: p.evictIdle, aheadBudget: budget}
 	dec.ctx, dec.cancel = context.WithCancel(s.ctx)
 	for _, v := range pl.victims {
 		vb := s.backends[v.model]

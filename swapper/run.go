@@ -27,6 +27,7 @@ import (
 func (s *Swapper) run(b *backend, dec *decision) {
 	defer s.wg.Done()
 	defer dec.cancel()
+	stopAhead := s.readAhead(b, dec)
 	for _, v := range dec.victims {
 		select {
 		case <-v.gone:
@@ -39,6 +40,7 @@ func (s *Swapper) run(b *backend, dec *decision) {
 		s.fail(b, nil, err)
 		return
 	}
+	stopAhead() // the backend reads its files itself from here on
 	inst, err := s.spawn(b, dec)
 	if err != nil {
 		s.fail(b, nil, err)
