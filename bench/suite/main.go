@@ -6,6 +6,7 @@
 //
 //	go run ./bench/suite [-hotswap bin/hotswap] [-config config.yaml] [-out bench/results] [-md BENCHMARKS.md]
 //	go run ./bench/suite -from bench/results/suite.json -md BENCHMARKS.md   # the page only
+//	go run ./bench/suite -scenario swapcost   # only LRU against cost eviction (swapcost.json, swapcost.svg)
 package main
 
 import (
@@ -69,8 +70,18 @@ func main() {
 	md := flag.String("md", "BENCHMARKS.md", "the page whose suite section is regenerated (empty: none)")
 	from := flag.String("from", "", "regenerate the page from this suite.json instead of running")
 	short := flag.Bool("short", false, "shorter runs, for a quick look")
+	only := flag.String("scenario", "", "run only this scenario: swapcost (LRU against cost eviction; writes swapcost.json and swapcost.svg, not the page)")
 	flag.Parse()
-	if err := run(*hotswap, *cfgPath, *out, *md, *from, *short); err != nil {
+	var err error
+	switch *only {
+	case "":
+		err = run(*hotswap, *cfgPath, *out, *md, *from, *short)
+	case "swapcost":
+		err = runOnlySwapCost(*hotswap, *cfgPath, *out, *short)
+	default:
+		err = fmt.Errorf("-scenario %q: the one scenario run alone is swapcost", *only)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "suite:", err)
 		os.Exit(1)
 	}
@@ -139,6 +150,15 @@ func run(hotswap, cfgPath, out, md, from string, short bool) error {
 		return errors.New("interrupted: suite.json holds what ran; the page is left as it was")
 	}
 	return writePage(md, s, out)
+}
+
+func runOnlySwapCost(hotswap, cfgPath, out string, short bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	return runSwapCost(ctx, hotswap, cfgPath, out, short)
 }
 
 // scenario is one run: which hotswap settings, whether the chat model's
