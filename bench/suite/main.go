@@ -139,6 +139,12 @@ func run(hotswap, cfgPath, out, md, from string, short bool) error {
 		rep.WriteTable(os.Stdout) //nolint:errcheck
 		fmt.Println()
 	}
+	if ctx.Err() == nil {
+		// Its figures go to swapcost.json; its section of the page is by hand.
+		if err := runSwapCost(ctx, hotswap, cfgPath, out, short); err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
