@@ -310,6 +310,16 @@ type ModelStatus struct {
 	TTLLeftSeconds *float64 `json:"ttl_left_seconds,omitempty"`
 	RetryInSeconds float64  `json:"retry_in_seconds,omitempty"`
 	LastError      string   `json:"last_error,omitempty"`
+	// ReadAhead is how far its weight files were read into the page cache
+	// while its current or last start waited; absent if none were.
+	ReadAhead *ReadAheadStatus `json:"read_ahead,omitempty"`
+}
+
+// ReadAheadStatus is a model's read-ahead in /admin/models.
+type ReadAheadStatus struct {
+	Bytes int64 `json:"bytes"`
+	Total int64 `json:"total"`
+	Done  bool  `json:"done"`
 }
 
 // Running reports the models that are starting, ready, draining or
@@ -357,6 +367,9 @@ func (c *Controller) Models() []ModelStatus {
 		}
 		if s := c.opts.Door.Stats(id); s != nil {
 			r.Queued = s.Queued.Load()
+		}
+		if a := st.ReadAhead; a.Total > 0 {
+			r.ReadAhead = &ReadAheadStatus{Bytes: a.Bytes, Total: a.Total, Done: a.Done}
 		}
 		if !st.Started.IsZero() {
 			r.UptimeSeconds = now.Sub(st.Started).Seconds()

@@ -80,9 +80,15 @@ func TestRunning(t *testing.T) {
 	lc := &fakeLifecycle{statuses: []swapper.Status{
 		{Model: "b", State: swapper.Stopped},
 		{Model: "a", State: swapper.Ready, Pid: 42, Port: 10001, Device: "ram",
-			Started: now.Add(-time.Hour), LastUsed: now.Add(-4 * time.Minute)},
+			Started: now.Add(-time.Hour), LastUsed: now.Add(-4 * time.Minute),
+			ReadAhead: swapper.ReadAhead{Bytes: 5, Total: 9}},
 	}}
 	c, _ := newController(t, twoModels, lc)
+	for _, m := range c.Models() {
+		if ra := m.ReadAhead; (m.Model == "a") != (ra != nil) || ra != nil && *ra != (ReadAheadStatus{Bytes: 5, Total: 9}) {
+			t.Errorf("%s's read-ahead: %+v", m.Model, ra)
+		}
+	}
 	got := c.Running()
 	if len(got) != 1 {
 		t.Fatalf("running %+v: a stopped model is not running", got)

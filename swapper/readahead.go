@@ -49,6 +49,9 @@ func (s *Swapper) readAhead(b *backend, dec *decision) (stop func()) {
 		begin := time.Now()
 		first := true
 		p := readahead.Read(ctx, files, dec.aheadBudget, func(p readahead.Progress) {
+			s.mu.Lock()
+			b.ahead = ReadAhead{Bytes: p.Bytes, Total: p.Total, Done: p.Done}
+			s.unlock()
 			if first && !p.Done {
 				first = false
 				s.log.Info("reading ahead", zap.String("model", model), zap.Strings("files", files),
@@ -58,6 +61,9 @@ func (s *Swapper) readAhead(b *backend, dec *decision) (stop func()) {
 			}
 		})
 		took := time.Since(begin)
+		s.mu.Lock()
+		b.ahead = ReadAhead{Bytes: p.Bytes, Total: p.Total, Done: true}
+		s.unlock()
 		fields := []zap.Field{zap.String("model", model), zap.Strings("files", files),
 			zap.String("read", config.FormatSize(p.Bytes)), zap.String("of", config.FormatSize(p.Total)),
 			zap.Duration("took", took)}

@@ -97,6 +97,13 @@ models:
 	if files, _ := end.Data["files"].([]string); len(files) != 1 || files[0] != weights {
 		t.Errorf("files %v, want %s", end.Data["files"], weights)
 	}
+	// The status says it too (/admin/models shows it).
+	if st, _ := sw.Status("b"); st.ReadAhead != (swapper.ReadAhead{Bytes: size, Total: size, Done: true}) {
+		t.Errorf("b's status says read ahead %+v, want all %d bytes, done", st.ReadAhead, size)
+	}
+	if st, _ := sw.Status("a"); st.ReadAhead != (swapper.ReadAhead{}) {
+		t.Errorf("a read ahead %+v, though its start waited for nothing", st.ReadAhead)
+	}
 	fake.Release()
 	if err := <-got; err != nil {
 		t.Fatal(err)

@@ -207,6 +207,9 @@ type backend struct {
 	// startTook is how long its last start took, process start to ready:
 	// what the next start is expected to take.
 	startTook time.Duration
+	// ahead is how far reading its weight files ahead has gone, for its
+	// current or last start (see readAhead).
+	ahead ReadAhead
 	// freq counts the requests it served, each worth half as much every
 	// freqHalfLife since: the count as of freqSet (see bumpFreq).
 	freq    float64
@@ -403,6 +406,16 @@ type Status struct {
 	// long its last start took (zero before the first).
 	ExpiresAt time.Time
 	StartTook time.Duration
+	// ReadAhead is how far its weight files were read ahead for its
+	// current or last start; zero if none were.
+	ReadAhead ReadAhead
+}
+
+// ReadAhead is the progress of reading a model's weight files into the
+// page cache while its start waits.
+type ReadAhead struct {
+	Bytes, Total int64 // read so far, of what there is to read (within the budget's reach)
+	Done         bool
 }
 
 // enter moves b to st.
@@ -419,7 +432,7 @@ func (s *Swapper) Status(model string) (Status, bool) {
 		return Status{}, false
 	}
 	st := Status{Model: model, State: b.state, Need: s.need(b), LastUsed: b.lastUsed, Since: b.since,
-		RetryAt: b.retryAt, StartTook: b.startTook}
+		RetryAt: b.retryAt, StartTook: b.startTook, ReadAhead: b.ahead}
 	if idle, ok := b.idleLimit(); ok && b.state == Ready {
 		st.ExpiresAt = b.lastUsed.Add(idle)
 	}
