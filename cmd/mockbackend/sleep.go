@@ -41,6 +41,7 @@ type sleeper struct {
 	sleeps int
 	wakes  int
 	parked int
+	left   int // parked requests whose client gave up
 	// When the last sleep ended and the last wake began and ended, in Unix
 	// nanoseconds: tests check their order and spacing.
 	sleptAt, wakeStartedAt, wokeAt int64
@@ -55,7 +56,9 @@ type sleepStats struct {
 	Wakes      int `json:"wakes"`
 	// Parked counts the model POSTs that arrived while asleep or waking
 	// and waited for the wake.
-	Parked        int   `json:"parked"`
+	Parked int `json:"parked"`
+	// ParkedLeft counts those whose client gave up before the wake.
+	ParkedLeft    int   `json:"parked_left"`
 	SleptAt       int64 `json:"slept_at"`
 	WakeStartedAt int64 `json:"wake_started_at"`
 	WokeAt        int64 `json:"woke_at"`
@@ -66,7 +69,7 @@ func (m *mock) sleepStats() sleepStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return sleepStats{Sleeping: s.asleep, SleepLevel: s.level, Sleeps: s.sleeps, Wakes: s.wakes,
-		Parked: s.parked, SleptAt: s.sleptAt, WakeStartedAt: s.wakeStartedAt, WokeAt: s.wokeAt}
+		Parked: s.parked, ParkedLeft: s.left, SleptAt: s.sleptAt, WakeStartedAt: s.wakeStartedAt, WokeAt: s.wokeAt}
 }
 
 // sleepRoutes adds vLLM's sleep endpoints to routes when -sleep-mode is on.
@@ -181,6 +184,9 @@ func (m *mock) waitAwake(w http.ResponseWriter, r *http.Request) bool {
 	case <-awake:
 		return true
 	case <-r.Context().Done():
+		s.mu.Lock()
+		s.left++
+		s.mu.Unlock()
 		return false
 	}
 }

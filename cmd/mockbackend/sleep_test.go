@@ -133,9 +133,9 @@ func TestSleepParkedClientLeaves(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("answered %d while asleep", resp.StatusCode)
 	}
-	time.Sleep(200 * time.Millisecond) // for the mock to see the connection close
+	eventually(t, "the mock to see the client leave", func() bool { return f.stats().ParkedLeft == 1 })
 	f.do("POST", "/wake_up", "", nil)
-	if st := f.stats(); st.Parked != 1 || st.Requests != 0 || st.Sleeping {
+	if st := f.stats(); st.Parked != 1 || st.ParkedLeft != 1 || st.Requests != 0 || st.Sleeping {
 		t.Errorf("stats %+v", st)
 	}
 }
