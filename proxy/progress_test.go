@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hotswap/hotswap/config"
+	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/proxy"
 )
 
@@ -346,12 +347,8 @@ func TestLoadProgressQueued(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		first <- waited{raw: string(b)}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for st, _ := s.sw.Status("slow"); st.InFlight == 0; st, _ = s.sw.Status("slow") {
-		if time.Now().After(deadline) {
-			t.Fatal("the first request never reached slow")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !mocktest.Eventually(10*time.Second, func() bool { st, _ := s.sw.Status("slow"); return st.InFlight > 0 }) {
+		t.Fatal("the first request never reached slow")
 	}
 	w := streamTo(t, s, "/v1/chat/completions", chatBody("slow", true))
 	if len(w.progress) == 0 {

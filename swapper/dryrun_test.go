@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/swapper"
 )
 
@@ -80,8 +81,8 @@ models:
 			l := acquire(t, sw, "a")
 			done := make(chan error, 1)
 			go func() { done <- sw.Unload(context.Background(), "a", false) }()
-			for state(sw, "a") != swapper.Draining {
-				time.Sleep(time.Millisecond)
+			if !mocktest.Eventually(5*time.Second, func() bool { return state(sw, "a") == swapper.Draining }) {
+				t.Fatal("a never began to drain")
 			}
 			return func() {
 				l.Release()

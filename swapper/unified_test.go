@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotswap/hotswap/internal/mocktest"
 	"github.com/hotswap/hotswap/probe"
 	"github.com/hotswap/hotswap/swapper"
 )
@@ -27,20 +28,17 @@ func device(t *testing.T, sw *swapper.Swapper, name string) swapper.DeviceReport
 // backend is measured just after it is ready), and returns the report.
 func settled(t *testing.T, sw *swapper.Swapper, dev string, models ...string) swapper.DeviceReport {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		d := device(t, sw, dev)
-		n := 0
+	var d swapper.DeviceReport
+	mocktest.Eventually(5*time.Second, func() bool {
+		d = device(t, sw, dev)
 		for _, m := range models {
-			if d.Used[m] > 0 {
-				n++
+			if d.Used[m] <= 0 {
+				return false
 			}
 		}
-		if n == len(models) && len(d.Used) == len(models) || time.Now().After(deadline) {
-			return d
-		}
-		time.Sleep(5 * time.Millisecond) // polling, bounded by the deadline
-	}
+		return len(d.Used) == len(models)
+	})
+	return d
 }
 
 // pinVar is the value of key in the environment of model's backend, and
