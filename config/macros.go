@@ -180,7 +180,7 @@ func (p *parser) expandEnv(path, s string) (string, bool) {
 		if !isEnv {
 			return ref
 		}
-		if !validEnvName(name) {
+		if !ValidEnvName(name) {
 			p.addf(path, "invalid environment variable name %q in %s", name, ref)
 			ok = false
 			return ""

@@ -180,15 +180,15 @@ func suggest(key string, known map[string]setter) string {
 	sort.Strings(names) // a stable answer when two are as close
 	best, bestDist := "", len(key)/3+1
 	for _, k := range names {
-		if d := editDistance(key, k); d < bestDist {
+		if d := EditDistance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}
 	}
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

@@ -427,7 +427,7 @@ func (p *parser) env(dst *[]string) setter {
 		for i, e := range list {
 			key, _, found := strings.Cut(e, "=")
 			switch {
-			case !found || !validEnvName(key):
+			case !found || !ValidEnvName(key):
 				p.addf(index(path, i), "invalid entry %q (want KEY=VALUE)", e)
 				ok = false
 			case seen[key]:
@@ -442,8 +442,8 @@ func (p *parser) env(dst *[]string) setter {
 	}
 }
 
-// validEnvName reports whether s is a portable environment variable name.
-func validEnvName(s string) bool {
+// ValidEnvName reports whether s is a portable environment variable name.
+func ValidEnvName(s string) bool {
 	if s == "" {
 		return false
 	}

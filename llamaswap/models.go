@@ -7,6 +7,8 @@ import (
 	"unicode"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hotswap/hotswap/config"
 )
 
 // model is one llama-swap model, as read.
@@ -495,7 +497,7 @@ func (c *converter) envOut(m *model, e entry) []*out {
 		}
 		key, _, found := strings.Cut(raw, "=")
 		switch {
-		case !found || !validEnvName(key):
+		case !found || !config.ValidEnvName(key):
 			off = append(off, c.noteOff("env entry "+renderString(n.Value, true)+": hotswap takes KEY=VALUE, KEY a variable's name"))
 			continue
 		case seen[key]:
@@ -509,21 +511,6 @@ func (c *converter) envOut(m *model, e entry) []*out {
 		return off
 	}
 	return append([]*out{o}, off...)
-}
-
-func validEnvName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		switch {
-		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
-		case r >= '0' && r <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // healthOut writes checkEndpoint as health.
