@@ -294,6 +294,22 @@ type upstreamBody struct {
 	out []byte
 }
 
+// endStream ends a streamed answer once it is sent or its client has gone:
+// the request's body is let go, the backend's answer closed and the
+// backend given back, and the request logged (with what cut the answer
+// short, if it did not end).
+func (s *Server) endStream(ctx *fasthttp.RequestCtx, model string, resp *fasthttp.Response, lease *router.Lease,
+	status, n int, failure error, ended bool) {
+	s.dropBody(ctx)
+	err := resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(resp)
+	lease.Release()
+	if failure == nil && !ended && err != nil && !errors.Is(err, io.EOF) {
+		failure = err
+	}
+	s.logRequest(ctx, model, status, n, failure)
+}
+
 // rename has the answer name the model name, as the client asked for it.
 func (b *upstreamBody) rename(name string) {
 	b.rn = renamer{name: name, sse: b.sse}
@@ -348,14 +364,7 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 }
 
 func (b *upstreamBody) Close() error {
-	b.s.dropBody(b.ctx)
-	err := b.resp.CloseBodyStream()
-	fasthttp.ReleaseResponse(b.resp)
-	b.lease.Release()
-	if b.failure == nil && !b.ended && err != nil && !errors.Is(err, io.EOF) {
-		b.failure = err
-	}
-	b.s.logRequest(b.ctx, b.model, b.status, b.n, b.failure)
+	b.s.endStream(b.ctx, b.model, b.resp, b.lease, b.status, b.n, b.failure, b.ended)
 	if b.buf != nil {
 		if cap(*b.buf) <= 1<<20 {
 			*b.buf = (*b.buf)[:0]

@@ -213,18 +213,7 @@ func (b *ollamaWaitingBody) next() {
 		return
 	}
 	// A whole answer (or the backend's refusal): one line.
-	var body []byte
-	if r := resp.BodyStream(); r != nil {
-		body, err = io.ReadAll(io.LimitReader(r, maxOllamaAnswer))
-	} else {
-		body = append(body, resp.Body()...)
-	}
-	if err != nil {
-		err = b.s.upstreamErr(lease, err)
-	}
-	_ = resp.CloseBodyStream()
-	fasthttp.ReleaseResponse(resp)
-	lease.Release()
+	body, err := b.s.wholeAnswer(resp, lease)
 	if err != nil {
 		b.fail(err)
 		return
@@ -346,19 +335,7 @@ func (s *Server) forwardOllama(ctx *fasthttp.RequestCtx, model string, tr *ollam
 		ctx.Response.SetBodyStream(b, -1)
 		return
 	}
-	var body []byte
-	var err error
-	if r := resp.BodyStream(); r != nil {
-		body, err = io.ReadAll(io.LimitReader(r, maxOllamaAnswer))
-	} else {
-		body = append(body, resp.Body()...)
-	}
-	if err != nil {
-		err = s.upstreamErr(lease, err)
-	}
-	_ = resp.CloseBodyStream()
-	fasthttp.ReleaseResponse(resp)
-	lease.Release()
+	body, err := s.wholeAnswer(resp, lease)
 	if err != nil {
 		s.fail(ctx, model, err)
 		return
@@ -374,6 +351,25 @@ func (s *Server) forwardOllama(ctx *fasthttp.RequestCtx, model string, tr *ollam
 	}
 	ctx.SetBody(out)
 	s.logRequest(ctx, model, status, len(out), nil)
+}
+
+// wholeAnswer reads a backend's answer whole (up to maxOllamaAnswer), to
+// be translated, and lets go of the answer and the backend.
+func (s *Server) wholeAnswer(resp *fasthttp.Response, lease *router.Lease) ([]byte, error) {
+	var body []byte
+	var err error
+	if r := resp.BodyStream(); r != nil {
+		body, err = io.ReadAll(io.LimitReader(r, maxOllamaAnswer))
+	} else {
+		body = append(body, resp.Body()...)
+	}
+	if err != nil {
+		err = s.upstreamErr(lease, err)
+	}
+	_ = resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(resp)
+	lease.Release()
+	return body, err
 }
 
 // ollamaBody is a streamed answer translated into Ollama's NDJSON as the
@@ -420,14 +416,7 @@ func (b *ollamaBody) Read(p []byte) (int, error) {
 // Close is called by fasthttp when the answer is sent or the client has
 // gone: the backend is given back.
 func (b *ollamaBody) Close() error {
-	b.s.dropBody(b.ctx)
-	err := b.resp.CloseBodyStream()
-	fasthttp.ReleaseResponse(b.resp)
-	b.lease.Release()
-	if b.failure == nil && !b.ended && err != nil && !errors.Is(err, io.EOF) {
-		b.failure = err
-	}
-	b.s.logRequest(b.ctx, b.model, b.status, b.n, b.failure)
+	b.s.endStream(b.ctx, b.model, b.resp, b.lease, b.status, b.n, b.failure, b.ended)
 	return nil
 }
 
