@@ -470,19 +470,24 @@ func (s *Server) ollamaModels(loaded bool) []ollama.ModelInfo {
 			}
 		}
 		if !m.Unlisted {
-			out = append(out, s.ollamaInfo(m, nil, m.ID))
-			for _, a := range m.Aliases {
-				out = append(out, s.ollamaInfo(m, nil, a))
-			}
+			out = appendNamed(out, s.ollamaInfo(m, nil, m.ID), m.Aliases)
 		}
 		for _, v := range m.Variants {
 			if !v.Unlisted {
-				out = append(out, s.ollamaInfo(m, v, v.ID))
-				for _, a := range v.Aliases {
-					out = append(out, s.ollamaInfo(m, v, a))
-				}
+				out = appendNamed(out, s.ollamaInfo(m, v, v.ID), v.Aliases)
 			}
 		}
+	}
+	return out
+}
+
+// appendNamed appends info, then the same under each of aliases: one look
+// at the model (its status, its digest) serves every name it goes by.
+func appendNamed(out []ollama.ModelInfo, info ollama.ModelInfo, aliases []string) []ollama.ModelInfo {
+	out = append(out, info)
+	for _, a := range aliases {
+		info.Name = a
+		out = append(out, info)
 	}
 	return out
 }
