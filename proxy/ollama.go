@@ -306,11 +306,7 @@ type ollamaReply struct {
 }
 
 // waited records the request's wait for its model (load_duration).
-func (r *ollamaReply) waited(t *router.Ticket) {
-	if t.Phase() != router.Queued || t.Waited() > 0 {
-		r.a.SetLoadDuration(t.Waited())
-	}
-}
+func (r *ollamaReply) waited(t *router.Ticket) { r.a.SetLoadDuration(t.Waited()) }
 
 // keep gives the lease the request's keep_alive, which applies once it is
 // released.
