@@ -10,8 +10,9 @@ import (
 
 // TestStopClosesIdleConnectionsFirst: a backend that, like llama-server,
 // waits on SIGTERM for its idle keep-alive connections to close (the
-// mock's -exit-idle-wait) finds none open: hotswap closed its pooled
-// connections to it once it was drained, before signalling it. And a
+// mock's -exit-idle-wait, a minute here, as long as hotswap keeps them)
+// exits at once: hotswap closed its pooled connections to it once it was
+// drained, before signalling it. And a
 // model with stop_signal: kill gets SIGKILL at once, not the SIGTERM it
 // would have exited on cleanly.
 func TestStopClosesIdleConnectionsFirst(t *testing.T) {
@@ -42,8 +43,13 @@ models:
 	if !mocktest.Eventually(30*time.Second, func() bool { return stopped("a") != "" }) {
 		t.Fatalf("a was not stopped:\n%s", logs.String())
 	}
-	if !strings.Contains(logs.String(), "exit wait: 0 connections open at SIGTERM") {
-		t.Errorf("a had connections open at SIGTERM (want hotswap's idle ones closed first):\n%s", logs.String())
+	// hotswap's close of its pooled connection may reach the mock a moment
+	// after SIGTERM does: either none was open, or the one open closed by
+	// itself, well before the mock's minute of waiting for it (within
+	// which a was stopped).
+	if out := logs.String(); !strings.Contains(out, "exit wait: 0 connections open at SIGTERM") &&
+		!strings.Contains(out, "exit wait: connections closed after") || strings.Contains(out, "passed with connections open") {
+		t.Errorf("a waited for connections hotswap kept open (want them closed before it was signalled):\n%s", out)
 	}
 	if l := stopped("a"); !strings.Contains(l, "exit status 0") {
 		t.Errorf("a's stop: %s", l)
