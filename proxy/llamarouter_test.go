@@ -206,7 +206,13 @@ func TestLlamaModelsList(t *testing.T) {
 	if r := s.llamaPost("/models/unload?wait=false", `{"model":"streamer"}`); r.status != 200 {
 		t.Fatalf("unload ?wait=false: %d %s", r.status, r.body)
 	}
-	if v, st := s.llamaValue(t, "streamer"); v != "loaded" || st != "draining" {
+	// ?wait=false answers before the unload begins, so the drain shows a
+	// moment later; the stream (3 s) outlasts the wait.
+	if !mocktest.Eventually(2*time.Second, func() bool {
+		v, st := s.llamaValue(t, "streamer")
+		return v == "loaded" && st == "draining"
+	}) {
+		v, st := s.llamaValue(t, "streamer")
 		t.Errorf("streamer while draining: %s (%s), want loaded (draining)", v, st)
 	}
 	if err := <-streamDone; err != nil {
