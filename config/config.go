@@ -6,7 +6,10 @@
 // every problem it finds at once so that a broken file is fixed in one pass.
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Defaults for every setting the file may leave out. They are exported so that
 // callers that build a Config by hand (tests, mostly) agree with Parse.
@@ -315,7 +318,48 @@ type Model struct {
 	// page cache ahead of a start that waits; empty means they are found
 	// in Cmd (see package readahead).
 	Files []string
+	// Sleep, when set, says how the backend is put to sleep and woken
+	// (vLLM's sleep mode): a model that must make room may then sleep,
+	// keeping its process, rather than stop.
+	Sleep *Sleep
 }
+
+// Sleep is how a backend that can sleep is put to sleep and woken.
+type Sleep struct {
+	// Sleep and Wake are the calls that put it to sleep and wake it. Each
+	// is done once it has answered.
+	Sleep, Wake Action
+	// Memory is what the backend holds while asleep, as declared; zero
+	// means undeclared (see the swapper's asleepNeed). A measured figure
+	// raises it, as for Model.Memory.
+	Memory Need
+	// Timeout bounds one sleep or one wake.
+	Timeout time.Duration
+}
+
+// Action is a call made to a running backend: an HTTP request to it
+// (Method and Path, on its proxy URL), or a command (Argv, with ${PID},
+// ${PORT} and ${MODEL}; LogArgv is it as logs show it, see LogCmd).
+type Action struct {
+	Method, Path  string
+	Argv, LogArgv []string
+}
+
+// String is the action as logs and errors show it.
+func (a Action) String() string {
+	if a.Method != "" {
+		return a.Method + " " + a.Path
+	}
+	return strings.Join(a.LogArgv, " ")
+}
+
+// SleepVLLM is the `sleep:` preset for vLLM (started with
+// --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1): level 1 offloads the
+// weights to CPU memory and frees the GPU's; a wake brings them back.
+const SleepVLLM = "vllm"
+
+// DefaultSleepTimeout bounds one sleep or wake unless the model says.
+const DefaultSleepTimeout = 2 * time.Minute
 
 // Header is one header a model sets on the requests sent to its backend.
 type Header struct{ Name, Value string }

@@ -33,6 +33,14 @@ func CheckPrograms(c *Config) error {
 		if p := programProblem(m, m.Stop); p != "" {
 			problems = append(problems, "models."+id+".stop: "+p)
 		}
+		if m.Sleep != nil {
+			if p := programProblem(m, m.Sleep.Sleep.Argv); p != "" {
+				problems = append(problems, "models."+id+".sleep.sleep: "+p)
+			}
+			if p := programProblem(m, m.Sleep.Wake.Argv); p != "" {
+				problems = append(problems, "models."+id+".sleep.wake: "+p)
+			}
+		}
 	}
 	if len(problems) > 0 {
 		return &ValidationError{Problems: problems}

@@ -313,6 +313,7 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 				p.placeholders(path, m.Stop...)
 			},
 			"cgroup":  p.str(&m.Cgroup),
+			"sleep":   p.sleep(m),
 			"gpu_env": p.oneOf(&m.GPUEnv, GPUEnvs...),
 			"variants": func(v *yaml.Node, path string) {
 				m.Variants = p.variants(m, v, path)

@@ -36,22 +36,30 @@ func (p *execProcess) runStop(sc *StopCommand, budget time.Duration) bool {
 // runStopCommand runs sc for pid and waits for it, for at most budget;
 // one still running then is killed with its group.
 func runStopCommand(sc *StopCommand, pid int, budget time.Duration) error {
-	argv := sc.Argv(pid)
+	return RunCommand("stop command", sc.Argv(pid), sc.Output, budget)
+}
+
+// RunCommand runs argv, a short command acting on a backend (its stop
+// command, its sleep or wake), in a process group of its own, with each
+// line it writes told to output (if set), and waits for it for at most
+// budget: one still running then is killed with its group, and so is
+// whatever it leaves behind once it exits. what names it in errors.
+func RunCommand(what string, argv []string, output func(string), budget time.Duration) error {
 	if len(argv) == 0 || argv[0] == "" {
-		return errors.New("stop command: empty command")
+		return fmt.Errorf("%s: empty command", what)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return fmt.Errorf("stop command: output pipe: %w", err)
+		return fmt.Errorf("%s: output pipe: %w", what, err)
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
 		r.Close()
-		return fmt.Errorf("stop command could not start: %w", bare(err))
+		return fmt.Errorf("%s could not start: %w", what, bare(err))
 	}
 	// Read until every writer is gone; a child it left behind holding the
 	// pipe is not waited for, only its lines still logged.
@@ -62,8 +70,8 @@ func runStopCommand(sc *StopCommand, pid int, budget time.Duration) error {
 		sc2 := bufio.NewScanner(r)
 		sc2.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 		for sc2.Scan() {
-			if sc.Output != nil {
-				sc.Output(sc2.Text())
+			if output != nil {
+				output(sc2.Text())
 			}
 		}
 		_, _ = io.Copy(io.Discard, r)
@@ -84,13 +92,13 @@ func runStopCommand(sc *StopCommand, pid int, budget time.Duration) error {
 		}
 		drain.Stop()
 		if err != nil {
-			return fmt.Errorf("stop command failed: %s", DescribeExit(err))
+			return fmt.Errorf("%s failed: %s", what, DescribeExit(err))
 		}
 		return nil
 	case <-t.C:
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
-		return fmt.Errorf("stop command did not finish within %v", budget)
+		return fmt.Errorf("%s did not finish within %v", what, budget)
 	}
 }
 

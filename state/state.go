@@ -61,6 +61,13 @@ func Key(m *config.Model) string {
 	return m.ID + "@" + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
+// asleepSuffix marks the keys of footprints measured asleep.
+const asleepSuffix = "/asleep"
+
+// AsleepKey is what m's footprint while asleep (see config.Sleep) is kept
+// under: its own, for the same command, apart from the footprint awake.
+func AsleepKey(m *config.Model) string { return Key(m) + asleepSuffix }
+
 // modelOf is the model id a key belongs to.
 func modelOf(key string) string {
 	id, _, _ := strings.Cut(key, "@")
@@ -160,6 +167,9 @@ func (f *File) Footprint(key string) Footprint {
 	if fp, ok := f.prints[key]; ok {
 		return fp
 	}
+	if strings.HasSuffix(key, asleepSuffix) {
+		return Footprint{} // a figure by name alone is one measured awake
+	}
 	return f.prints[modelOf(key)]
 }
 
@@ -179,8 +189,10 @@ func (f *File) Observe(key string, ram, vram int64) bool {
 	fp.Updated = time.Now().UTC()
 	f.prints[key] = fp
 	// Measured under its command now: a figure kept by name alone has
-	// served its purpose.
-	delete(f.prints, modelOf(key))
+	// served its purpose (a figure asleep says nothing of it).
+	if !strings.HasSuffix(key, asleepSuffix) {
+		delete(f.prints, modelOf(key))
+	}
 	f.dirty = true
 	return true
 }

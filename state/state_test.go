@@ -178,3 +178,32 @@ func TestInMemoryOnly(t *testing.T) {
 		t.Errorf("in memory: %v", err)
 	}
 }
+
+// TestAsleepFootprints: what a model holds asleep is kept apart from its
+// footprint awake, persists, is forgotten with the model, and neither
+// takes nor drops a figure an earlier hotswap kept by name alone.
+func TestAsleepFootprints(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "footprints.json")
+	os.WriteFile(path, []byte(`{"version":1,"models":{"chat":{"ram":2147483648,"vram":0}}}`), 0o644)
+	f, _ := Open(path)
+	chat := model("chat", []string{"srv", "--port", "${PORT}"})
+	if fp := f.Footprint(AsleepKey(chat)); fp.RAM != 0 {
+		t.Errorf("asleep, before any measurement: %+v, want nothing (the figure by name is awake)", fp)
+	}
+	if !f.Observe(AsleepKey(chat), 100*mib, 10*mib) {
+		t.Error("the first asleep figure was not learned")
+	}
+	if fp := f.Footprint(Key(chat)); fp.RAM != 2<<30 {
+		t.Errorf("measuring asleep dropped the awake figure by name: %+v", fp)
+	}
+	if err := f.Save(); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := Open(path)
+	if fp := g.Footprint(AsleepKey(chat)); fp.RAM != 100*mib || fp.VRAM != 10*mib {
+		t.Errorf("asleep after reopening: %+v", fp)
+	}
+	if n, err := g.Forget("chat"); err != nil || n != 2 {
+		t.Errorf("Forget: %d, %v; want the awake and asleep figures gone", n, err)
+	}
+}

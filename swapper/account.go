@@ -114,6 +114,16 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 		in.vram = 0
 		in.pin = ramDevice
 	}
+	if b != nil && b.cur != nil && (b.state == Asleep || b.state == Starting && b.start != nil && b.start.wake) {
+		// A wake: the model stays where it is, and needs only what it
+		// does not hold asleep already (as measured; unmeasured, it is
+		// planned as needing all of it).
+		ram, vram := s.snap.held(b.cur)
+		in.ram, in.vram = max(0, in.ram-ram), max(0, in.vram-vram)
+		if b.cur.gpu != ramDevice && !ramOnly {
+			in.pin = b.cur.gpu
+		}
+	}
 	if s.opts.Memory == nil {
 		// Memory planning is off: everything fits.
 		in.ram, in.vram = 0, 0
@@ -156,20 +166,38 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 			switch {
 			case o.state == Ready && !o.pinned:
 				busy := inst.inflight > 0 || (p.Busy != nil && p.Busy(o.model.ID))
+				c := candidate{model: o.model.ID, ram: ram, vram: vram, gpu: inst.gpu,
+					busy: busy, used: order[o.model.ID], took: o.startTook, freq: o.freqNow(now)}
+				if o.sleep != nil && !inst.noSleep {
+					c.sleeps, c.wake = true, o.wakeTook
+					c.keepRAM, c.keepVRAM = s.snap.place(s.asleepNeed(o), inst.gpu)
+				}
+				in.loaded = append(in.loaded, c)
+			case o.state == Asleep && !o.pinned:
+				// Stopping it frees what it holds asleep; it would take
+				// a start to bring back.
 				in.loaded = append(in.loaded, candidate{model: o.model.ID, ram: ram, vram: vram, gpu: inst.gpu,
-					busy: busy, used: order[o.model.ID], took: o.startTook, freq: o.freqNow(now)})
-			case o.state == Starting || o.state == Draining || o.state == Stopping:
+					busy: p.Busy != nil && p.Busy(o.model.ID), used: order[o.model.ID], took: o.startTook,
+					freq: o.freqNow(now), asleep: true})
+			case o.state == Starting || o.state == Draining || o.state == Stopping || o.state == Sleeping:
 				// A load becomes a candidate once ready; a leaving model's
-				// memory is free once it has gone.
+				// memory is free once it has gone, one going to sleep's
+				// once it sleeps, less what it keeps.
+				if inst.asleep != nil {
+					kram, kvram := s.snap.place(inst.keep, inst.gpu)
+					ram, vram = max(0, ram-kram), max(0, vram-kvram)
+				}
 				transit[ramDevice] += ram
 				if inst.gpu != ramDevice {
 					transit[inst.gpu] += vram
 				}
 			}
 		}
-		if o.state == Starting && o.cur == nil && o.start != nil {
-			// Decided, not spawned: what it needs beyond its victims'. It
-			// is a candidate, like any model, once it is ready.
+		if o.state == Starting && o.start != nil && (o.cur == nil || o.start.wake && !o.start.waking) {
+			// Decided, not spawned (or a wake not yet begun): what it
+			// needs beyond what its victims hold (and, for a wake, what it
+			// holds asleep). It is a candidate, like any model, once it is
+			// ready.
 			for d, n := range s.claimLocked(o.start) {
 				reserved[d] += n
 				transit[d] += n
@@ -217,15 +245,34 @@ func (s *Swapper) planInputLocked(b *backend, p Policy) (planInput, map[int]int6
 func (sn *snapshot) counts(inst *instance) (mram, mvram, nram, nvram int64) {
 	if inst.measured {
 		mram, mvram = inst.usage.RAM, inst.usage.VRAM[inst.gpu]
+		if sn.ramOnly || inst.gpu == ramDevice {
+			mram, mvram = mram+inst.usage.TotalVRAM(), 0
+		} else if sn.unifiedGPU(inst.gpu) {
+			mram += mvram
+		}
 	}
-	nram, nvram = inst.need.RAM, inst.need.VRAM
-	switch {
-	case sn.ramOnly || inst.gpu == ramDevice:
-		return mram + inst.usage.TotalVRAM(), 0, nram + nvram, 0
-	case sn.unifiedGPU(inst.gpu):
-		return mram + mvram, mvram, nram + nvram, nvram
-	}
+	nram, nvram = sn.place(inst.need, inst.gpu)
 	return mram, mvram, nram, nvram
+}
+
+// place is where n counts for a backend on gpu: in RAM alone where it
+// was placed in RAM or there is no GPU to plan; on the GPU and in RAM
+// both where the GPU's memory is RAM (see counts).
+func (sn *snapshot) place(n config.Need, gpu int) (ram, vram int64) {
+	switch {
+	case sn.ramOnly || gpu == ramDevice:
+		return n.RAM + n.VRAM, 0
+	case sn.unifiedGPU(gpu):
+		return n.RAM + n.VRAM, n.VRAM
+	}
+	return n.RAM, n.VRAM
+}
+
+// held is what inst is measured to hold, as counts places it; zero
+// until measured.
+func (sn *snapshot) held(inst *instance) (ram, vram int64) {
+	ram, vram, _, _ = sn.counts(inst)
+	return ram, vram
 }
 
 // claimLocked is what a start decided but not spawned takes from the
@@ -242,15 +289,26 @@ func (s *Swapper) claimLocked(dec *decision) map[int]int64 {
 		needRAM += needVRAM
 	}
 	var heldRAM, heldVRAM int64
+	hold := func(inst *instance, keep config.Need) {
+		mram, mvram, nram, nvram := s.snap.counts(inst)
+		kram, kvram := s.snap.place(keep, inst.gpu)
+		heldRAM += max(mram, nram) - kram
+		if inst.gpu == gpu && gpu != ramDevice {
+			heldVRAM += max(mvram, nvram) - kvram
+		}
+	}
 	for _, v := range dec.victims {
-		if isClosed(v.gone) {
-			continue
+		switch {
+		case isClosed(v.inst.gone), v.asleep != nil && isClosed(v.asleep):
+			// Gone, or asleep: what it freed is free now.
+		case v.asleep != nil:
+			hold(v.inst, v.inst.keep) // it keeps some
+		default:
+			hold(v.inst, config.Need{})
 		}
-		mram, mvram, nram, nvram := s.snap.counts(v)
-		heldRAM += max(mram, nram)
-		if v.gpu == gpu && gpu != ramDevice {
-			heldVRAM += max(mvram, nvram)
-		}
+	}
+	if dec.wake && dec.self != nil {
+		hold(dec.self, config.Need{}) // a wake: what it holds asleep is its own
 	}
 	c := map[int]int64{ramDevice: max(0, needRAM-heldRAM)}
 	if gpu != ramDevice {

@@ -41,7 +41,7 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 		s.unlock()
 		return fmt.Errorf("%w: %q", ErrUnknownModel, model)
 	}
-	if b.state == Ready || b.state == Starting {
+	if b.state == Ready || b.state == Starting || b.state == Asleep {
 		s.publish(events.Event{Type: events.Unload, Model: model, Data: map[string]any{"force": force}})
 	}
 	switch b.state {
@@ -49,6 +49,12 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 		s.leaveLocked(b, "unloaded")
 	case Starting:
 		b.start.cancel()
+	case Asleep:
+		s.stopAsleepLocked(b, "unloaded")
+	}
+	if b.cur != nil {
+		// Unloaded, it stops: a sleep decided for it is not made.
+		b.cur.noSleep = true
 	}
 	if force && b.cur != nil && !isClosed(b.cur.cut) {
 		close(b.cur.cut)
@@ -70,6 +76,10 @@ func (s *Swapper) Unload(ctx context.Context, model string, force bool) error {
 		}
 	}
 	for !ended() {
+		if b.state == Asleep && b.cur == cur && cur != nil {
+			// It was going to sleep as it was unloaded: it stops now.
+			s.stopAsleepLocked(b, "unloaded")
+		}
 		wait := b.changed
 		s.unlock()
 		select {

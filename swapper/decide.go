@@ -36,9 +36,12 @@ type Policy struct {
 type Decision struct {
 	// Started is false when the model was loading or ready already.
 	Started bool
-	// Victims are the models stopped to make room, Busy those of them
-	// that were busy (drained first).
-	Victims, Busy []string
+	// Victims are the models stopped or put to sleep to make room, Busy
+	// those of them that were busy (drained first), Slept those put to
+	// sleep.
+	Victims, Busy, Slept []string
+	// Wake says the model was asleep: it is woken rather than started.
+	Wake bool
 	// Device is where the model goes: "ram", "gpu0", ...
 	Device string
 }
@@ -92,7 +95,7 @@ func (s *Swapper) startLocked(b *backend, p Policy) (Decision, error) {
 		return Decision{}, ErrClosed
 	case b.state == Ready || b.state == Starting:
 		return Decision{}, nil
-	case b.state != Stopped:
+	case b.state != Stopped && b.state != Asleep:
 		return Decision{}, ErrLeaving
 	}
 	if now := s.clock.Now(); now.Before(b.retryAt) {
@@ -106,7 +109,13 @@ func (s *Swapper) startLocked(b *backend, p Policy) (Decision, error) {
 type decision struct {
 	gpu     int
 	need    config.Need
-	victims []*instance
+	victims []victim
+	// wake says the model was asleep: self, its instance, is woken rather
+	// than a process started (unless the wake fails). waking is set once
+	// the wake call is made: self counts for the whole need from then on.
+	wake   bool
+	waking bool
+	self   *instance
 	// retried says this start follows one that ran out of memory.
 	retried bool
 	// ctx ends when the start is called off (an unload) or hotswap closes.
@@ -114,6 +123,14 @@ type decision struct {
 	cancel context.CancelFunc
 	// aheadBudget bounds the bytes read ahead while it waits (see readAhead).
 	aheadBudget int64
+}
+
+// victim is an instance that leaves for a start: it stops, or, where
+// asleep is set, it goes to sleep (asleep closes then; gone closes if the
+// sleep failed and it stopped instead).
+type victim struct {
+	inst   *instance
+	asleep chan struct{}
 }
 
 // decideLocked is the one place where a start is decided: the plan is
@@ -136,11 +153,15 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 	}
 	budget := aheadBudget(in, pl.victims)
 	pl.victims = append(forced, pl.victims...)
-	d := Decision{Started: true, Device: deviceName(pl.gpu)}
+	wake := b.state == Asleep
+	d := Decision{Started: true, Device: deviceName(pl.gpu), Wake: wake}
 	for _, v := range pl.victims {
 		d.Victims = append(d.Victims, v.model)
 		if v.busy {
 			d.Busy = append(d.Busy, v.model)
+		}
+		if v.sleep {
+			d.Slept = append(d.Slept, v.model)
 		}
 	}
 	if len(d.Busy) > 0 && !p.EvictBusy {
@@ -149,14 +170,30 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 
 	// Commit: from here on the victims take no new requests, and the
 	// memory is counted as this start's.
-	dec := &decision{gpu: pl.gpu, need: s.need(b), retried: p.evictIdle, aheadBudget: budget}
+	dec := &decision{gpu: pl.gpu, need: s.need(b), retried: p.evictIdle, aheadBudget: budget, wake: wake}
+	if wake {
+		dec.self, dec.gpu = b.cur, b.cur.gpu
+		d.Device = deviceName(dec.gpu)
+	}
 	dec.ctx, dec.cancel = context.WithCancel(s.ctx)
 	for _, v := range pl.victims {
 		vb := s.backends[v.model]
-		dec.victims = append(dec.victims, vb.cur)
-		s.publish(events.Event{Type: events.Evict, Model: v.model,
-			Data: map[string]any{"reason": "making room", "for": b.model.ID, "busy": v.busy}})
-		s.leaveLocked(vb, "making room for "+b.model.ID)
+		vic := victim{inst: vb.cur}
+		reason := "making room for " + b.model.ID
+		data := map[string]any{"reason": "making room", "for": b.model.ID, "busy": v.busy}
+		if v.sleep {
+			data["sleep"] = true
+		}
+		s.publish(events.Event{Type: events.Evict, Model: v.model, Data: data})
+		switch {
+		case v.sleep:
+			vic.asleep = s.sleepLocked(vb, reason)
+		case vb.state == Asleep:
+			s.stopAsleepLocked(vb, reason)
+		default:
+			s.leaveLocked(vb, reason)
+		}
+		dec.victims = append(dec.victims, vic)
 	}
 	b.enter(Starting, s.clock.Now())
 	b.start = dec
@@ -166,12 +203,25 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 	if len(d.Victims) > 0 {
 		fields = append(fields, zap.Strings("evicting", d.Victims), zap.Strings("busy", d.Busy))
 	}
+	if len(d.Slept) > 0 {
+		fields = append(fields, zap.Strings("putting_to_sleep", d.Slept))
+	}
 	if p.Reason != "" {
 		fields = append(fields, zap.String("reason", p.Reason))
 	}
-	s.say(zap.InfoLevel, "starting", fields...)
-	s.publish(events.Event{Type: events.Start, Model: b.model.ID, Message: p.Reason,
-		Data: map[string]any{"device": d.Device, "evicting": d.Victims, "busy": d.Busy}})
+	msg := "starting"
+	if wake {
+		msg = "waking"
+	}
+	s.say(zap.InfoLevel, msg, fields...)
+	data := map[string]any{"device": d.Device, "evicting": d.Victims, "busy": d.Busy}
+	if len(d.Slept) > 0 {
+		data["sleeping"] = d.Slept
+	}
+	if wake {
+		data["wake"] = true
+	}
+	s.publish(events.Event{Type: events.Start, Model: b.model.ID, Message: p.Reason, Data: data})
 	s.wg.Add(1)
 	go s.run(b, dec)
 	return d, nil

@@ -37,6 +37,9 @@ type DryRun struct {
 	// Need is what planning counts for it (declared, raised to what was
 	// learned).
 	Need config.Need `json:"need"`
+	// Wake says it is asleep (or going to sleep): it would be woken
+	// rather than started, in its learned wake time.
+	Wake bool `json:"wake,omitempty"`
 	// WaitFor is what the request would wait for before the start.
 	WaitFor []DryRunWait `json:"wait_for,omitempty"`
 	// Evict are the models it would stop to make room, and why the
@@ -57,7 +60,7 @@ type DryRun struct {
 // DryRunWait is one thing a request would wait for.
 type DryRunWait struct {
 	// Kind: drain (a model leaving, its requests finishing), stop (a
-	// model's process stopping), start (a start in progress, the model's
+	// model's process stopping), sleep (a model being put to sleep), start (a start in progress, the model's
 	// own or one holding memory), cooldown (memory of a stopped backend
 	// not yet seen free), busy (a busy model in the way: it is evicted once
 	// the request has waited max_wait, or it goes idle).
@@ -72,11 +75,17 @@ type DryRunWait struct {
 	AtMostS   *float64 `json:"at_most_s,omitempty"`
 }
 
-// DryRunEviction is one model a start would stop.
+// DryRunEviction is one model a start would stop or put to sleep.
 type DryRunEviction struct {
 	Model string `json:"model"`
 	// Busy: it has work, and would be drained first.
-	Busy bool  `json:"busy"`
+	Busy bool `json:"busy"`
+	// Sleep: it would be put to sleep rather than stopped; Asleep: it
+	// sleeps already, and would be stopped.
+	Sleep  bool `json:"sleep,omitempty"`
+	Asleep bool `json:"asleep,omitempty"`
+	// RAM and VRAM are what stopping it, or putting it to sleep, frees
+	// (RAM can be negative for a sleep that moves weights to RAM).
 	RAM  int64 `json:"ram"`
 	VRAM int64 `json:"vram,omitempty"`
 	// Device is where its VRAM is, or "ram".
@@ -132,7 +141,8 @@ func (s *Swapper) DryRun(model string, o DryRunOptions) (DryRun, error) {
 		return DryRun{}, ErrClosed
 	}
 	now := s.clock.Now()
-	d := DryRun{Model: model, State: b.state.String(), Need: s.need(b), ExpectedWaitKnown: true}
+	d := DryRun{Model: model, State: b.state.String(), Need: s.need(b), ExpectedWaitKnown: true,
+		Wake: b.state == Asleep || b.state == Sleeping || b.state == Draining && b.cur != nil && b.cur.asleep != nil}
 	if b.cur != nil {
 		d.Device = deviceName(b.cur.gpu)
 	}
@@ -149,9 +159,9 @@ func (s *Swapper) DryRun(model string, o DryRunOptions) (DryRun, error) {
 		d.WaitFor = append(d.WaitFor, s.waitStartLocked(b, now, &d.ExpectedWait, &d.ExpectedWaitKnown))
 		d.finish()
 		return d, nil
-	case Draining, Stopping:
-		// It is leaving: the request waits for it to stop, then starts
-		// it (planned again then).
+	case Draining, Stopping, Sleeping:
+		// It is leaving: the request waits for it to stop (or sleep),
+		// then starts (or wakes) it, planned again then.
 		d.Action = PlanWait
 		d.WaitFor = append(d.WaitFor, s.waitLeavingLocked(b, now, &d.ExpectedWaitKnown))
 		d.addStart(b)
@@ -188,8 +198,8 @@ func (s *Swapper) DryRun(model string, o DryRunOptions) (DryRun, error) {
 		}
 		var busy []string
 		for _, v := range pl.victims {
-			e := DryRunEviction{Model: v.model, Busy: v.busy, RAM: v.ram, VRAM: v.vram, Device: deviceName(v.gpu), LRURank: v.used,
-				Reason: victimReason(v, in.loaded, in.cost)}
+			e := DryRunEviction{Model: v.model, Busy: v.busy, Sleep: v.sleep, Asleep: v.asleep, RAM: v.ram, VRAM: v.vram,
+				Device: deviceName(v.gpu), LRURank: v.used, Reason: victimReason(v, in.loaded, in.cost)}
 			d.Evict = append(d.Evict, e)
 			if v.busy {
 				busy = append(busy, v.model)
@@ -219,10 +229,15 @@ func (s *Swapper) DryRun(model string, o DryRunOptions) (DryRun, error) {
 	return d, nil
 }
 
-// addStart adds the model's own learned start time to the expected wait.
+// addStart adds the model's own learned start time (its wake time, for a
+// wake) to the expected wait.
 func (d *DryRun) addStart(b *backend) {
-	d.ExpectedWait += b.startTook
-	if b.startTook == 0 {
+	took := b.startTook
+	if d.Wake {
+		took = b.wakeTook
+	}
+	d.ExpectedWait += took
+	if took == 0 {
 		d.ExpectedWaitKnown = false
 	}
 }
@@ -259,6 +274,13 @@ func (s *Swapper) waitLeavingLocked(b *backend, now time.Time, known *bool) DryR
 	if b.state == Stopping {
 		return DryRunWait{Kind: "stop", Model: b.model.ID, AtMostS: seconds(b.model.StopTimeout)}
 	}
+	if b.state == Sleeping {
+		w := DryRunWait{Kind: "sleep", Model: b.model.ID}
+		if b.sleep != nil {
+			w.AtMostS = seconds(b.sleep.Timeout - now.Sub(b.since))
+		}
+		return w
+	}
 	w := DryRunWait{Kind: "drain", Model: b.model.ID, AtMostS: seconds(s.opts.DrainTimeout - now.Sub(b.since) + b.model.StopTimeout)}
 	if b.cur != nil {
 		w.InFlight = b.cur.inflight
@@ -282,7 +304,7 @@ func (s *Swapper) transitLocked(b *backend, now time.Time, expected *time.Durati
 		case o == b:
 		case o.state == Starting:
 			ws = append(ws, s.waitStartLocked(o, now, expected, known))
-		case o.state == Draining || o.state == Stopping:
+		case o.state == Draining || o.state == Stopping || o.state == Sleeping:
 			ws = append(ws, s.waitLeavingLocked(o, now, known))
 		}
 	}
@@ -304,6 +326,12 @@ func victimReason(v candidate, loaded []candidate, cost bool) string {
 	r := "idle"
 	if v.busy {
 		r = "busy (drained first)"
+	}
+	switch {
+	case v.sleep:
+		r += ", put to sleep rather than stopped (it frees enough and wakes faster than it starts)"
+	case v.asleep:
+		r += ", asleep (stopping it frees what it holds asleep)"
 	}
 	if cost {
 		return r + ", among the cheapest to bring back (start time weighed by how often it is asked for)"

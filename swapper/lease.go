@@ -123,7 +123,7 @@ func (s *Swapper) acquire(ctx context.Context, model string, p Policy) (*Lease, 
 			return l, nil
 		}
 		wait := b.changed
-		if b.state == Stopped {
+		if b.state == Stopped || b.state == Asleep {
 			_, err := s.startLocked(b, p)
 			switch {
 			case errors.Is(err, ErrMemoryInTransit):

@@ -29,7 +29,8 @@ func (s *Swapper) leaveLocked(b *backend, reason string) {
 }
 
 // drainAndStop waits for inst's requests to finish, or for the drain
-// timeout, then stops it.
+// timeout, then stops it, or puts it to sleep where that was decided
+// (see sleepLocked) and its requests all finished.
 func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain time.Duration) {
 	defer s.wg.Done()
 	who := []zap.Field{zap.String("model", b.model.ID), zap.String("reason", reason)}
@@ -57,11 +58,29 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain 
 			s.say(zap.WarnLevel, "drain timeout passed; stopping backend under its requests",
 				append(who, zap.Int("in_flight", inst.inflight), zap.Duration("drain_timeout", drain))...)
 		}
+	} else if sl := b.sleep; inst.asleep != nil && sl != nil && !inst.noSleep && !isClosed(inst.cut) {
+		b.enter(Sleeping, s.clock.Now())
+		s.changedLocked(b)
+		s.unlock()
+		if s.putToSleep(b, inst, sl, reason) {
+			return
+		}
+		s.mu.Lock()
+		if b.cur != inst {
+			s.unlock()
+			return
+		}
 	}
 	b.enter(Stopping, s.clock.Now())
 	s.changedLocked(b)
 	s.unlock()
+	s.stopDrained(b, inst, reason)
+}
 
+// stopDrained stops inst, b's drained (or asleep) backend, for reason,
+// and retires it.
+func (s *Swapper) stopDrained(b *backend, inst *instance, reason string) {
+	who := []zap.Field{zap.String("model", b.model.ID), zap.String("reason", reason)}
 	begin := time.Now()
 	if f := s.opts.BeforeStop; f != nil {
 		f(b.model.ID, inst.id)
@@ -148,12 +167,20 @@ type unseenFree struct {
 // whoever waits on the instance is told. exited is a look mark taken once
 // its process had gone (see lookMark).
 func (s *Swapper) retireLocked(b *backend, inst *instance, exited uint64) {
+	if b.cur == inst {
+		b.enter(Stopped, s.clock.Now())
+	}
+	s.dropInstanceLocked(b, inst, exited)
+}
+
+// dropInstanceLocked is retireLocked but for b's state, which the caller
+// sets (a wake that failed keeps b starting).
+func (s *Swapper) dropInstanceLocked(b *backend, inst *instance, exited uint64) {
 	if b.cur == inst && s.opts.Memory != nil && s.snap.look <= exited {
 		mram, mvram, nram, nvram := s.snap.counts(inst)
 		s.unseen = append(s.unseen, unseenFree{ram: max(mram, nram), vram: max(mvram, nvram), gpu: inst.gpu, mark: exited})
 	}
 	if b.cur == inst {
-		b.enter(Stopped, s.clock.Now())
 		b.cur = nil
 		s.lru.Remove(b.model.ID)
 		s.changedLocked(b)
@@ -241,8 +268,17 @@ func (s *Swapper) janitor() {
 				s.restartIfIdleLocked(b)
 				continue
 			}
-			if idle, ok := b.idleLimit(); ok && !b.pinned && b.state == Ready && b.cur.inflight == 0 && now.Sub(b.lastUsed) >= idle {
+			idle, ok := b.idleLimit()
+			if !ok || b.pinned || now.Sub(b.lastUsed) < idle {
+				continue
+			}
+			switch {
+			case b.state == Ready && b.cur.inflight == 0:
 				s.expireLocked(b, idle)
+			case b.state == Asleep:
+				// Asleep, it still holds memory: its ttl ends that too.
+				s.publish(events.Event{Type: events.Evict, Model: b.model.ID, Data: map[string]any{"reason": "ttl", "asleep": true}})
+				s.stopAsleepLocked(b, "idle for its ttl ("+idle.String()+"), asleep")
 			}
 		}
 		s.unlock()

@@ -30,6 +30,18 @@ type candidate struct {
 	// policy weighs them; LRU does not look.
 	took time.Duration
 	freq float64
+	// sleeps says it can be put to sleep rather than stopped, keeping
+	// keepRAM and keepVRAM (on gpu); wake is how long its last wake took
+	// (0 if unknown). asleep says it sleeps already: stopping it frees
+	// what it holds (ram, vram).
+	sleeps            bool
+	keepRAM, keepVRAM int64
+	wake              time.Duration
+	asleep            bool
+	// sleep, in a plan's victims, says it is to be put to sleep: ram and
+	// vram are then what sleeping frees (less than it holds; ram can be
+	// negative, where sleeping moves GPU memory to RAM).
+	sleep bool
 }
 
 // planInput is everything a placement decision depends on. It is a plain
@@ -74,7 +86,59 @@ type plan struct {
 // chosen greedily.
 const maxSearch = 16
 
-// choosePlan places a model, stopping no more than it must. Of the sets of
+// choosePlan places a model, stopping no more than it must, and putting
+// models to sleep rather than stopping them where that frees enough.
+//
+// It plans twice: once with every candidate that can sleep put to sleep
+// rather than stopped (freeing what it holds less what it keeps asleep),
+// and once with every victim stopped. The plan with sleeps wins unless it
+// drains more busy models than the other, or, under the cost policy,
+// costs more to bring back (a wake costs its learned wake time where a
+// stop costs a start). Where only stopping frees enough, victims stop.
+func choosePlan(in planInput) (plan, error) {
+	stopped, err := placePlan(in)
+	if !canSleep(in.loaded) {
+		return stopped, err
+	}
+	slept, serr := placePlan(sleeping(in))
+	switch {
+	case serr != nil:
+		return stopped, err
+	case err != nil:
+		return slept, nil
+	case busyCount(slept.victims) != busyCount(stopped.victims):
+		if busyCount(slept.victims) < busyCount(stopped.victims) {
+			return slept, nil
+		}
+		return stopped, nil
+	case in.cost && stopped.cost < slept.cost:
+		return stopped, nil
+	}
+	return slept, nil
+}
+
+func canSleep(cs []candidate) bool {
+	return slices.ContainsFunc(cs, func(c candidate) bool { return c.sleeps })
+}
+
+// sleeping is in with every candidate that can sleep to be put to sleep:
+// it frees what it holds less what it keeps, and costs its wake to bring
+// back (see reloads).
+func sleeping(in planInput) planInput {
+	loaded := slices.Clone(in.loaded)
+	for i, c := range loaded {
+		if c.sleeps {
+			c.ram -= c.keepRAM
+			c.vram -= c.keepVRAM
+			c.sleep = true
+			loaded[i] = c
+		}
+	}
+	in.loaded = loaded
+	return in
+}
+
+// placePlan places a model, stopping no more than it must. Of the sets of
 // candidates that free enough memory where the model is short, it prefers,
 // in order:
 //
@@ -89,11 +153,12 @@ const maxSearch = 16
 // ties. Busy models are still stopped only when idle ones are not enough.
 //
 // Of the GPUs where the model could go, the one whose best set is best by
-// the first two (under cost: fewest busy, then least cost) wins, then a discrete GPU rather than a unified one (whose
-// memory is RAM), then the one with the most memory left. If nothing
-// fits even after stopping every candidate, it returns an
-// *InsufficientMemoryError and nothing is to be stopped.
-func choosePlan(in planInput) (plan, error) {
+// the first two (under cost: fewest busy, then least cost) wins, then a
+// discrete GPU rather than a unified one (whose memory is RAM), then the
+// one with the most memory left. If nothing fits even after stopping
+// every candidate, it returns an *InsufficientMemoryError and nothing is
+// to be stopped.
+func placePlan(in planInput) (plan, error) {
 	gpus := []int{ramDevice}
 	if in.vram > 0 {
 		gpus = gpus[:0]
@@ -176,10 +241,12 @@ func planOn(in planInput, gpu int, r *reloads) (plan, *InsufficientMemoryError) 
 	if gpu != ramDevice && in.unified[gpu] {
 		needRAM += in.vram
 	}
-	shortRAM := max(0, needRAM-freeRAM)
+	// What is short on each device; below zero, what is left to spare
+	// (a victim put to sleep can take RAM: see sleeping).
+	shortRAM := needRAM - freeRAM
 	shortGPU := int64(0)
 	if gpu != ramDevice {
-		shortGPU = max(0, in.vram-freeGPU)
+		shortGPU = in.vram - freeGPU
 	}
 	left := func(victims []candidate) int64 {
 		ram := freeRAM + sum(victims, ramDevice, gpu) - needRAM
@@ -191,7 +258,7 @@ func planOn(in planInput, gpu int, r *reloads) (plan, *InsufficientMemoryError) 
 		}
 		return freeGPU + sum(victims, gpu, gpu) - in.vram
 	}
-	if shortRAM == 0 && shortGPU == 0 {
+	if shortRAM <= 0 && shortGPU <= 0 {
 		return plan{gpu: gpu, left: left(nil), unified: in.unified[gpu]}, nil
 	}
 	// Only models that free memory where the model is short can help.
@@ -213,7 +280,7 @@ func planOn(in planInput, gpu int, r *reloads) (plan, *InsufficientMemoryError) 
 			Free: freeGPU, Freeable: sum(helps, gpu, gpu)}
 	}
 	excess := func(victims []candidate) int64 {
-		return sum(victims, ramDevice, gpu) - shortRAM + sum(victims, gpu, gpu) - shortGPU
+		return sum(victims, ramDevice, gpu) - max(0, shortRAM) + sum(victims, gpu, gpu) - max(0, shortGPU)
 	}
 	var victims []candidate
 	if len(helps) > maxSearch {
@@ -329,9 +396,10 @@ func greedy(cs []candidate, enough func([]candidate) bool, r *reloads, gpu int) 
 //
 //	(1 + freq) × took
 //
-// the start time it would take again, weighted by how often it is asked
-// for (1 + its decayed request count: a model nobody asked for since it
-// was loaded still costs one start if it is). A candidate whose start time
+// the start time it would take again (for a model put to sleep, its wake
+// time), weighted by how often it is asked for (1 + its decayed request
+// count: a model nobody asked for since it was loaded still costs one
+// start if it is). A candidate whose start time
 // is unknown is taken to start at the median rate (seconds per byte it
 // holds) of those whose start time is known, times its size; if none is
 // known, every candidate is taken to start at the same rate, so that cost
@@ -350,7 +418,7 @@ type reloads struct {
 func newReloads(cs []candidate) *reloads {
 	var rates []float64
 	for _, c := range cs {
-		if size := c.ram + c.vram; c.took > 0 && size > 0 {
+		if size := c.ram + c.vram; c.took > 0 && size > 0 && !c.sleep {
 			rates = append(rates, c.took.Seconds()/float64(size))
 		}
 	}
@@ -366,7 +434,20 @@ func newReloads(cs []candidate) *reloads {
 	for _, c := range cs {
 		took := c.took.Seconds()
 		if c.took <= 0 {
-			took = rate * float64(c.ram+c.vram)
+			held := c.ram + c.vram
+			if c.sleep {
+				held += c.keepRAM + c.keepVRAM // what it holds, not what sleeping frees
+			}
+			took = rate * float64(held)
+		}
+		if c.sleep {
+			// Put to sleep, it comes back in its wake time; until one
+			// is learned, a tenth of its start (vLLM wakes in about a
+			// second where it starts in tens).
+			took /= 10
+			if c.wake > 0 {
+				took = c.wake.Seconds()
+			}
 		}
 		r.cost[c.model] = (1 + max(0, c.freq)) * took
 	}

@@ -18,7 +18,7 @@ import (
 // (ttl, pinned, memory reserves, timeouts) lives outside it.
 
 func newBackend(m *config.Model) *backend {
-	return &backend{model: m, changed: make(chan struct{}), ttl: m.TTL, pinned: m.Pinned}
+	return &backend{model: m, changed: make(chan struct{}), ttl: m.TTL, pinned: m.Pinned, sleep: m.Sleep}
 }
 
 // Settings are the swapper's options that a reload changes at once.
@@ -54,11 +54,15 @@ func (s *Swapper) Reconfigure(models map[string]*config.Model, set Settings) {
 			s.backends[id] = newBackend(m)
 			continue
 		}
-		b.ttl, b.pinned = m.TTL, m.Pinned
+		b.ttl, b.pinned, b.sleep = m.TTL, m.Pinned, m.Sleep
 		b.next = m
 		switch {
 		case b.state == Stopped && b.start == nil:
 			s.settledLocked(b)
+		case b.model.RestartNeeded(m) && b.state == Asleep:
+			// Asleep with the old configuration: it goes, and the next
+			// request starts it with the new one.
+			s.stopAsleepLocked(b, reconfigured)
 		case b.model.RestartNeeded(m) && (b.state == Ready || b.state == Starting):
 			b.stale = true
 			s.restartIfIdleLocked(b)

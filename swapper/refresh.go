@@ -119,9 +119,9 @@ func (s *Swapper) unmeasuredLocked(listed map[*instance]bool, also func(*backend
 		}
 		switch {
 		case b.state == Starting || !inst.measured:
-			todo = append(todo, due{b, inst, b.state == Ready})
+			todo = append(todo, due{b: b, inst: inst, learn: b.state == Ready || b.state == Asleep, asleep: b.state == Asleep})
 		case also != nil && also(b):
-			todo = append(todo, due{b, inst, true})
+			todo = append(todo, due{b: b, inst: inst, learn: true})
 		}
 	}
 	return todo
@@ -133,6 +133,8 @@ type due struct {
 	b     *backend
 	inst  *instance
 	learn bool
+	// asleep: it was measured asleep, and teaches what it holds asleep.
+	asleep bool
 }
 
 // usage measures inst, b's backend: its process tree, or, where the
@@ -169,6 +171,10 @@ func (s *Swapper) measureInstance(ctx context.Context, d due) (probe.Usage, bool
 		return u, false
 	}
 	if !d.learn {
+		return u, true
+	}
+	if d.asleep {
+		s.learnAsleep(b, u)
 		return u, true
 	}
 	// Learned for the command this run was started with.

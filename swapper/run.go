@@ -30,17 +30,33 @@ func (s *Swapper) run(b *backend, dec *decision) {
 	stopAhead := s.readAhead(b, dec)
 	for _, v := range dec.victims {
 		select {
-		case <-v.gone:
+		case <-v.inst.gone:
+		case <-v.asleep: // nil, and never ready, for a victim that stops
 		case <-dec.ctx.Done():
-			s.fail(b, nil, s.calledOff())
+			s.failStart(b, dec, s.calledOff())
 			return
 		}
 	}
 	if err := s.awaitRoom(b, dec); err != nil {
-		s.fail(b, nil, err)
+		s.failStart(b, dec, err)
 		return
 	}
 	stopAhead() // the backend reads its files itself from here on
+	if dec.wake {
+		if s.wake(b, dec) {
+			return
+		}
+		if dec.ctx.Err() != nil {
+			s.fail(b, nil, s.calledOff())
+			return
+		}
+		// The wake failed and its process is gone: a start, on what that
+		// freed.
+		if err := s.awaitRoom(b, dec); err != nil {
+			s.fail(b, nil, err)
+			return
+		}
+	}
 	inst, err := s.spawn(b, dec)
 	if err != nil {
 		s.fail(b, nil, err)
@@ -79,6 +95,35 @@ func (s *Swapper) run(b *backend, dec *decision) {
 	s.opts.Events.Publish(events.Event{Type: events.Ready, Model: b.model.ID,
 		Data: map[string]any{"pid": inst.proc.Pid(), "seconds": inst.readyAt.Sub(inst.started).Seconds()}})
 	s.measure(b, inst, true)
+}
+
+// failStart ends a start before its process is started or woken. A wake
+// called off (an unload, hotswap closing) stops the asleep process too;
+// one whose memory did not come back leaves it asleep, as it was, and
+// the next request decides again.
+func (s *Swapper) failStart(b *backend, dec *decision, err error) {
+	if !dec.wake || dec.self == nil {
+		s.fail(b, nil, err)
+		return
+	}
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrUnloaded) {
+		s.stopFailedWake(b, dec.self)
+		s.fail(b, nil, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.unlock()
+	inst := dec.self
+	if b.cur != inst || isClosed(inst.gone) {
+		s.failLocked(b, err)
+		s.settledLocked(b)
+		return
+	}
+	s.say(zap.WarnLevel, "not waking the backend: its memory did not come back; it stays asleep",
+		zap.String("model", b.model.ID), zap.Error(err))
+	b.enter(Asleep, s.clock.Now())
+	b.start = nil
+	s.changedLocked(b)
 }
 
 // awaitRoom waits until the memory b needs is free: the victims' memory
@@ -373,5 +418,5 @@ func (s *Swapper) failLocked(b *backend, err error) {
 // raises its model's learned footprint if it grew. A backend that is still
 // loading has not reached its footprint, so only ready ones teach anything.
 func (s *Swapper) measure(b *backend, inst *instance, learn bool) {
-	s.refresh(due{b, inst, learn})
+	s.refresh(due{b: b, inst: inst, learn: learn})
 }

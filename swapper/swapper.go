@@ -30,6 +30,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,8 @@ const (
 	Ready          // serving
 	Draining       // leaving: finishing in-flight requests, taking no new ones
 	Stopping       // being signalled to exit
+	Sleeping       // drained, being put to sleep (see sleep.go)
+	Asleep         // its process runs, holding what it keeps asleep; woken by a start
 )
 
 func (s State) String() string {
@@ -70,6 +73,10 @@ func (s State) String() string {
 		return "draining"
 	case Stopping:
 		return "stopping"
+	case Sleeping:
+		return "sleeping"
+	case Asleep:
+		return "asleep"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
@@ -175,6 +182,9 @@ type Swapper struct {
 	// est holds footprints estimated from model files (see estimate.go);
 	// it has its own lock.
 	est estimates
+	// calls makes the HTTP requests that put backends to sleep and wake
+	// them (see sleep.go): straight to the backend, never through a proxy.
+	calls *http.Client
 }
 
 // backend is one model's slot: at most one running instance at a time.
@@ -200,6 +210,9 @@ type backend struct {
 	// rest of model is fixed for the backend's life (see Reconfigure).
 	ttl    time.Duration
 	pinned bool
+	// sleep is how it is put to sleep and woken (nil: it cannot be), the
+	// model's, changed at once by a reload.
+	sleep *config.Sleep
 	// keep is what the last request to give the backend back said of how
 	// long it stays loaded (Ollama's keep_alive), over ttl until the next
 	// request ends.
@@ -207,6 +220,9 @@ type backend struct {
 	// startTook is how long its last start took, process start to ready:
 	// what the next start is expected to take.
 	startTook time.Duration
+	// wakeTook is how long its last wake took, the wake call to ready:
+	// what the next is expected to take.
+	wakeTook time.Duration
 	// ahead is how far reading its weight files ahead has gone, for its
 	// current or last start (see readAhead).
 	ahead ReadAhead
@@ -253,6 +269,13 @@ type instance struct {
 
 	gpu  int         // the GPU it was placed on, or ramDevice
 	need config.Need // what planning counts for it
+	// asleep is closed once a sleep decided for it is done (it sleeps, or
+	// failed to and is stopped: gone closes then); nil when none is. keep
+	// is what it is planned to hold asleep. noSleep: a sleep of this run
+	// failed, so it is stopped from now on.
+	asleep  chan struct{}
+	keep    config.Need
+	noSleep bool
 	// usage is its last measurement (zero until measured).
 	usage      probe.Usage
 	measured   bool
@@ -309,6 +332,7 @@ func New(opts Options) *Swapper {
 		lru:      lru,
 		changed:  make(chan struct{}),
 		noted:    make(chan struct{}, 1),
+		calls:    &http.Client{Transport: &http.Transport{Proxy: nil}},
 	}
 	s.estimateAll(opts.Models)
 	for id, m := range opts.Models {
@@ -409,6 +433,12 @@ type Status struct {
 	// ReadAhead is how far its weight files were read ahead for its
 	// current or last start; zero if none were.
 	ReadAhead ReadAhead
+	// Waking says its start is a wake (it was asleep); WakeTook is how
+	// long its last wake took. AsleepNeed is what it is planned to hold
+	// asleep, for a model that can sleep (see asleepNeed).
+	Waking     bool
+	WakeTook   time.Duration
+	AsleepNeed config.Need
 }
 
 // ReadAhead is the progress of reading a model's weight files into the
@@ -432,8 +462,12 @@ func (s *Swapper) Status(model string) (Status, bool) {
 		return Status{}, false
 	}
 	st := Status{Model: model, State: b.state, Need: s.need(b), LastUsed: b.lastUsed, Since: b.since,
-		RetryAt: b.retryAt, StartTook: b.startTook, ReadAhead: b.ahead}
-	if idle, ok := b.idleLimit(); ok && b.state == Ready {
+		RetryAt: b.retryAt, StartTook: b.startTook, ReadAhead: b.ahead, WakeTook: b.wakeTook}
+	if b.sleep != nil {
+		st.AsleepNeed = s.asleepNeed(b)
+	}
+	st.Waking = b.state == Starting && b.start != nil && b.start.wake
+	if idle, ok := b.idleLimit(); ok && (b.state == Ready || b.state == Asleep) {
 		st.ExpiresAt = b.lastUsed.Add(idle)
 	}
 	if b.lastErr != nil {

@@ -117,6 +117,9 @@ type options struct {
 	// vLLM's sleep mode (see sleep.go).
 	sleepMode bool
 	wakeTime  time.Duration
+	// failSleep and failWake make /sleep and /wake_up answer 500 and do
+	// nothing, as a vLLM whose sleep or wake went wrong.
+	failSleep, failWake bool
 }
 
 // parseFlags parses and checks the flags. On a bad flag it has already
@@ -159,6 +162,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long, announcing it in a Keep-Alive header (llama-server: 5s; 0: never)")
 	fs.BoolVar(&o.sleepMode, "sleep-mode", false, "serve vLLM's POST /sleep?level=1|2, POST /wake_up and GET /is_sleeping (vLLM with --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1): sleeping gives the -hold memory back, waking takes it again")
 	fs.DurationVar(&o.wakeTime, "wake-time", 200*time.Millisecond, "with -sleep-mode, the least time a wake takes")
+	fs.BoolVar(&o.failSleep, "fail-sleep", false, "with -sleep-mode, POST /sleep answers 500 and the mock stays awake")
+	fs.BoolVar(&o.failWake, "fail-wake", false, "with -sleep-mode, POST /wake_up answers 500 and the mock stays asleep")
 	// The problem is printed after the usage, so that it is the last line,
 	// where real backends print theirs and where hotswap looks.
 	bad := func(format string, a ...any) (options, error) {

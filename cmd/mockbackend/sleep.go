@@ -100,6 +100,10 @@ func (m *mock) sleep(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "invalid_level", fmt.Sprintf("level %q: the mock knows levels 1 and 2", q))
 		return
 	}
+	if m.opts.failSleep {
+		writeError(w, http.StatusInternalServerError, "server_error", "sleep_failed", "sleep failed on purpose (-fail-sleep)")
+		return
+	}
 	s := &m.sleeper
 	s.change.Lock()
 	defer s.change.Unlock()
@@ -131,6 +135,10 @@ func (m *mock) sleep(w http.ResponseWriter, r *http.Request) {
 func (m *mock) wakeUp(w http.ResponseWriter, r *http.Request) {
 	if !m.ready.Load() {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "loading", "model is loading")
+		return
+	}
+	if m.opts.failWake {
+		writeError(w, http.StatusInternalServerError, "server_error", "wake_failed", "wake failed on purpose (-fail-wake)")
 		return
 	}
 	s := &m.sleeper

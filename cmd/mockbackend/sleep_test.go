@@ -204,3 +204,28 @@ func TestProcessSleepRSS(t *testing.T) {
 		t.Errorf("RSS %d MiB after waking, %d MiB asleep: want it up by about %d MiB", woken>>20, asleep>>20, hold>>20)
 	}
 }
+
+// TestSleepFailures: -fail-sleep answers /sleep with 500 and stays awake;
+// -fail-wake answers /wake_up with 500 and stays asleep.
+func TestSleepFailures(t *testing.T) {
+	f := start(t, "-sleep-mode", "-fail-sleep")
+	f.waitReady()
+	if resp, body := f.do("POST", "/sleep", "", nil); resp.StatusCode != 500 || !strings.Contains(string(body), "fail-sleep") {
+		t.Errorf("sleep with -fail-sleep: %d %s", resp.StatusCode, body)
+	}
+	if isSleeping(f) || f.stats().Sleeps != 0 {
+		t.Errorf("asleep after a failed sleep: %+v", f.stats())
+	}
+
+	g := start(t, "-sleep-mode", "-fail-wake")
+	g.waitReady()
+	if resp, body := g.do("POST", "/sleep", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("sleep: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := g.do("POST", "/wake_up", "", nil); resp.StatusCode != 500 || !strings.Contains(string(body), "fail-wake") {
+		t.Errorf("wake with -fail-wake: %d %s", resp.StatusCode, body)
+	}
+	if !isSleeping(g) || g.stats().Wakes != 0 {
+		t.Errorf("awake after a failed wake: %+v", g.stats())
+	}
+}
