@@ -16,25 +16,23 @@ import (
 
 // Event types.
 const (
-	Start    = "start"    // a start was decided: Model, Data device, evicting, busy, reason
-	Ready    = "ready"    // a backend is ready: Model, Data pid, seconds
-	Evict    = "evict"    // a model leaves: Model, Data reason, for, busy
-	Stop     = "stop"     // a backend has stopped: Model, Data seconds
-	Fail     = "fail"     // a start failed: Model, Data cause, error
-	Refuse   = "refuse"   // a model cannot fit: Model, Data error
-	Crash    = "crash"    // a backend exited on its own: Model, Data exit
-	Cooldown = "cooldown" // memory came back after evictions: Model, Data seconds
-	Asleep   = "asleep"   // a backend was put to sleep rather than stopped: Model, Message reason, Data seconds
-	// SleepFailed: a sleep or wake failed and was replaced: Model, Message
-	// the error, Data action (sleep or wake), fallback (stop or restart).
-	SleepFailed = "sleep_failed"
-	ReadAhead   = "readahead" // a waiting start read its weight files ahead: Model, Data files, bytes, total, budget, done (false as it begins), seconds, complete, error
-	Footprint   = "footprint" // a learned footprint grew: Model, Data ram, vram
-	Mode        = "mode"      // a mode switch or restore: Data mode, loaded, unloaded, refused
-	Reload      = "reload"    // the configuration was reloaded: Data added, removed, changed
-	Unload      = "unload"    // an operator unloaded a model: Model
-	Log         = "log"       // a log line: Message, Data level and fields
-	Dropped     = "dropped"   // a watcher was too slow: Data count of events it missed
+	Start       = "start"        // a start was decided: Model, Data device, evicting, busy, reason
+	Ready       = "ready"        // a backend is ready: Model, Data pid, seconds
+	Evict       = "evict"        // a model leaves: Model, Data reason, for, busy
+	Stop        = "stop"         // a backend has stopped: Model, Data seconds
+	Fail        = "fail"         // a start failed: Model, Data cause, error
+	Refuse      = "refuse"       // a model cannot fit: Model, Data error
+	Crash       = "crash"        // a backend exited on its own: Model, Data exit
+	Cooldown    = "cooldown"     // memory came back after evictions: Model, Data seconds
+	Asleep      = "asleep"       // a backend was put to sleep rather than stopped: Model, Message reason, Data seconds
+	SleepFailed = "sleep_failed" // a sleep or wake failed: Model, Message the error, Data action (sleep or wake), fallback (stop or restart)
+	ReadAhead   = "readahead"    // a waiting start read its weight files ahead: Model, Data files, bytes, total, budget, done (false as it begins), seconds, complete, error
+	Footprint   = "footprint"    // a learned footprint grew: Model, Data ram, vram
+	Mode        = "mode"         // a mode switch or restore: Data mode, loaded, unloaded, refused
+	Reload      = "reload"       // the configuration was reloaded: Data added, removed, changed
+	Unload      = "unload"       // an operator unloaded a model: Model
+	Log         = "log"          // a log line: Message, Data level and fields
+	Dropped     = "dropped"      // a watcher was too slow: Data count of events it missed
 )
 
 // Event is one thing that happened.
