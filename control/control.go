@@ -260,7 +260,8 @@ func (c *Controller) loaded(cfg *config.Config, leaving bool) []string {
 		switch st.State {
 		case swapper.Ready, swapper.Starting:
 			in[st.Model] = true
-		case swapper.Draining, swapper.Stopping:
+		case swapper.Draining, swapper.Stopping, swapper.Sleeping, swapper.Asleep:
+			// Asleep, a model still holds memory: unloading all stops it.
 			in[st.Model] = leaving
 		}
 	}
@@ -277,7 +278,8 @@ func (c *Controller) loaded(cfg *config.Config, leaving bool) []string {
 // ones not stopped, GET /admin/running).
 type ModelStatus struct {
 	Model string `json:"model"`
-	// State is stopped, starting, ready, draining or stopping; or failed:
+	// State is stopped, starting, ready, draining, stopping, sleeping
+	// (being put to sleep) or asleep (see Sleep); or failed:
 	// stopped, and refused until RetryInSeconds have passed because its
 	// last start failed (LastError says why).
 	State string `json:"state"`
@@ -313,6 +315,21 @@ type ModelStatus struct {
 	// ReadAhead is how far its weight files were read into the page cache
 	// while its current or last start waited; absent if none were.
 	ReadAhead *ReadAheadStatus `json:"read_ahead,omitempty"`
+	// Sleep is there for a model that can sleep rather than stop (its
+	// config's sleep).
+	Sleep *SleepStatus `json:"sleep,omitempty"`
+}
+
+// SleepStatus is what /admin/models says of a model that can sleep.
+type SleepStatus struct {
+	// RAM and VRAM are what it is planned to hold asleep: declared,
+	// raised to what it was measured to hold.
+	RAM  int64 `json:"ram"`
+	VRAM int64 `json:"vram"`
+	// WakeSeconds is how long its last wake took (absent before one).
+	WakeSeconds float64 `json:"wake_seconds,omitempty"`
+	// Waking says its start now is a wake.
+	Waking bool `json:"waking,omitempty"`
 }
 
 // ReadAheadStatus is a model's read-ahead in /admin/models.
@@ -374,7 +391,10 @@ func (c *Controller) Models() []ModelStatus {
 		if !st.Started.IsZero() {
 			r.UptimeSeconds = now.Sub(st.Started).Seconds()
 		}
-		if m.TTL > 0 && !m.Pinned && st.State == swapper.Ready {
+		if m.Sleep != nil {
+			r.Sleep = &SleepStatus{RAM: st.AsleepNeed.RAM, VRAM: st.AsleepNeed.VRAM, WakeSeconds: st.WakeTook.Seconds(), Waking: st.Waking}
+		}
+		if m.TTL > 0 && !m.Pinned && (st.State == swapper.Ready || st.State == swapper.Asleep) {
 			left := m.TTL.Seconds() // its clock starts when it is idle
 			if st.InFlight == 0 {
 				left = max(0, (m.TTL - now.Sub(st.LastUsed)).Seconds())

@@ -104,6 +104,7 @@ const (
 	llamaUnloaded = "unloaded"
 	llamaLoading  = "loading"
 	llamaLoaded   = "loaded"
+	llamaSleeping = "sleeping" // a router's child asleep, woken by a request
 )
 
 // llamaValue maps a hotswap state to llama.cpp's status value (see the
@@ -112,8 +113,10 @@ func llamaValue(s swapper.State) string {
 	switch s {
 	case swapper.Starting:
 		return llamaLoading
-	case swapper.Ready, swapper.Draining, swapper.Stopping:
+	case swapper.Ready, swapper.Draining, swapper.Stopping, swapper.Sleeping:
 		return llamaLoaded
+	case swapper.Asleep:
+		return llamaSleeping
 	}
 	return llamaUnloaded
 }

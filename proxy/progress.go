@@ -131,6 +131,12 @@ func (p *progress) situation() (kind, line string) {
 	}
 	switch st.State {
 	case swapper.Starting:
+		if st.Waking {
+			// An asleep process, woken (or about to be, once there is
+			// room): its wake time is what to go by.
+			p.loaded = true
+			return "loading", progressLine("waking", "wake", p.model, p.s.clock.Now().Sub(st.Since), st.WakeTook)
+		}
 		if st.Started.IsZero() {
 			// Decided, and waiting for the memory: victims draining or
 			// stopping, or their memory yet to show free.
@@ -151,6 +157,13 @@ func (p *progress) situation() (kind, line string) {
 	case swapper.Draining, swapper.Stopping:
 		line = fmt.Sprintf("waiting for %s: it is stopping, to be started again", p.model)
 		return line, line
+	case swapper.Sleeping:
+		line = fmt.Sprintf("waiting for %s: it is going to sleep, to be woken again", p.model)
+		return line, line
+	}
+	load := "load"
+	if st.State == swapper.Asleep {
+		load = "wake"
 	}
 	// Stopped: its turn to load has not come, other models being served
 	// first (the batch policy's max_wait bounds that).
@@ -159,9 +172,9 @@ func (p *progress) situation() (kind, line string) {
 		if len(busy) == 1 {
 			verb = "is"
 		}
-		line = fmt.Sprintf("queued for %s: it loads once %s %s done", p.model, strings.Join(busy, ", "), verb)
+		line = fmt.Sprintf("queued for %s: it %ss once %s %s done", p.model, load, strings.Join(busy, ", "), verb)
 	} else {
-		line = fmt.Sprintf("queued for %s: waiting for its turn to load", p.model)
+		line = fmt.Sprintf("queued for %s: waiting for its turn to %s", p.model, load)
 	}
 	return line, line
 }
@@ -186,19 +199,25 @@ func (p *progress) busyOthers() []string {
 
 // loadingLine says how far a load is, against how long the last one took.
 func loadingLine(model string, took, last time.Duration) string {
+	return progressLine("loading", "start", model, took, last)
+}
+
+// progressLine says how far a load (or a wake: doing, of what) is,
+// against how long the last one took.
+func progressLine(doing, what, model string, took, last time.Duration) string {
 	secs := int(took / time.Second)
 	about := max(1, int(math.Round(last.Seconds())))
 	switch {
 	case last <= 0 && secs == 0:
-		return fmt.Sprintf("loading %s (first start)", model)
+		return fmt.Sprintf("%s %s (first %s)", doing, model, what)
 	case last <= 0:
-		return fmt.Sprintf("loading %s: %d s (first start)", model, secs)
+		return fmt.Sprintf("%s %s: %d s (first %s)", doing, model, secs, what)
 	case secs == 0:
-		return fmt.Sprintf("loading %s: about %d s (from the last start)", model, about)
+		return fmt.Sprintf("%s %s: about %d s (from the last %s)", doing, model, about, what)
 	case secs <= about:
-		return fmt.Sprintf("loading %s: %d s of about %d (from the last start)", model, secs, about)
+		return fmt.Sprintf("%s %s: %d s of about %d (from the last %s)", doing, model, secs, about, what)
 	}
-	return fmt.Sprintf("loading %s: %d s, longer than the last start (%d s)", model, secs, about)
+	return fmt.Sprintf("%s %s: %d s, longer than the last %s (%d s)", doing, model, secs, what, about)
 }
 
 // ready is the last line, once the request's wait is over and its

@@ -299,7 +299,7 @@ func (s *sched) start(m *mstate, now time.Time, may room) (wake time.Time) {
 	case swapper.Starting:
 		s.loading(m)
 		return time.Time{} // its end comes as evChanged
-	case swapper.Ready, swapper.Draining, swapper.Stopping:
+	case swapper.Ready, swapper.Draining, swapper.Stopping, swapper.Sleeping:
 		return time.Time{} // serving to capacity, or leaving: wait for a change
 	}
 	head := m.queue[0]
