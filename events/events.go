@@ -24,7 +24,7 @@ const (
 	Refuse    = "refuse"    // a model cannot fit: Model, Data error
 	Crash     = "crash"     // a backend exited on its own: Model, Data exit
 	Cooldown  = "cooldown"  // memory came back after evictions: Model, Data seconds
-	ReadAhead = "readahead" // a waiting start read its weight files ahead: Model, Data files, bytes, total, budget, done (false as it begins), seconds, complete, error
+	ReadAhead = "readahead" // a waiting start, or requests queued for a stopped model (queued), read its weight files ahead: Model, Data files, bytes, total, budget, done (false as it begins), queued, seconds, complete, error
 	Footprint = "footprint" // a learned footprint grew: Model, Data ram, vram
 	Mode      = "mode"      // a mode switch or restore: Data mode, loaded, unloaded, refused
 	Reload    = "reload"    // the configuration was reloaded: Data added, removed, changed
