@@ -312,8 +312,9 @@ type ModelStatus struct {
 	TTLLeftSeconds *float64 `json:"ttl_left_seconds,omitempty"`
 	RetryInSeconds float64  `json:"retry_in_seconds,omitempty"`
 	LastError      string   `json:"last_error,omitempty"`
-	// ReadAhead is how far its weight files were read into the page cache
-	// while its current or last start waited; absent if none were.
+	// ReadAhead is how far its weight files were last read into the page
+	// cache: while its current or last start waited, or while requests
+	// queued for it waited for its start (queued); absent if none were.
 	ReadAhead *ReadAheadStatus `json:"read_ahead,omitempty"`
 	// Sleep is there for a model that can sleep rather than stop (its
 	// config's sleep).
@@ -334,9 +335,10 @@ type SleepStatus struct {
 
 // ReadAheadStatus is a model's read-ahead in /admin/models.
 type ReadAheadStatus struct {
-	Bytes int64 `json:"bytes"`
-	Total int64 `json:"total"`
-	Done  bool  `json:"done"`
+	Bytes  int64 `json:"bytes"`
+	Total  int64 `json:"total"`
+	Done   bool  `json:"done"`
+	Queued bool  `json:"queued,omitempty"`
 }
 
 // Running reports the models that are starting, ready, draining or
@@ -386,7 +388,7 @@ func (c *Controller) Models() []ModelStatus {
 			r.Queued = s.Queued.Load()
 		}
 		if a := st.ReadAhead; a.Total > 0 {
-			r.ReadAhead = &ReadAheadStatus{Bytes: a.Bytes, Total: a.Total, Done: a.Done}
+			r.ReadAhead = &ReadAheadStatus{Bytes: a.Bytes, Total: a.Total, Done: a.Done, Queued: a.Queued}
 		}
 		if !st.Started.IsZero() {
 			r.UptimeSeconds = now.Sub(st.Started).Seconds()

@@ -26,7 +26,7 @@ const (
 	Cooldown    = "cooldown"     // memory came back after evictions: Model, Data seconds
 	Asleep      = "asleep"       // a backend was put to sleep rather than stopped: Model, Message reason, Data seconds
 	SleepFailed = "sleep_failed" // a sleep or wake failed: Model, Message the error, Data action (sleep or wake), fallback (stop or restart)
-	ReadAhead   = "readahead"    // a waiting start read its weight files ahead: Model, Data files, bytes, total, budget, done (false as it begins), seconds, complete, error
+	ReadAhead   = "readahead"    // a waiting start, or requests queued for a stopped model (queued), read its weight files ahead: Model, Data files, bytes, total, budget, done (false as it begins), queued, seconds, complete, error
 	Footprint   = "footprint"    // a learned footprint grew: Model, Data ram, vram
 	Mode        = "mode"         // a mode switch or restore: Data mode, loaded, unloaded, refused
 	Reload      = "reload"       // the configuration was reloaded: Data added, removed, changed

@@ -61,6 +61,11 @@ type Backends interface {
 	Start(model string, p swapper.Policy) (swapper.Decision, error)
 	// State is model's state now.
 	State(model string) swapper.State
+	// Prefetch begins reading a stopped model's weight files into the
+	// page cache for requests that wait for its start, without waiting;
+	// stop ends it. It ends on its own once done, or when the model's
+	// start is decided.
+	Prefetch(model string) (stop func())
 	// Watch has f called on every change of a backend's state, and when
 	// memory was looked at again.
 	Watch(f func(model string))

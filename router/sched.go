@@ -70,6 +70,10 @@ type mstate struct {
 	// queue is empty: it takes no new requests, but those queued are
 	// served.
 	emptied chan struct{}
+	// prefetch, while its queue waits for a start that would stop busy
+	// models, stops the read-ahead of its weight files begun for that
+	// wait (see start); nil when none was begun.
+	prefetch func()
 }
 
 func newSched(b Backends, opts Options) *sched {
@@ -130,8 +134,23 @@ func (s *sched) decide(t *Ticket, err error) {
 func (m *mstate) publish() {
 	m.stats.Queued.Store(int64(len(m.queue)))
 	m.stats.InFlight.Store(int64(m.inflight))
+	if len(m.queue) == 0 {
+		// Nobody waits for its start any more (served, refused, gone):
+		// nothing it reads ahead is wanted.
+		m.stopPrefetch()
+	}
 	if m.emptied != nil && len(m.queue) == 0 && !isClosed(m.emptied) {
 		close(m.emptied)
+	}
+}
+
+// stopPrefetch ends the read-ahead begun for m's wait, if any. Once its
+// start is decided the swapper has ended it already, and this does
+// nothing more; the next wait may begin another.
+func (m *mstate) stopPrefetch() {
+	if m.prefetch != nil {
+		m.prefetch()
+		m.prefetch = nil
 	}
 }
 
@@ -331,6 +350,7 @@ func (s *sched) start(m *mstate, now time.Time, may room) (wake time.Time) {
 	var be *swapper.BusyError
 	switch {
 	case err == nil:
+		m.stopPrefetch() // the start's own read-ahead has taken over
 		if d.Started {
 			s.fx.swaps = append(s.fx.swaps, swapIn{model: m.id, d: d, reason: p.Reason, waited: waited,
 				queued: len(m.queue), policy: s.opts.Policy})
@@ -348,6 +368,13 @@ func (s *sched) start(m *mstate, now time.Time, may room) (wake time.Time) {
 	case errors.As(err, &be) && may == stopNothing:
 		return time.Time{} // its turn comes when those older are served
 	case errors.As(err, &be):
+		// It waits (max_wait, or the busy ones' idle grace) for a start
+		// that will come unless its requests go first: the disk is idle
+		// meanwhile, so its weight files are read into the page cache,
+		// once per wait. The call only begins the read.
+		if m.prefetch == nil {
+			m.prefetch = s.b.Prefetch(m.id)
+		}
 		return s.busyUntil(m, be.Busy)
 	case errors.Is(err, swapper.ErrMemoryInTransit), errors.Is(err, swapper.ErrLeaving):
 		return time.Time{} // the loads or stops in the way end with evChanged

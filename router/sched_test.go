@@ -22,6 +22,9 @@ type fakeBackends struct {
 	// errs are start errors for one model, before startErr.
 	errs    map[string]error
 	started []string // models Start began, in order
+	// prefetched and prefetchStopped are the models whose prefetch
+	// began and was stopped, in order.
+	prefetched, prefetchStopped []string
 }
 
 // noIntents is a Backends' operator side, for fakes of the request path.
@@ -37,6 +40,11 @@ func (f *fakeBackends) TryLease(model string, _ *swapper.Lease) bool {
 
 func (f *fakeBackends) State(model string) swapper.State { return f.states[model] }
 func (f *fakeBackends) Watch(func(string))               {}
+
+func (f *fakeBackends) Prefetch(model string) func() {
+	f.prefetched = append(f.prefetched, model)
+	return func() { f.prefetchStopped = append(f.prefetchStopped, model) }
+}
 
 func (f *fakeBackends) Start(model string, p swapper.Policy) (swapper.Decision, error) {
 	if err := f.errs[model]; err != nil {
@@ -216,6 +224,86 @@ func TestSchedBatchWaitsMaxWaitThenEvictsBusy(t *testing.T) {
 	h.f.states["a"], h.f.states["b"] = swapper.Stopped, swapper.Ready
 	h.changed(13 * time.Second)
 	h.wantGranted(b1, true)
+}
+
+// Under batch, a request left waiting for max_wait, its start being one
+// that would stop a busy model, has its model's weight files read ahead
+// meanwhile (Prefetch): once per wait, whatever else is decided during it.
+// The read is stopped when the queue empties without a start (its requests
+// gone), and a new wait begins another. At max_wait the start is decided,
+// and the swapper's own read-ahead takes over: the router lets go of the
+// prefetch, and a request served later stops nothing more.
+func TestSchedPrefetchWhileWaitingMaxWait(t *testing.T) {
+	h := newHarness(t, config.PolicyBatch, map[string]int{"a": 1, "b": 2})
+	h.f.states["a"] = swapper.Ready
+	h.f.evict["b"] = []string{"a"}
+	a1 := h.arrive("a", 0)
+	h.wantGranted(a1, true)
+	want := func(what string, got, want []string) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: %v, want %v", what, got, want)
+		}
+	}
+
+	b1 := h.arrive("b", time.Second)
+	want("prefetches once b waits for max_wait", h.f.prefetched, []string{"b"})
+	b2 := h.arrive("b", 2*time.Second)
+	h.changed(3 * time.Second)
+	h.done(a1, 4*time.Second)
+	want("prefetches during the same wait", h.f.prefetched, []string{"b"})
+	want("stopped while b1 waits", h.f.prefetchStopped, nil)
+	h.s.handle(event{kind: evCancel, t: b1, err: errors.New("client left")}, t0.Add(5*time.Second))
+	want("stopped while b2 waits", h.f.prefetchStopped, nil)
+	h.s.handle(event{kind: evCancel, t: b2, err: errors.New("client left")}, t0.Add(6*time.Second))
+	want("stopped once b's queue emptied", h.f.prefetchStopped, []string{"b"})
+
+	// a busy again; a new wait for b reads again, until its start.
+	a2 := h.arrive("a", 7*time.Second)
+	h.wantGranted(a2, true)
+	b3 := h.arrive("b", 8*time.Second)
+	want("prefetches for a new wait", h.f.prefetched, []string{"b", "b"})
+	wake := h.changed(9 * time.Second)
+	if at := t0.Add(18 * time.Second); !wake.Equal(at) {
+		t.Fatalf("wake = %s, want b3's max_wait at %s", wake.Sub(t0), at.Sub(t0))
+	}
+	h.s.schedule(wake)
+	want("starts at max_wait", h.f.started, []string{"b"})
+	want("let go of once the start is decided", h.f.prefetchStopped, []string{"b", "b"})
+	h.f.states["a"], h.f.states["b"] = swapper.Stopped, swapper.Ready
+	h.changed(19 * time.Second)
+	h.wantGranted(b3, true)
+	want("prefetches in all", h.f.prefetched, []string{"b", "b"})
+	want("stops in all", h.f.prefetchStopped, []string{"b", "b"})
+	if len(h.f.started) != 1 {
+		t.Fatalf("starts %v", h.f.started)
+	}
+}
+
+// Nothing is read ahead where no request waits for a start that will
+// follow: a start decided at once (over an idle model, or under fifo,
+// whose starts wait only in the swapper, which reads ahead itself), a
+// model that cannot fit, or a load that is refused rather than wait.
+func TestSchedNoPrefetchWithoutAWait(t *testing.T) {
+	for _, policy := range []string{config.PolicyBatch, config.PolicyFIFO} {
+		h := newHarness(t, policy, map[string]int{"a": 1, "b": 1, "c": 1, "d": 1, "huge": 1})
+		h.f.states["a"], h.f.states["c"] = swapper.Ready, swapper.Ready
+		h.f.evict["b"] = []string{"c"} // idle
+		h.f.evict["d"] = []string{"a"} // busy
+		h.f.errs["huge"] = &swapper.InsufficientMemoryError{Model: "huge", Device: "ram"}
+		h.wantGranted(h.arrive("a", 0), true)
+		h.arrive("b", 0)
+		h.arrive("huge", 0)
+		d1 := &Ticket{model: "d", enqueued: t0, signal: make(chan struct{}, 1), load: &LoadOptions{Refuse: true}}
+		h.s.handle(event{kind: evArrive, t: d1}, t0)
+		h.s.schedule(t0)
+		if !h.decided(d1) || d1.err == nil {
+			t.Fatalf("%s: a load that would stop a busy model was not refused", policy)
+		}
+		if len(h.f.prefetched) != 0 {
+			t.Errorf("%s: prefetches %v", policy, h.f.prefetched)
+		}
+	}
 }
 
 // A model busy only by its idle grace holds another's start back until the
@@ -467,6 +555,7 @@ func (m *oneAtATime) TryLease(model string, _ *swapper.Lease) bool {
 
 func (m *oneAtATime) State(model string) swapper.State { return m.states[model] }
 func (m *oneAtATime) Watch(func(string))               {}
+func (m *oneAtATime) Prefetch(string) func()           { return func() {} }
 
 func (m *oneAtATime) Start(model string, p swapper.Policy) (swapper.Decision, error) {
 	if m.loading != "" {

@@ -169,7 +169,9 @@ func (s *Swapper) decideLocked(b *backend, p Policy) (Decision, error) {
 	}
 
 	// Commit: from here on the victims take no new requests, and the
-	// memory is counted as this start's.
+	// memory is counted as this start's. A prefetch for requests queued
+	// for the model stops: the start's own read-ahead takes over.
+	s.stopPrefetchLocked(b)
 	dec := &decision{gpu: pl.gpu, need: s.need(b), retried: p.evictIdle, aheadBudget: budget, wake: wake}
 	if wake {
 		dec.self, dec.gpu = b.cur, b.cur.gpu

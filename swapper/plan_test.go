@@ -218,3 +218,30 @@ func TestInsufficientMemoryMessage(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", e.Error(), want)
 	}
 }
+
+// TestPrefetchBudget: a prefetch reads no more than is free now (the
+// victims still serve, and their pages stay cached) nor than the plan
+// would leave free (what is read must survive the start).
+func TestPrefetchBudget(t *testing.T) {
+	const mib = int64(1) << 20
+	a := candidate{model: "a", ram: 6 * gib, gpu: ramDevice}
+	gpuA := candidate{model: "a", ram: 1 * gib, vram: 20 * gib, gpu: 0}
+	for _, c := range []struct {
+		name    string
+		in      planInput
+		victims []candidate
+		want    int64
+	}{
+		{"free now binds", planInput{ram: 6 * gib, free: map[int]int64{ramDevice: 2 * mib}}, []candidate{a}, 2 * mib},
+		{"the plan binds", planInput{ram: 8 * gib, free: map[int]int64{ramDevice: 4 * gib}}, []candidate{a}, 2 * gib},
+		{"fits without victims", planInput{ram: 1 * gib, free: map[int]int64{ramDevice: 4 * gib}}, nil, 3 * gib},
+		{"a GPU model: little RAM comes back", planInput{ram: 2 * gib, vram: 20 * gib,
+			free: map[int]int64{ramDevice: 4 * gib, 0: 1 * gib}}, []candidate{gpuA}, 3 * gib},
+		{"no memory probe", planInput{free: map[int]int64{ramDevice: 0}}, nil, 0},
+		{"over-committed", planInput{ram: 6 * gib, free: map[int]int64{ramDevice: -1 * gib}}, []candidate{a}, 0},
+	} {
+		if got := prefetchBudget(c.in, c.victims); got != c.want {
+			t.Errorf("%s: budget %d, want %d", c.name, got, c.want)
+		}
+	}
+}

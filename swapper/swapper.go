@@ -224,8 +224,15 @@ type backend struct {
 	// what the next is expected to take.
 	wakeTook time.Duration
 	// ahead is how far reading its weight files ahead has gone, for its
-	// current or last start (see readAhead).
+	// current or last start (see readAhead) or, before a start was
+	// decided, for requests queued for it (see Prefetch).
 	ahead ReadAhead
+	// prefetch is the read-ahead for requests queued for it while it is
+	// stopped, while one runs (see Prefetch); aheadDone is closed once
+	// the last read-ahead begun for it, of either kind, has ended (see
+	// chainAheadLocked).
+	prefetch  *prefetch
+	aheadDone chan struct{}
 	// freq counts the requests it served, each worth half as much every
 	// freqHalfLife since: the count as of freqSet (see bumpFreq).
 	freq    float64
@@ -430,8 +437,9 @@ type Status struct {
 	// long its last start took (zero before the first).
 	ExpiresAt time.Time
 	StartTook time.Duration
-	// ReadAhead is how far its weight files were read ahead for its
-	// current or last start; zero if none were.
+	// ReadAhead is how far its weight files were last read ahead: for
+	// its current or last start, or for requests queued for it before
+	// its start was decided; zero if none were.
 	ReadAhead ReadAhead
 	// Waking says its start is a wake (it was asleep); WakeTook is how
 	// long its last wake took. AsleepNeed is what it is planned to hold
@@ -442,10 +450,12 @@ type Status struct {
 }
 
 // ReadAhead is the progress of reading a model's weight files into the
-// page cache while its start waits.
+// page cache while its start waits, or while requests queued for it wait
+// for its start to be decided (Queued; see Prefetch).
 type ReadAhead struct {
 	Bytes, Total int64 // read so far, of what there is to read (within the budget's reach)
 	Done         bool
+	Queued       bool
 }
 
 // enter moves b to st.
