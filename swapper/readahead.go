@@ -135,7 +135,8 @@ func (b *backend) chainAheadLocked() (prev <-chan struct{}, done chan struct{}) 
 // (dec.ctx). A start that waits for nothing reads nothing ahead: the
 // backend reads its own files at once.
 func (s *Swapper) readAhead(b *backend, dec *decision) (stop func()) {
-	if len(dec.victims) == 0 || dec.aheadBudget <= 0 {
+	// A wake reads no files: what it needs is in its process already.
+	if len(dec.victims) == 0 || dec.aheadBudget <= 0 || dec.wake {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(dec.ctx)
