@@ -76,6 +76,12 @@ type Metrics struct {
 	cooldown     prometheus.Histogram
 	refusals     *prometheus.CounterVec
 	crashes      *prometheus.CounterVec
+	// Sleep instead of stop: models put to sleep, woken (and how long a
+	// wake took), and sleeps or wakes that failed, by action.
+	sleeps        *prometheus.CounterVec
+	wakes         *prometheus.CounterVec
+	wakeSeconds   *prometheus.HistogramVec
+	sleepFailures *prometheus.CounterVec
 	// variantRequests counts requests that name a variant, by model and
 	// variant; variants (guarded by mu) are the pairs it takes, those the
 	// configuration declares.
@@ -151,6 +157,23 @@ func New(models []string, src Source, q Queues) *Metrics {
 			Name: "hotswap_backend_crashes_total",
 			Help: "Backends that exited on their own.",
 		}, []string{"model"}),
+		sleeps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_backend_sleeps_total",
+			Help: "Backends put to sleep rather than stopped.",
+		}, []string{"model"}),
+		wakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_backend_wakes_total",
+			Help: "Asleep backends woken (decided), rather than started; they are not in hotswap_backend_starts_total.",
+		}, []string{"model"}),
+		wakeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hotswap_backend_wake_seconds",
+			Help:    "Time from a wake's call to the backend's being ready again.",
+			Buckets: prometheus.ExponentialBucketsRange(0.01, 300, 14),
+		}, []string{"model"}),
+		sleepFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotswap_backend_sleep_failures_total",
+			Help: "Sleeps (then stopped instead) and wakes (then started afresh) that failed, by action.",
+		}, []string{"model", "action"}),
 		variantRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hotswap_variant_requests_total",
 			Help: "Requests that named a variant, by the model whose backend serves it and the variant " +
@@ -158,7 +181,8 @@ func New(models []string, src Source, q Queues) *Metrics {
 		}, []string{"model", "variant"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.wait, m.starts, m.startSeconds,
-		m.failures, m.evictions, m.cooldown, m.refusals, m.crashes, m.variantRequests, newLive(m))
+		m.failures, m.evictions, m.cooldown, m.refusals, m.crashes, m.sleeps, m.wakes, m.wakeSeconds, m.sleepFailures,
+		m.variantRequests, newLive(m))
 	m.SetModels(models)
 	return m
 }
@@ -215,6 +239,10 @@ func (m *Metrics) deleteModel(id string) {
 	m.evictions.DeletePartialMatch(l)
 	m.refusals.DeletePartialMatch(l)
 	m.crashes.DeletePartialMatch(l)
+	m.sleeps.DeletePartialMatch(l)
+	m.wakes.DeletePartialMatch(l)
+	m.wakeSeconds.DeletePartialMatch(l)
+	m.sleepFailures.DeletePartialMatch(l)
 	m.variantRequests.DeletePartialMatch(l)
 }
 
@@ -306,10 +334,25 @@ func (m *Metrics) event(e events.Event) {
 	model := m.modelLocked(e.Model)
 	switch e.Type {
 	case events.Start:
+		if e.Data["wake"] == true {
+			m.wakes.WithLabelValues(model).Inc()
+			break
+		}
 		m.starts.WithLabelValues(model).Inc()
 	case events.Ready:
-		if s, ok := seconds(e.Data["seconds"]); ok {
+		s, ok := seconds(e.Data["seconds"])
+		switch {
+		case !ok:
+		case e.Data["wake"] == true:
+			m.wakeSeconds.WithLabelValues(model).Observe(s)
+		default:
 			m.startSeconds.WithLabelValues(model).Observe(s)
+		}
+	case events.Asleep:
+		m.sleeps.WithLabelValues(model).Inc()
+	case events.SleepFailed:
+		if action, _ := e.Data["action"].(string); action == "sleep" || action == "wake" {
+			m.sleepFailures.WithLabelValues(model, action).Inc()
 		}
 	case events.Fail:
 		cause, _ := e.Data["cause"].(string)

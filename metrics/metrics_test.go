@@ -312,6 +312,13 @@ func TestEvents(t *testing.T) {
 		{Type: events.Crash, Model: "llama", Data: map[string]any{"exit": "killed by signal 9"}},
 		{Type: events.Stop, Model: "llama", Data: map[string]any{"seconds": 1.0}},
 		{Type: events.Log, Message: "not counted"},
+		// A wake is no start: counted, and timed, apart.
+		{Type: events.Start, Model: "qwen", Data: map[string]any{"wake": true}},
+		{Type: events.Ready, Model: "qwen", Data: map[string]any{"seconds": 0.5, "wake": true}},
+		{Type: events.Asleep, Model: "qwen", Data: map[string]any{"seconds": 0.1}},
+		{Type: events.Asleep, Model: "qwen", Data: map[string]any{"seconds": 0.1}},
+		{Type: events.SleepFailed, Model: "llama", Data: map[string]any{"action": "wake", "fallback": "restart"}},
+		{Type: events.SleepFailed, Model: "llama", Data: map[string]any{"action": "nap"}}, // not an action: not counted
 	} {
 		h.Publish(e)
 	}
@@ -337,6 +344,9 @@ func TestEvents(t *testing.T) {
 		{"hotswap_insufficient_memory_total", []string{"model", "llama"}, 0},
 		{"hotswap_backend_crashes_total", []string{"model", "llama"}, 1},
 		{"hotswap_backend_crashes_total", []string{"model", "qwen"}, 0},
+		{"hotswap_backend_wakes_total", []string{"model", "qwen"}, 1},
+		{"hotswap_backend_sleeps_total", []string{"model", "qwen"}, 2},
+		{"hotswap_backend_sleep_failures_total", []string{"model", "llama", "action", "wake"}, 1},
 	} {
 		if got := value(t, f, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -344,6 +354,16 @@ func TestEvents(t *testing.T) {
 	}
 	if n, sum := histogram(t, f, "hotswap_backend_start_seconds", "model", "llama"); n != 2 || !near(sum, 4) {
 		t.Errorf("start_seconds{llama}: count %d sum %v, want 2 and 4", n, sum)
+	}
+	if n, sum := histogram(t, f, "hotswap_backend_wake_seconds", "model", "qwen"); n != 1 || !near(sum, 0.5) {
+		t.Errorf("wake_seconds{qwen}: count %d sum %v, want 1 and 0.5", n, sum)
+	}
+	for _, mt := range f["hotswap_backend_start_seconds"].GetMetric() {
+		for _, l := range mt.GetLabel() {
+			if l.GetName() == "model" && l.GetValue() == "qwen" {
+				t.Errorf("start_seconds{qwen} observed %d: its wake is not a start", mt.GetHistogram().GetSampleCount())
+			}
+		}
 	}
 	if n, sum := histogram(t, f, "hotswap_cooldown_seconds"); n != 2 || !near(sum, 2.25) {
 		t.Errorf("cooldown_seconds: count %d sum %v, want 2 and 2.25", n, sum)

@@ -7,6 +7,7 @@
 //	go run ./bench/suite [-hotswap bin/hotswap] [-config config.yaml] [-out bench/results] [-md BENCHMARKS.md]
 //	go run ./bench/suite -from bench/results/suite.json -md BENCHMARKS.md   # the page only
 //	go run ./bench/suite -scenario swapcost   # only LRU against cost eviction (swapcost.json, swapcost.svg)
+//	go run ./bench/suite -scenario sleep      # only sleep against stop (sleep.json)
 package main
 
 import (
@@ -70,16 +71,19 @@ func main() {
 	md := flag.String("md", "BENCHMARKS.md", "the page whose suite section is regenerated (empty: none)")
 	from := flag.String("from", "", "regenerate the page from this suite.json instead of running")
 	short := flag.Bool("short", false, "shorter runs, for a quick look")
-	only := flag.String("scenario", "", "run only this scenario: swapcost (LRU against cost eviction; writes swapcost.json and swapcost.svg, not the page)")
+	only := flag.String("scenario", "", "run only this scenario: swapcost (LRU against cost eviction; writes swapcost.json and swapcost.svg, not the page), "+
+		"sleep (alternating requests for two models that fit one awake beside the other asleep, with and without sleep; writes sleep.json)")
 	flag.Parse()
 	var err error
 	switch *only {
 	case "":
 		err = run(*hotswap, *cfgPath, *out, *md, *from, *short)
 	case "swapcost":
-		err = runOnlySwapCost(*hotswap, *cfgPath, *out, *short)
+		err = runOnly(runSwapCost, *hotswap, *cfgPath, *out, *short)
+	case "sleep":
+		err = runOnly(runSleep, *hotswap, *cfgPath, *out, *short)
 	default:
-		err = fmt.Errorf("-scenario %q: the one scenario run alone is swapcost", *only)
+		err = fmt.Errorf("-scenario %q: the scenarios run alone are swapcost and sleep", *only)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "suite:", err)
@@ -145,6 +149,12 @@ func run(hotswap, cfgPath, out, md, from string, short bool) error {
 			return err
 		}
 	}
+	if ctx.Err() == nil {
+		// So do the sleep scenario's, to sleep.json.
+		if err := runSleep(ctx, hotswap, cfgPath, out, short); err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
@@ -158,13 +168,16 @@ func run(hotswap, cfgPath, out, md, from string, short bool) error {
 	return writePage(md, s, out)
 }
 
-func runOnlySwapCost(hotswap, cfgPath, out string, short bool) error {
+// runOnly runs one scenario of its own (swapcost, sleep), which writes
+// its JSON to out and leaves the page alone.
+func runOnly(scenario func(ctx context.Context, hotswap, cfgPath, out string, short bool) error,
+	hotswap, cfgPath, out string, short bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	return runSwapCost(ctx, hotswap, cfgPath, out, short)
+	return scenario(ctx, hotswap, cfgPath, out, short)
 }
 
 // scenario is one run: which hotswap settings, whether the chat model's
