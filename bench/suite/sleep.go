@@ -34,11 +34,11 @@ const (
 
 // SleepRun is one run of the scenario.
 type SleepRun struct {
-	Sleep    bool    `json:"sleep"` // the models' sleep configured
-	Requests int     `json:"requests"`
-	Errors   int     `json:"errors"`
-	Starts   int     `json:"starts"`
-	Wakes    int     `json:"wakes"`
+	Sleep    bool `json:"sleep"` // the models' sleep configured
+	Requests int  `json:"requests"`
+	Errors   int  `json:"errors"`
+	Starts   int  `json:"starts"`
+	Wakes    int  `json:"wakes"`
 	// Swap latencies: the requests that found their model stopped or
 	// asleep (all but the first two), in milliseconds.
 	SwapP50Ms float64 `json:"swap_p50_ms"`
