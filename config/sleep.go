@@ -12,27 +12,28 @@ import (
 var httpAction = regexp.MustCompile(`^(GET|POST|PUT|PATCH|DELETE) (/\S*)$`)
 
 // sleep reads a model's `sleep:`: the preset "vllm", or a mapping with
-// sleep and wake (each an HTTP request "METHOD /path" or a command),
-// memory (what it holds asleep) and timeout.
+// sleep and wake (each an HTTP request "METHOD /path" or a command) or a
+// preset, memory (what it holds asleep) and timeout.
 func (p *parser) sleep(m *Model) setter {
 	return func(v *yaml.Node, path string) {
 		sl := &Sleep{Timeout: DefaultSleepTimeout}
 		if deref(v).Kind == yaml.ScalarNode {
-			s, ok := p.scalar(v, path)
-			if !ok {
-				return
+			if p.sleepPreset(v, path, sl) {
+				m.Sleep = sl
 			}
-			if s != SleepVLLM {
-				p.addf(path, "unknown preset %q (want %q, or a mapping with sleep and wake)", s, SleepVLLM)
-				return
-			}
-			sl.Sleep = Action{Method: "POST", Path: "/sleep?level=1"}
-			sl.Wake = Action{Method: "POST", Path: "/wake_up"}
-			m.Sleep = sl
 			return
 		}
 		var hasSleep, hasWake bool
+		var preset *Sleep
 		p.fields(v, path, map[string]setter{
+			// The preset's sleep and wake, which a sleep or wake given
+			// beside it replaces.
+			"preset": func(v *yaml.Node, path string) {
+				preset = &Sleep{}
+				if !p.sleepPreset(v, path, preset) {
+					preset = nil
+				}
+			},
 			"sleep": func(v *yaml.Node, path string) { sl.Sleep, hasSleep = p.action(v, path) },
 			"wake":  func(v *yaml.Node, path string) { sl.Wake, hasWake = p.action(v, path) },
 			"memory": func(v *yaml.Node, path string) {
@@ -46,12 +47,33 @@ func (p *parser) sleep(m *Model) setter {
 		if deref(v).Kind != yaml.MappingNode {
 			return // reported by fields
 		}
+		if preset != nil && !hasSleep {
+			sl.Sleep, hasSleep = preset.Sleep, true
+		}
+		if preset != nil && !hasWake {
+			sl.Wake, hasWake = preset.Wake, true
+		}
 		if !hasSleep || !hasWake {
 			p.addf(path, "needs both sleep and wake (or the preset %q)", SleepVLLM)
 			return
 		}
 		m.Sleep = sl
 	}
+}
+
+// sleepPreset reads a preset's name and sets sl's sleep and wake to it.
+func (p *parser) sleepPreset(v *yaml.Node, path string, sl *Sleep) bool {
+	s, ok := p.scalar(v, path)
+	if !ok {
+		return false
+	}
+	if s != SleepVLLM {
+		p.addf(path, "unknown preset %q (want %q, or a mapping with sleep and wake)", s, SleepVLLM)
+		return false
+	}
+	sl.Sleep = Action{Method: "POST", Path: "/sleep?level=1"}
+	sl.Wake = Action{Method: "POST", Path: "/wake_up"}
+	return true
 }
 
 // action reads one sleep or wake: "METHOD /path" is an HTTP request to

@@ -72,3 +72,20 @@ func TestSleepProblems(t *testing.T) {
 		}
 	}
 }
+
+// TestSleepPresetInAMapping: a preset in the mapping form gives sleep and
+// wake, which one given beside it replaces, with memory and timeout read.
+func TestSleepPresetInAMapping(t *testing.T) {
+	m := mustParse(t, minimal+`    sleep:
+      wake: POST /wake_up?tags=weights
+      preset: vllm
+      memory: {ram: 40GiB}
+`).Models["m"]
+	if m.Sleep == nil || m.Sleep.Sleep.String() != "POST /sleep?level=1" || m.Sleep.Wake.String() != "POST /wake_up?tags=weights" ||
+		m.Sleep.Memory.RAM != 40<<30 || m.Sleep.Timeout != DefaultSleepTimeout {
+		t.Errorf("read as %+v", m.Sleep)
+	}
+	if got := problems(t, minimal+"    sleep: {preset: vlm}\n"); len(got) == 0 || !strings.Contains(got[0], `unknown preset "vlm"`) {
+		t.Errorf("preset: vlm gave %q", got)
+	}
+}
