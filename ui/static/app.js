@@ -215,10 +215,15 @@ function fillModel(r) {
   const state = c.state.querySelector('.state');
   const why = c.state.querySelector('.why');
   state.className = 'state state-' + m.state;
-  let s = m.state;
+  // A start of an asleep process is a wake.
+  let s = m.state === 'starting' && m.sleep && m.sleep.waking ? 'waking' : m.state;
   let detail = '';
-  if ((m.state === 'starting' || m.state === 'draining' || m.state === 'stopping') && m.state_seconds !== undefined) {
+  if (['starting', 'draining', 'stopping', 'sleeping'].includes(m.state) && m.state_seconds !== undefined) {
     s += ' ' + duration(m.state_seconds + since);
+  }
+  if (m.state === 'asleep' && m.sleep) {
+    detail = 'keeps ' + bytes((m.sleep.ram || 0) + (m.sleep.vram || 0)) + ' asleep' +
+      (m.sleep.wake_seconds ? '; wakes in about ' + duration(m.sleep.wake_seconds) : '');
   }
   if (m.state === 'failed') {
     const left = (m.retry_in_seconds || 0) - since;
@@ -269,6 +274,8 @@ function waitingFor(m) {
   case 'ready': return m.in_flight >= m.parallel ? 'all ' + m.parallel + ' of its slots are busy' : 'being handed over';
   case 'draining':
   case 'stopping': return 'waiting for it to stop, then start again';
+  case 'sleeping': return 'waiting for it to sleep, then wake again';
+  case 'asleep': return 'waiting to be woken (under the batch policy, up to max_wait while loaded models are served)';
   case 'failed': return 'refused until its retry';
   }
   return 'waiting to be swapped in (under the batch policy, up to max_wait while loaded models are served)';
@@ -405,8 +412,8 @@ function renderModes(info) {
 
 // ---- activity ----
 
-const activityTypes = ['start', 'ready', 'evict', 'stop', 'fail', 'refuse', 'crash', 'cooldown', 'footprint',
-  'mode', 'reload', 'unload', 'dropped'];
+const activityTypes = ['start', 'ready', 'evict', 'stop', 'asleep', 'sleep_failed', 'fail', 'refuse', 'crash', 'cooldown',
+  'footprint', 'mode', 'reload', 'unload', 'dropped'];
 
 function list(v) { return Array.isArray(v) ? v.filter(Boolean).join(', ') : (v || ''); }
 
@@ -415,22 +422,29 @@ function describe(e) {
   const d = e.data || {};
   switch (e.type) {
   case 'start': {
-    let s = 'starting' + (d.device ? ' on ' + d.device : '');
-    if (list(d.evicting)) s += ', evicting ' + list(d.evicting);
+    let s = (d.wake ? 'waking' : 'starting') + (d.device ? ' on ' + d.device : '');
+    const slept = Array.isArray(d.sleeping) ? d.sleeping : [];
+    const stopped = (Array.isArray(d.evicting) ? d.evicting : []).filter(m => !slept.includes(m));
+    if (stopped.length) s += ', evicting ' + list(stopped);
+    if (slept.length) s += ', putting ' + list(slept) + ' to sleep';
     if (list(d.busy)) s += ' (busy: ' + list(d.busy) + ')';
     return s + (e.message ? ': ' + e.message : '');
   }
-  case 'ready': return 'ready after ' + duration(d.seconds) + (d.pid ? ' (pid ' + d.pid + ')' : '');
+  case 'ready': return (d.wake ? 'awake after ' : 'ready after ') + duration(d.seconds) + (d.pid ? ' (pid ' + d.pid + ')' : '');
   case 'evict':
-    return 'evicted: ' + (d.reason === 'making room' && d['for'] ? 'making room for ' + d['for'] : d.reason || '') +
+    return (d.sleep ? 'put to sleep: ' : 'evicted: ') +
+      (d.reason === 'making room' && d['for'] ? 'making room for ' + d['for'] : d.reason || '') +
       (d.busy ? ' (it was busy)' : '');
+  case 'asleep': return 'asleep after ' + duration(d.seconds) + (e.message ? ': ' + e.message : '');
+  case 'sleep_failed':
+    return (d.action === 'wake' ? 'wake failed, starting it afresh: ' : 'sleep failed, stopping it instead: ') + (e.message || '');
   case 'stop': return 'stopped after ' + duration(d.seconds) + (e.message ? ': ' + e.message : '');
   case 'unload': return 'unloaded by an operator' + (d.force ? ' (forced)' : '');
   case 'fail': return 'start failed (' + (d.cause || 'error') + '): ' + (e.message || '');
   case 'refuse': return 'refused: ' + (e.message || 'does not fit');
   case 'crash': return 'crashed: ' + (d.exit || 'exited');
   case 'cooldown': return 'memory came back in ' + duration(d.seconds);
-  case 'footprint': return 'learned footprint: ram ' + bytes(d.ram) + ', vram ' + bytes(d.vram);
+  case 'footprint': return 'learned footprint' + (d.asleep ? ' asleep' : '') + ': ram ' + bytes(d.ram) + ', vram ' + bytes(d.vram);
   case 'mode': {
     let s = (d.action || 'switch') + (e.message ? ' to mode ' + e.message : '');
     for (const k of ['loaded', 'kept', 'unloaded', 'refused']) if (list(d[k])) s += '; ' + k + ' ' + list(d[k]);
