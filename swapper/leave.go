@@ -58,7 +58,7 @@ func (s *Swapper) drainAndStop(b *backend, inst *instance, reason string, drain 
 			s.say(zap.WarnLevel, "drain timeout passed; stopping backend under its requests",
 				append(who, zap.Int("in_flight", inst.inflight), zap.Duration("drain_timeout", drain))...)
 		}
-	} else if sl := b.sleep; inst.asleep != nil && sl != nil && !inst.noSleep && !isClosed(inst.cut) {
+	} else if sl := b.sleep; inst.asleep != nil && sl != nil && !inst.noSleep && !isClosed(inst.cut) && !s.closed {
 		b.enter(Sleeping, s.clock.Now())
 		s.changedLocked(b)
 		s.unlock()

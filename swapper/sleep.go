@@ -90,6 +90,9 @@ func (s *Swapper) putToSleep(b *backend, inst *instance, sl *config.Sleep, reaso
 	if err != nil {
 		inst.noSleep = true
 		s.unlock()
+		if s.ctx.Err() != nil {
+			return false // hotswap is closing: it stops with the rest
+		}
 		log.Warn("putting the backend to sleep failed; stopping it instead", zap.Error(err))
 		s.opts.Events.Publish(events.Event{Type: events.SleepFailed, Model: b.model.ID, Message: err.Error(),
 			Data: map[string]any{"action": "sleep", "fallback": "stop"}})
