@@ -53,9 +53,13 @@ var swapModels = []swapModel{
 const swapLimitRAM = "256MiB"
 
 // swapWorkloads are the request mixes: Zipf-like popularity by rank (1/k:
-// the small models popular, the large ones occasional), and uniform.
+// the small models popular, the large ones occasional); a desktop's (one
+// large chat model asked for often, and small ones, an embedder, speech
+// in and out, taking turns beside it: one large and two small fit); and
+// uniform.
 var swapWorkloads = []struct{ name, models string }{
 	{"zipf", "small-1:60,small-2:30,small-3:20,large-1:15,large-2:12"},
+	{"desktop", "large-1:30,small-1:25,small-2:25,small-3:20"},
 	{"uniform", "small-1,small-2,small-3,large-1,large-2"},
 }
 
