@@ -390,7 +390,7 @@ func Default() *Config {
 		},
 		Scheduling: Scheduling{
 			Policy:          DefaultPolicy,
-			Eviction:        EvictLRU,
+			Eviction:        EvictCost,
 			MaxWait:         DefaultMaxWait,
 			IdleGrace:       DefaultIdleGrace,
 			DrainTimeout:    DefaultDrainTimeout,

@@ -147,7 +147,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("Memory = %+v, want %+v", c.Memory, wantMem)
 	}
 	wantSched := Scheduling{Policy: "batch", MaxWait: 30 * time.Second, IdleGrace: 100 * time.Millisecond, DrainTimeout: 5 * time.Minute,
-		QueueSize: 256, QueueTimeout: 5 * time.Minute, StreamKeepalive: 2 * time.Second, LoadProgress: LoadProgressOff, Eviction: EvictLRU}
+		QueueSize: 256, QueueTimeout: 5 * time.Minute, StreamKeepalive: 2 * time.Second, LoadProgress: LoadProgressOff, Eviction: EvictCost}
 	if c.Scheduling != wantSched {
 		t.Errorf("Scheduling = %+v, want %+v", c.Scheduling, wantSched)
 	}

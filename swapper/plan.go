@@ -111,7 +111,7 @@ func choosePlan(in planInput) (plan, error) {
 			return slept, nil
 		}
 		return stopped, nil
-	case in.cost && stopped.cost < slept.cost:
+	case in.cost && cheaper(stopped.cost, slept.cost):
 		return stopped, nil
 	}
 	return slept, nil
@@ -204,8 +204,8 @@ func betterOnGPU(a, b plan, cost bool) bool {
 	if ab, bb := busyCount(a.victims), busyCount(b.victims); ab != bb {
 		return ab < bb
 	}
-	if cost && a.cost != b.cost {
-		return a.cost < b.cost
+	if cost && (cheaper(a.cost, b.cost) || cheaper(b.cost, a.cost)) {
+		return cheaper(a.cost, b.cost)
 	}
 	if len(a.victims) != len(b.victims) {
 		return len(a.victims) < len(b.victims)
@@ -333,8 +333,8 @@ func better(a, b []candidate, excess func([]candidate) int64, r *reloads) bool {
 		return ab < bb
 	}
 	if r != nil {
-		if ca, cb := r.of(a), r.of(b); ca != cb {
-			return ca < cb
+		if ca, cb := r.of(a), r.of(b); cheaper(ca, cb) || cheaper(cb, ca) {
+			return cheaper(ca, cb)
 		}
 	}
 	if len(a) != len(b) {
@@ -453,6 +453,16 @@ func newReloads(cs []candidate) *reloads {
 	}
 	return r
 }
+
+// costTolerance is how much two costs may differ and still be taken as
+// equal: start times are learned from single starts, which vary by that
+// much from one to the next, and between two models that cost about the
+// same to bring back, the least recently used should go, as under LRU.
+const costTolerance = 0.10
+
+// cheaper reports whether cost a is less than b by more than the
+// tolerance.
+func cheaper(a, b float64) bool { return a < b && b-a > costTolerance*b }
 
 // of is the cost of bringing cs back; 0 for a nil r (LRU).
 func (r *reloads) of(cs []candidate) float64 {

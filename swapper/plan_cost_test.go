@@ -49,6 +49,14 @@ func TestChoosePlanEviction(t *testing.T) {
 		{"cost: ties go by last use", short(2*gib, true,
 			with(small, func(c *candidate) { c.model, c.used = "newer", 1 }),
 			with(small, func(c *candidate) { c.model, c.used = "older", 0 })), "older"},
+		// Start times vary by a few percent from one start to the next:
+		// within 10%, costs are a tie, and last use decides.
+		{"cost: within 10% is a tie", short(2*gib, true,
+			with(small, func(c *candidate) { c.model, c.used, c.took = "newer-quicker", 1, 1900 * time.Millisecond }),
+			with(small, func(c *candidate) { c.model, c.used = "older", 0 })), "older"},
+		{"cost: beyond 10% is not", short(2*gib, true,
+			with(small, func(c *candidate) { c.model, c.used, c.took = "newer-quicker", 1, 1700 * time.Millisecond }),
+			with(small, func(c *candidate) { c.model, c.used = "older", 0 })), "newer-quicker"},
 		// Unknown start times: the median rate of the known ones (here
 		// large's, 3s/GiB) times its size: unknown-small is 6s, cheaper.
 		{"cost: an unknown start time is estimated from the known rate", short(2*gib, true,
@@ -188,7 +196,7 @@ func TestEvictionPolicyFromConfig(t *testing.T) {
 		text string
 		cost bool
 	}{
-		{models, false}, // the default: lru
+		{models, true}, // the default: cost
 		{"scheduling: {eviction: lru}\n" + models, false},
 		{"scheduling: {eviction: cost}\n" + models, true},
 	} {
