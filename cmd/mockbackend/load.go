@@ -21,8 +21,10 @@ func (m *mock) load(ctx context.Context, addr string) {
 	// memory can be slow (seconds per GiB in some VMs), and real backends
 	// are not ready before their weights are in.
 	held := make(chan struct{})
+	var weightsErr error
 	go func() {
 		m.hold(ctx)
+		weightsErr = m.readWeights(ctx)
 		close(held)
 	}()
 
@@ -34,6 +36,12 @@ func (m *mock) load(ctx context.Context, addr string) {
 	ok := m.wait(ctx, start, held)
 	<-held
 	if !ok {
+		return
+	}
+	if weightsErr != nil && ctx.Err() == nil {
+		// A backend whose weights cannot be read fails to start.
+		fmt.Fprintln(m.stderr, "error:", weightsErr)
+		m.exit(1)
 		return
 	}
 	if m.opts.failStart {

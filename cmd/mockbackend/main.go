@@ -78,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !opts.hang {
 		fmt.Fprintln(stdout, "shutting down")
 	}
+	m.dropWeights()
 	return 0
 }
 
@@ -89,20 +90,24 @@ type options struct {
 	progressInterval time.Duration
 	hold             int64 // bytes
 	failStart        bool
-	failMessage      string // what a failed start prints last
-	failStatus       int
-	failKill         bool // a failed start is a SIGKILL, as from the OOM killer
-	hang             bool
-	streamInterval   time.Duration
-	tokens           int
-	latency          time.Duration
-	crashAfter       int
-	errorEvery       int // every Nth model POST is answered with an error (0: never)
-	errorStatus      int // the HTTP status of those errors
-	ignoreSIGTERM    bool
-	exitIdleWait     time.Duration
-	quiet            bool // print nothing, not even when ready
-	dim              int
+	// weights is a file read whole as the mock loads; weightsCold drops
+	// it from the page cache at exit (see weights.go).
+	weights        string
+	weightsCold    bool
+	failMessage    string // what a failed start prints last
+	failStatus     int
+	failKill       bool // a failed start is a SIGKILL, as from the OOM killer
+	hang           bool
+	streamInterval time.Duration
+	tokens         int
+	latency        time.Duration
+	crashAfter     int
+	errorEvery     int // every Nth model POST is answered with an error (0: never)
+	errorStatus    int // the HTTP status of those errors
+	ignoreSIGTERM  bool
+	exitIdleWait   time.Duration
+	quiet          bool // print nothing, not even when ready
+	dim            int
 	// Connection habits of real backends (llama-server has the first
 	// three, Python's servers the last).
 	closeAfterStream bool
@@ -139,6 +144,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.progressInterval, "progress-interval", 200*time.Millisecond, "how often to print a progress line while loading (0: never)")
 	hold := fs.String("hold", "0", "real memory to allocate and touch while loading, such as 300MiB (units B, KiB, MiB, GiB, KB, MB, GB)")
 	fs.BoolVar(&o.failStart, "fail-start", false, "after -startup, print -fail-message and exit with -fail-status")
+	fs.StringVar(&o.weights, "weights", "", "a file read whole while loading, as a backend reads its weights: fast from the page cache, slow from disk")
+	fs.BoolVar(&o.weightsCold, "weights-cold", false, "with -weights, drop the file from the page cache at exit, as a machine that cannot cache every model it swaps between")
 	fs.StringVar(&o.failMessage, "fail-message", "", "the last line a failed start prints (default: an out-of-memory error naming the model)")
 	fs.IntVar(&o.failStatus, "fail-status", 1, "the exit status of a failed start (0 too: some backends exit 0 on errors)")
 	fs.BoolVar(&o.failKill, "fail-kill", false, "a failed start prints nothing and dies of SIGKILL, as when the kernel's out-of-memory killer strikes")

@@ -47,6 +47,9 @@ type mock struct {
 	// for the life of the process.
 	ballast []byte
 	touched atomic.Int64 // bytes of ballast touched so far, for progress
+	// weightsRead is how long reading -weights took (nanoseconds), and
+	// weightsBytes how much it read (see weights.go).
+	weightsRead, weightsBytes atomic.Int64
 
 	mu          sync.Mutex
 	requests    int // model POSTs received while ready
@@ -365,6 +368,10 @@ type stats struct {
 	// ReadyAt is when it became ready, in Unix nanoseconds (0: not yet):
 	// tests measure how soon a proxy notices.
 	ReadyAt int64 `json:"ready_at"`
+	// WeightsReadS is how long reading -weights took, WeightsBytes how
+	// much was read (0 without -weights, and until read).
+	WeightsReadS float64 `json:"weights_read_s"`
+	WeightsBytes int64   `json:"weights_bytes"`
 	sleepStats
 }
 
@@ -376,6 +383,8 @@ func (m *mock) stats(w http.ResponseWriter, r *http.Request) {
 		Errors: m.errors, Tokens: m.tokens, ReadyAt: m.readyAt.Load()}
 	m.mu.Unlock()
 	st.sleepStats = m.sleepStats()
+	st.WeightsReadS = time.Duration(m.weightsRead.Load()).Seconds()
+	st.WeightsBytes = m.weightsBytes.Load()
 	writeJSON(w, http.StatusOK, st)
 }
 
