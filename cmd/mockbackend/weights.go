@@ -6,8 +6,6 @@ import (
 	"io"
 	"os"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // A real backend reads its weights from disk as it loads: from the page
@@ -60,5 +58,5 @@ func (m *mock) dropWeights() {
 		return
 	}
 	defer f.Close()
-	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	dropFromCache(f)
 }
