@@ -2,10 +2,17 @@ package main
 
 // The swap-cost scenario (issue 31): small models that load fast and large
 // ones that load slowly, in memory that holds only some of them, asked for
-// by a seeded workload, once under scheduling.eviction lru and once under
-// cost. What is compared is what the evictions cost afterwards: the time
-// spent loading backends, how many starts and evictions, and the requests'
-// latency.
+// by a seeded workload, under scheduling.eviction lru and cost, each with
+// hotswap's read-ahead and without it. What is compared is what the
+// evictions cost afterwards: the time spent loading backends, how many
+// starts and evictions, and the requests' latency.
+//
+// Each model reads a weights file as it loads (the mock's -weights), which
+// it drops from the page cache when it stops (-weights-cold), as on a
+// machine whose page cache cannot hold every model it swaps between: a
+// start reads its file from disk, unless hotswap read it back while the
+// start waited. Requests take 300 ms (-latency), so that a start often
+// waits for a busy victim's drain.
 
 import (
 	"bufio"
@@ -38,15 +45,19 @@ type swapModel struct {
 	startup string // the mock's -startup
 	hold    string // the mock's -hold
 	ram     string // memory.ram declared
+	weights int64  // the size of its weights file
 }
 
 var swapModels = []swapModel{
-	{"small-1", "200ms", "32MiB", "48MiB"},
-	{"small-2", "200ms", "32MiB", "48MiB"},
-	{"small-3", "200ms", "32MiB", "48MiB"},
-	{"large-1", "2s", "128MiB", "160MiB"},
-	{"large-2", "2s", "128MiB", "160MiB"},
+	{"small-1", "200ms", "32MiB", "48MiB", 16 << 20},
+	{"small-2", "200ms", "32MiB", "48MiB", 16 << 20},
+	{"small-3", "200ms", "32MiB", "48MiB", 16 << 20},
+	{"large-1", "2s", "128MiB", "160MiB", 256 << 20},
+	{"large-2", "2s", "128MiB", "160MiB", 256 << 20},
 }
+
+// swapLatency is how long the mocks take to answer a request.
+const swapLatency = "300ms"
 
 // swapLimitRAM holds one large and two small models (160 + 2×48), or all
 // three small ones, never both large ones.
@@ -65,10 +76,35 @@ var swapWorkloads = []struct{ name, models string }{
 
 var swapPolicies = []string{"lru", "cost"}
 
+// swapVariant is one bar of each workload: an eviction policy, with or
+// without read-ahead.
+type swapVariant struct {
+	eviction  string
+	readAhead bool
+}
+
+func (v swapVariant) String() string {
+	if v.readAhead {
+		return v.eviction
+	}
+	return v.eviction + ", no read-ahead"
+}
+
+func swapVariants() []swapVariant {
+	var out []swapVariant
+	for _, ra := range []bool{true, false} {
+		for _, pol := range swapPolicies {
+			out = append(out, swapVariant{pol, ra})
+		}
+	}
+	return out
+}
+
 // SwapCostRun is one policy on one workload.
 type SwapCostRun struct {
 	Workload   string             `json:"workload"`
 	Eviction   string             `json:"eviction"`
+	ReadAhead  bool               `json:"read_ahead"`
 	Command    string             `json:"command"`
 	Requests   int                `json:"requests"` // answered
 	Errors     int                `json:"errors"`
@@ -95,9 +131,11 @@ type SwapCost struct {
 func swapSetup() string {
 	var parts []string
 	for _, m := range swapModels {
-		parts = append(parts, fmt.Sprintf("%s (-startup %s -hold %s, memory.ram %s)", m.name, m.startup, m.hold, m.ram))
+		parts = append(parts, fmt.Sprintf("%s (-startup %s -hold %s -weights of %d MiB -weights-cold, memory.ram %s)",
+			m.name, m.startup, m.hold, m.weights>>20, m.ram))
 	}
-	return strings.Join(parts, "; ") + "; memory.limit_ram " + swapLimitRAM + ", scheduling.policy fifo"
+	return strings.Join(parts, "; ") + "; every request -latency " + swapLatency + "; memory.limit_ram " + swapLimitRAM +
+		", scheduling.policy fifo"
 }
 
 // runSwapCost runs every workload under every eviction policy and writes
@@ -113,21 +151,29 @@ func runSwapCost(ctx context.Context, hotswap, cfgPath, out string, short bool) 
 	if short {
 		sc.Command += " -short"
 	}
+	weights, err := os.MkdirTemp("", "hotswap-swapcost-weights-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(weights)
+	if err := writeWeights(weights); err != nil {
+		return err
+	}
 	for _, w := range swapWorkloads {
-		for _, pol := range swapPolicies {
+		for _, v := range swapVariants() {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			fmt.Fprintf(os.Stderr, "suite: swap cost, %s workload, eviction %s\n", w.name, pol)
+			fmt.Fprintf(os.Stderr, "suite: swap cost, %s workload, eviction %s\n", w.name, v)
 			args := []string{"-models", w.models, "-mix", "-users", "2", "-requests", strconv.Itoa(requests),
 				"-max-tokens", "8", "-seed", "31"}
-			r, err := swapCostRun(ctx, hotswap, cfgPath, pol, args)
+			r, err := swapCostRun(ctx, hotswap, cfgPath, weights, v, args)
 			if err != nil {
-				return fmt.Errorf("swap cost, %s, %s: %w", w.name, pol, err)
+				return fmt.Errorf("swap cost, %s, %s: %w", w.name, v, err)
 			}
 			r.Workload = w.name
-			fmt.Printf("%-8s %-5s requests %d errors %d elapsed %.1fs loading %.1fs starts %d evictions %d p50 %.0fms p99 %.0fms\n",
-				w.name, pol, r.Requests, r.Errors, r.ElapsedS, r.LoadingS, r.Starts, r.Evictions, r.P50Ms, r.P99Ms)
+			fmt.Printf("%-8s %-22s requests %d errors %d elapsed %.1fs loading %.1fs starts %d evictions %d p50 %.0fms p99 %.0fms\n",
+				w.name, v, r.Requests, r.Errors, r.ElapsedS, r.LoadingS, r.Starts, r.Evictions, r.P50Ms, r.P99Ms)
 			sc.Runs = append(sc.Runs, *r)
 		}
 	}
@@ -146,13 +192,40 @@ func runSwapCost(ctx context.Context, hotswap, cfgPath, out string, short bool) 
 	return os.WriteFile(filepath.Join(out, "swapcost.json"), append(b, '\n'), 0o644)
 }
 
-func swapCostRun(ctx context.Context, hotswap, cfgPath, eviction string, args []string) (*SwapCostRun, error) {
+// writeWeights writes each model's weights file into dir, and syncs it, so
+// that the mocks' drops from the page cache take (the kernel drops only
+// clean pages).
+func writeWeights(dir string) error {
+	for _, m := range swapModels {
+		f, err := os.Create(filepath.Join(dir, m.name+".gguf"))
+		if err != nil {
+			return err
+		}
+		block := bytes.Repeat([]byte{0x5a}, 1<<20)
+		for n := int64(0); n < m.weights; n += int64(len(block)) {
+			if _, err := f.Write(block[:min(int64(len(block)), m.weights-n)]); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func swapCostRun(ctx context.Context, hotswap, cfgPath, weights string, v swapVariant, args []string) (*SwapCostRun, error) {
 	dir, err := os.MkdirTemp("", "hotswap-swapcost-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cfgFile, err := swapCostConfig(cfgPath, dir, filepath.Join(filepath.Dir(hotswap), "mockbackend"), eviction)
+	cfgFile, err := swapCostConfig(cfgPath, dir, filepath.Join(filepath.Dir(hotswap), "mockbackend"), weights, v)
 	if err != nil {
 		return nil, err
 	}
@@ -184,8 +257,9 @@ func swapCostRun(ctx context.Context, hotswap, cfgPath, eviction string, args []
 		return nil, err
 	}
 	t := rep.Targets[0]
-	r := &SwapCostRun{Eviction: eviction,
-		Command:  "hotswap bench -target hotswap=URL " + strings.Join(args, " ") + "\n# hotswap serving the scenario's config with scheduling.eviction " + eviction,
+	r := &SwapCostRun{Eviction: v.eviction, ReadAhead: v.readAhead,
+		Command: "hotswap bench -target hotswap=URL " + strings.Join(args, " ") + "\n# hotswap serving the scenario's config with scheduling.eviction " +
+			v.eviction + fmt.Sprintf(" and read_ahead %v", v.readAhead),
 		Requests: t.Total.Answered, Errors: t.Total.Errors, ElapsedS: t.ElapsedS,
 		P50Ms: t.Total.LatencyMs.P50, P99Ms: t.Total.LatencyMs.P99,
 		StartsBy: map[string]int{}, LoadingByS: map[string]float64{}}
@@ -207,8 +281,8 @@ func swapCostRun(ctx context.Context, hotswap, cfgPath, eviction string, args []
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
 // swapCostConfig writes cfgPath's settings with the scenario's models,
-// memory limit and eviction policy in place of its own.
-func swapCostConfig(cfgPath, dir, mock, eviction string) (string, error) {
+// memory limit, eviction policy and read-ahead in place of its own.
+func swapCostConfig(cfgPath, dir, mock, weights string, v swapVariant) (string, error) {
 	b, err := os.ReadFile(cfgPath)
 	if err != nil {
 		return "", err
@@ -228,7 +302,7 @@ func swapCostConfig(cfgPath, dir, mock, eviction string) (string, error) {
 	section("memory")["state_file"] = filepath.Join(dir, "state.json")
 	section("memory")["limit_ram"] = swapLimitRAM
 	section("scheduling")["policy"] = "fifo"
-	section("scheduling")["eviction"] = eviction
+	section("scheduling")["eviction"] = v.eviction
 	section("server")["max_conns_per_ip"] = 1000
 	section("server")["max_conns"] = 2000
 	doc["log_level"] = "warn"
@@ -236,9 +310,11 @@ func swapCostConfig(cfgPath, dir, mock, eviction string) (string, error) {
 	models := map[string]any{}
 	for _, m := range swapModels {
 		models[m.name] = map[string]any{
-			"cmd":    mock + " -port ${PORT} -model ${MODEL} -startup " + m.startup + " -hold " + m.hold + " -tokens 8",
-			"kind":   "llm",
-			"memory": map[string]any{"ram": m.ram},
+			"cmd": mock + " -port ${PORT} -model ${MODEL} -startup " + m.startup + " -hold " + m.hold + " -tokens 8" +
+				" -latency " + swapLatency + " -weights " + filepath.Join(weights, m.name+".gguf") + " -weights-cold",
+			"kind":       "llm",
+			"memory":     map[string]any{"ram": m.ram},
+			"read_ahead": v.readAhead,
 		}
 	}
 	doc["models"] = models
@@ -302,7 +378,9 @@ func swapCostPlot(runs []SwapCostRun) ([]byte, error) {
 		{"Backend starts", func(r SwapCostRun) float64 { return float64(r.Starts) }},
 		{"p99 latency (ms)", func(r SwapCostRun) float64 { return r.P99Ms }},
 	}
-	colors := []color.Color{color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0xff, 0x7f, 0x0e, 0xff}}
+	// lru, cost; then the same, lighter, without read-ahead.
+	colors := []color.Color{color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0xff, 0x7f, 0x0e, 0xff},
+		color.RGBA{0x9e, 0xc5, 0xe6, 0xff}, color.RGBA{0xff, 0xc9, 0x94, 0xff}}
 	var names []string
 	for _, w := range swapWorkloads {
 		names = append(names, w.name)
@@ -311,12 +389,13 @@ func swapCostPlot(runs []SwapCostRun) ([]byte, error) {
 	for _, m := range metrics {
 		p := plot.New()
 		p.Title.Text = m.title
-		w := vg.Points(18)
-		for i, pol := range swapPolicies {
+		w := vg.Points(12)
+		variants := swapVariants()
+		for i, v := range variants {
 			vals := make(plotter.Values, len(swapWorkloads))
 			for j, wl := range swapWorkloads {
 				for _, r := range runs {
-					if r.Workload == wl.name && r.Eviction == pol {
+					if r.Workload == wl.name && r.Eviction == v.eviction && r.ReadAhead == v.readAhead {
 						vals[j] = m.get(r)
 					}
 				}
@@ -327,9 +406,9 @@ func swapCostPlot(runs []SwapCostRun) ([]byte, error) {
 			}
 			bars.Color = colors[i%len(colors)]
 			bars.LineStyle.Width = 0
-			bars.Offset = w * vg.Length(2*i-len(swapPolicies)+1) / 2
+			bars.Offset = w * vg.Length(2*i-len(variants)+1) / 2
 			p.Add(bars)
-			p.Legend.Add(pol, bars)
+			p.Legend.Add(v.String(), bars)
 		}
 		p.Legend.Top = true
 		p.NominalX(names...)
