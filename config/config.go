@@ -315,6 +315,10 @@ type Model struct {
 	// page cache ahead of a start that waits; empty means they are found
 	// in Cmd (see package readahead).
 	Files []string
+	// NoReadAhead turns the read-ahead off for this model (read_ahead:
+	// false): its files are left for the backend to read when it starts,
+	// as if none were found.
+	NoReadAhead bool
 }
 
 // Header is one header a model sets on the requests sent to its backend.

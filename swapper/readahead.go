@@ -31,9 +31,10 @@ func aheadBudget(in planInput, victims []candidate) int64 {
 // times faster. It runs in the background, outside the lock, within
 // dec's budget; the returned stop ends it, and so does the start ending
 // (dec.ctx). A start that waits for nothing reads nothing ahead: the
-// backend reads its own files at once.
+// backend reads its own files at once; nor does a model with read_ahead:
+// false.
 func (s *Swapper) readAhead(b *backend, dec *decision) (stop func()) {
-	if len(dec.victims) == 0 || dec.aheadBudget <= 0 {
+	if len(dec.victims) == 0 || dec.aheadBudget <= 0 || b.model.NoReadAhead {
 		return func() {}
 	}
 	files := readahead.Find(b.model.Cmd, b.model.Files)
