@@ -239,8 +239,8 @@ models:
 		b.Logf("    read ahead %s MiB in %s s; file cached when the start was asked for %s %%", read, ahead, resident)
 	}
 	warm, ahead, cold := starts[0].median(), starts[1].median(), starts[2].median()
-	b.Logf("file %d MiB; cold read ahead / warm = %.2f (goal at most 1.2); cold without / warm = %.1f; %d rounds",
-		fi.Size()>>20, ahead/warm, cold/warm, rounds)
+	b.Logf("file %d MiB, %d rounds; medians: cold read ahead / warm = %.2f (goal at most 1.2), cold without / warm = %.1f; minima: %.2f and %.1f",
+		fi.Size()>>20, rounds, ahead/warm, cold/warm, slices.Min(starts[1])/slices.Min(starts[0]), slices.Min(starts[2])/slices.Min(starts[0]))
 	b.ReportMetric(warm, "warm-start-s")
 	b.ReportMetric(ahead, "ahead-start-s")
 	b.ReportMetric(cold, "cold-start-s")
