@@ -50,7 +50,7 @@ test-real:
 # (a 2 GiB one among them; nothing is downloaded): a cold start read ahead
 # against a warm one, a swap's overhead beyond the incoming server's own
 # start and answer, the footprint estimate against what is learned
-# (BenchmarkRealLlamaServer, cmd/hotswap/llamabench_test.go). About 6
+# (BenchmarkRealLlamaServer, cmd/hotswap/llamabench_test.go). About 5
 # minutes; HOTSWAP_BENCH_ROUNDS (default 5) sets the rounds of each case.
 #   HOTSWAP_LLAMA_SERVER=/path/to/llama-server make bench-real
 bench-real:

@@ -35,8 +35,9 @@ const roundsEnv = "HOTSWAP_BENCH_ROUNDS"
 //   - ReadAhead: a 2 GiB model is started through hotswap after another
 //     model's 6 s drain, its file warm in the page cache, dropped from it
 //     (POSIX_FADV_DONTNEED) and read ahead while the drain runs, or
-//     dropped with read_ahead: false. Goal: the cold start read ahead
-//     takes at most 1.2× the warm one.
+//     dropped with read_ahead: false, under fifo; and dropped and read
+//     ahead under batch. Goal: the cold start read ahead takes at most
+//     1.2× the warm one.
 //   - SwapOverhead: requests alternate between two small models that do
 //     not fit together; each is a swap. Its overhead is the request's
 //     latency through hotswap less the incoming llama-server's own start
@@ -126,8 +127,12 @@ func llamaArgs(bin, path, alias, port, extra string) string {
 // drain is a mock streaming for 6 s. Memory is declared under limit_ram
 // so that the drain and either model never fit together, while the RAM
 // left beside the plan holds the whole file (the read-ahead's budget).
-// fifo decides the swap at once, so the llama-server's start waits for the
-// drain; under batch it would be decided only when the drain ends.
+// Under fifo the swap is decided at once and the llama-server's start
+// waits for the drain, reading ahead meanwhile. A fourth case runs the
+// cold start read ahead under batch, the default policy, on a second
+// hotswap: there a start that would stop a busy model is decided only
+// when it is idle (or max_wait has passed), so the drain passes with
+// nothing read.
 func benchReadAhead(b *testing.B, bin string, g *genModels, rounds int) {
 	if !pageCacheControl {
 		b.Skip("needs Linux: posix_fadvise and mincore")
@@ -137,90 +142,33 @@ func benchReadAhead(b *testing.B, bin string, g *genModels, rounds int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fileMiB := fi.Size()>>20 + 1
-	need := fileMiB + 400
-	limit := need + fileMiB + 64
 	hb := build(b)
-	cmd := llamaArgs(bin, big, "${MODEL}", "${PORT}", "-c 512 -np 1 -t 2")
-	cfg := fmt.Sprintf(`
-ports: 26200-26299
-stop_timeout: 10s
-memory:
-  limit_ram: %[1]dMiB
-  state_file: %[2]s
-scheduling:
-  policy: fifo
-models:
-  drain:
-    cmd: MOCK -port ${PORT} -model ${MODEL} -stream-interval 100ms -tokens 60
-    memory: {ram: %[3]dMiB}
-  ahead:
-    cmd: %[4]s
-    memory: {ram: %[3]dMiB}
-  noahead:
-    cmd: %[4]s
-    memory: {ram: %[3]dMiB}
-    read_ahead: false
-`, limit, filepath.Join(b.TempDir(), "state.json"), need, cmd)
-	_, url, logs := startLogged(b, hb, writeConfig(b, hb, cfg))
-	ev := watchEvents(b, url)
-	c := &realClient{t: b, url: url, http: &http.Client{Timeout: 5 * time.Minute}}
-
-	type result struct {
-		start, request, drain, ahead float64 // seconds
-		read                         int64   // bytes read ahead
-		residentBefore               float64 // of the file, as the start was asked for
+	rigs := map[string]*aheadRig{}
+	for i, policy := range []string{"fifo", "batch"} {
+		rigs[policy] = newAheadRig(b, hb, bin, big, policy, 26200+50*i)
 	}
-	one := func(model string, cold bool) result {
-		for _, m := range []string{"ahead", "noahead"} {
-			if code, body := adminDo(c, "POST", "/admin/models/"+m+"/unload"); code != 200 {
-				b.Fatalf("unload %s: %d %s", m, code, body)
+	cases := []struct {
+		name, policy, model string
+		cold                bool
+	}{
+		{"warm", "fifo", "ahead", false},
+		{"cold, read ahead", "fifo", "ahead", true},
+		{"cold, no read-ahead", "fifo", "noahead", true},
+		{"cold, read ahead, batch policy", "batch", "ahead", true},
+	}
+	one := func(policy, model string, cold bool) aheadResult {
+		for _, r := range rigs { // no llama-server keeps the file mapped
+			if code, body := adminDo(r.c, "POST", "/admin/unload"); code != 200 {
+				b.Fatalf("unload: %d %s", code, body)
 			}
 		}
-		if cold {
-			dropCache(b, big)
-		} else {
-			warmCache(b, big)
-		}
-		var r result
-		r.residentBefore = residentShare(b, big)
-		if cold && r.residentBefore > 0.05 {
-			b.Fatalf("POSIX_FADV_DONTNEED left %.0f%% of the file cached: cannot measure a cold start here", 100*r.residentBefore)
-		}
-		mark := ev.mark()
-		drained := make(chan error, 1)
-		began := make(chan struct{})
-		drainStart := time.Now()
-		go func() { drained <- streamOnce(c, "drain", began) }()
-		select {
-		case <-began:
-		case err := <-drained:
-			b.Fatalf("drain stream: %v", err)
-		}
-		t0 := time.Now()
-		answer(b, c, model, 1)
-		r.request = time.Since(t0).Seconds()
-		if err := <-drained; err != nil {
-			b.Fatalf("drain stream: %v", err)
-		}
-		r.drain = ev.await(b, mark, events.Stop, "drain").Time.Sub(drainStart).Seconds()
-		r.start = num(ev.await(b, mark, events.Ready, model), "seconds")
-		if e, ok := ev.find(mark, events.ReadAhead, model, func(e events.Event) bool { return e.Data["done"] == true }); ok {
-			r.ahead = num(e, "seconds")
-			r.read = int64(num(e, "bytes"))
-		}
-		return r
+		return rigs[policy].one(model, cold)
 	}
-
-	cases := []struct {
-		name, model string
-		cold        bool
-	}{{"warm", "ahead", false}, {"cold, read ahead", "ahead", true}, {"cold, no read-ahead", "noahead", true}}
-	res := make([][]result, len(cases))
-	one("ahead", false) // a first start, not counted: the binary and its libraries cached, footprints learned
+	one("fifo", "ahead", false) // a first start, not counted: the binary and its libraries cached
+	res := make([][]aheadResult, len(cases))
 	for range rounds {
 		for i, cs := range cases {
-			res[i] = append(res[i], one(cs.model, cs.cold))
+			res[i] = append(res[i], one(cs.policy, cs.model, cs.cold))
 		}
 	}
 	starts := make([]sample, len(cases))
@@ -238,18 +186,103 @@ models:
 		b.Logf("    request %s s, drain (its stream began to its backend stopped) %s s", req, drain)
 		b.Logf("    read ahead %s MiB in %s s; file cached when the start was asked for %s %%", read, ahead, resident)
 	}
-	warm, ahead, cold := starts[0].median(), starts[1].median(), starts[2].median()
-	b.Logf("file %d MiB, %d rounds; medians: cold read ahead / warm = %.2f (goal at most 1.2), cold without / warm = %.1f; minima: %.2f and %.1f",
-		fi.Size()>>20, rounds, ahead/warm, cold/warm, slices.Min(starts[1])/slices.Min(starts[0]), slices.Min(starts[2])/slices.Min(starts[0]))
+	warm, ahead, cold, batch := starts[0].median(), starts[1].median(), starts[2].median(), starts[3].median()
+	minRatio := func(i int) float64 { return slices.Min(starts[i]) / slices.Min(starts[0]) }
+	b.Logf("file %d MiB, %d rounds; to warm, medians: cold read ahead %.2f (goal at most 1.2), cold without %.1f, cold read ahead under batch %.1f; minima: %.2f, %.1f, %.1f",
+		fi.Size()>>20, rounds, ahead/warm, cold/warm, batch/warm, minRatio(1), minRatio(2), minRatio(3))
 	b.ReportMetric(warm, "warm-start-s")
 	b.ReportMetric(ahead, "ahead-start-s")
 	b.ReportMetric(cold, "cold-start-s")
 	b.ReportMetric(ahead/warm, "ahead/warm")
 	b.ReportMetric(cold/warm, "cold/warm")
+	b.ReportMetric(batch/warm, "batch-ahead/warm")
 	b.ReportMetric(0, "ns/op")
-	if b.Failed() {
-		b.Log(logs.String())
+}
+
+// aheadRig is a hotswap that ReadAhead measures starts through.
+type aheadRig struct {
+	b   *testing.B
+	c   *realClient
+	ev  *eventWatch
+	big string
+}
+
+type aheadResult struct {
+	start, request, drain, ahead float64 // seconds
+	read                         int64   // bytes read ahead
+	residentBefore               float64 // of the file, as the start was asked for
+}
+
+func newAheadRig(b *testing.B, hb bins, bin, big, policy string, firstPort int) *aheadRig {
+	fi, err := os.Stat(big)
+	if err != nil {
+		b.Fatal(err)
 	}
+	fileMiB := fi.Size()>>20 + 1
+	need := fileMiB + 400
+	limit := need + fileMiB + 64
+	cmd := llamaArgs(bin, big, "${MODEL}", "${PORT}", "-c 512 -np 1 -t 2")
+	cfg := fmt.Sprintf(`
+ports: %[5]d-%[6]d
+stop_timeout: 10s
+memory:
+  limit_ram: %[1]dMiB
+  state_file: %[2]s
+scheduling:
+  policy: %[7]s
+models:
+  drain:
+    cmd: MOCK -port ${PORT} -model ${MODEL} -stream-interval 100ms -tokens 60
+    memory: {ram: %[3]dMiB}
+  ahead:
+    cmd: %[4]s
+    memory: {ram: %[3]dMiB}
+  noahead:
+    cmd: %[4]s
+    memory: {ram: %[3]dMiB}
+    read_ahead: false
+`, limit, filepath.Join(b.TempDir(), "state.json"), need, cmd, firstPort, firstPort+49, policy)
+	url := startForBench(b, hb, cfg)
+	return &aheadRig{b: b, c: &realClient{t: b, url: url, http: &http.Client{Timeout: 5 * time.Minute}},
+		ev: watchEvents(b, url), big: big}
+}
+
+// one starts model after a drain, its file warm or cold, and measures.
+func (r *aheadRig) one(model string, cold bool) aheadResult {
+	b, c, ev := r.b, r.c, r.ev
+	if cold {
+		dropCache(b, r.big)
+	} else {
+		warmCache(b, r.big)
+	}
+	var res aheadResult
+	res.residentBefore = residentShare(b, r.big)
+	if cold && res.residentBefore > 0.05 {
+		b.Fatalf("POSIX_FADV_DONTNEED left %.0f%% of the file cached: cannot measure a cold start here", 100*res.residentBefore)
+	}
+	mark := ev.mark()
+	drained := make(chan error, 1)
+	began := make(chan struct{})
+	drainStart := time.Now()
+	go func() { drained <- streamOnce(c, "drain", began) }()
+	select {
+	case <-began:
+	case err := <-drained:
+		b.Fatalf("drain stream: %v", err)
+	}
+	t0 := time.Now()
+	answer(b, c, model, 1)
+	res.request = time.Since(t0).Seconds()
+	if err := <-drained; err != nil {
+		b.Fatalf("drain stream: %v", err)
+	}
+	res.drain = ev.await(b, mark, events.Stop, "drain").Time.Sub(drainStart).Seconds()
+	res.start = num(ev.await(b, mark, events.Ready, model), "seconds")
+	if e, ok := ev.find(mark, events.ReadAhead, model, func(e events.Event) bool { return e.Data["done"] == true }); ok {
+		res.ahead = num(e, "seconds")
+		res.read = int64(num(e, "bytes"))
+	}
+	return res
 }
 
 // benchSwapOverhead: see BenchmarkRealLlamaServer. Each round runs the
@@ -282,7 +315,7 @@ models:
     memory: {ram: 80MiB}
 `, filepath.Join(b.TempDir(), "state.json"), llamaArgs(bin, paths["a"], "${MODEL}", "${PORT}", extra),
 		llamaArgs(bin, paths["b"], "${MODEL}", "${PORT}", extra))
-	_, url, logs := startLogged(b, hb, writeConfig(b, hb, cfg))
+	url := startForBench(b, hb, cfg)
 	ev := watchEvents(b, url)
 	c := &realClient{t: b, url: url, http: &http.Client{Timeout: time.Minute}}
 	answer(b, c, "a", 4) // a is loaded, and hotswap keeps a connection to it
@@ -340,9 +373,6 @@ models:
 	b.ReportMetric(exitIdle.median(), "exit-idle-conn-ms")
 	b.ReportMetric(exitNone.median(), "exit-no-conn-ms")
 	b.ReportMetric(0, "ns/op")
-	if b.Failed() {
-		b.Log(logs.String())
-	}
 }
 
 // benchEstimate: see BenchmarkRealLlamaServer. Models of several shapes,
@@ -387,7 +417,7 @@ memory:
   state_file: %s
 models:
 %s`, filepath.Join(b.TempDir(), "state.json"), models.String())
-	_, url, logs := startLogged(b, hb, writeConfig(b, hb, cfg))
+	url := startForBench(b, hb, cfg)
 	ev := watchEvents(b, url)
 	c := &realClient{t: b, url: url, http: &http.Client{Timeout: 5 * time.Minute}}
 	// learned is the model's need once a measurement after mark (hotswap
@@ -427,9 +457,19 @@ models:
 	b.ReportMetric(worst, "worst-error-%")
 	b.ReportMetric(errShort.median(), "short-chat-error-%")
 	b.ReportMetric(0, "ns/op")
-	if b.Failed() {
-		b.Log(logs.String())
-	}
+}
+
+// startForBench runs hotswap on cfg and returns its URL; its log is
+// shown if the benchmark fails.
+func startForBench(b *testing.B, hb bins, cfg string) string {
+	b.Helper()
+	_, url, logs := startLogged(b, hb, writeConfig(b, hb, cfg))
+	b.Cleanup(func() {
+		if b.Failed() {
+			b.Logf("hotswap's log:\n%s", logs.String())
+		}
+	})
+	return url
 }
 
 // sample is a set of figures of one kind.
