@@ -318,6 +318,10 @@ type Model struct {
 	// page cache ahead of a start that waits; empty means they are found
 	// in Cmd (see package readahead).
 	Files []string
+	// NoReadAhead turns the read-ahead off for this model (read_ahead:
+	// false): its files are left for the backend to read when it starts,
+	// as if none were found.
+	NoReadAhead bool
 	// Sleep, when set, says how the backend is put to sleep and woken
 	// (vLLM's sleep mode): a model that must make room may then sleep,
 	// keeping its process, rather than stop.

@@ -19,3 +19,19 @@ func TestFiles(t *testing.T) {
 		t.Errorf("files: a string gave %q", got)
 	}
 }
+
+// TestReadAheadOff: read_ahead is on unless set to false.
+func TestReadAheadOff(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		off  bool
+	}{{"", false}, {"    read_ahead: true\n", false}, {"    read_ahead: false\n", true}} {
+		if m := mustParse(t, minimal+c.line).Models["m"]; m.NoReadAhead != c.off {
+			t.Errorf("%q: NoReadAhead %v, want %v", c.line, m.NoReadAhead, c.off)
+		}
+	}
+	got := problems(t, minimal+"    read_ahead: no\n")
+	if len(got) != 1 || !strings.Contains(got[0], "read_ahead") {
+		t.Errorf("read_ahead: no gave %q", got)
+	}
+}

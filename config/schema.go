@@ -306,6 +306,11 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 					m.Files = list
 				}
 			},
+			"read_ahead": func(v *yaml.Node, path string) {
+				on := true
+				p.boolean(&on)(v, path)
+				m.NoReadAhead = !on
+			},
 			"stop": func(v *yaml.Node, path string) {
 				p.stop = true
 				defer func() { p.stop = false }()

@@ -101,6 +101,14 @@ func modelFiles(m *config.Model) ([]string, gguf.Params, bool) {
 			if numErr == nil {
 				p.Parallel = n
 			}
+		case "-b", "--batch-size":
+			if numErr == nil {
+				p.Batch = n
+			}
+		case "-ub", "--ubatch-size":
+			if numErr == nil {
+				p.Ubatch = n
+			}
 		case "-kvu", "--kv-unified":
 			p.KVUnified = true
 		case "-ctk", "--cache-type-k":

@@ -71,7 +71,7 @@ func (s *Swapper) Prefetch(model string) (stop func()) {
 	s.mu.Lock()
 	defer s.unlock()
 	b, ok := s.backends[model]
-	if !ok || s.closed || b.state != Stopped {
+	if !ok || s.closed || b.state != Stopped || b.model.NoReadAhead {
 		return func() {}
 	}
 	if p := b.prefetch; p != nil && p.ctx.Err() == nil {
@@ -133,10 +133,11 @@ func (b *backend) chainAheadLocked() (prev <-chan struct{}, done chan struct{}) 
 // times faster. It runs in the background, outside the lock, within
 // dec's budget; the returned stop ends it, and so does the start ending
 // (dec.ctx). A start that waits for nothing reads nothing ahead: the
-// backend reads its own files at once.
+// backend reads its own files at once; nor does a model with read_ahead:
+// false.
 func (s *Swapper) readAhead(b *backend, dec *decision) (stop func()) {
 	// A wake reads no files: what it needs is in its process already.
-	if len(dec.victims) == 0 || dec.aheadBudget <= 0 || dec.wake {
+	if len(dec.victims) == 0 || dec.aheadBudget <= 0 || dec.wake || b.model.NoReadAhead {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(dec.ctx)

@@ -318,3 +318,40 @@ func TestPrefetchHandsOverToTheStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadAheadOff: a model with read_ahead: false reads nothing ahead
+// when its start waits, where the same start of a model without it does.
+func TestReadAheadOff(t *testing.T) {
+	weights := filepath.Join(t.TempDir(), "w.gguf")
+	if err := os.WriteFile(weights, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := `
+models:
+  a: {cmd: "MOCK -port ${PORT} -model a", memory: {ram: 6GiB}}
+  b: {cmd: "MOCK -port ${PORT} -model b -fail-message ` + weights + `", memory: {ram: 6GiB}}
+  c: {cmd: "MOCK -port ${PORT} -model c -fail-message ` + weights + `", memory: {ram: 6GiB}, read_ahead: false}
+`
+	fake := fakeFor(t, 10*gib)
+	for _, m := range []string{"a", "b", "c"} {
+		fake.Script(m, probe.Usage{RAM: 6 * gib})
+	}
+	hub := events.NewHub(nil)
+	ahead := &aheadLog{}
+	hub.Listen(ahead.listen)
+	sw, _ := memSwapper(t, text, fake, func(o *swapper.Options) { o.Events = hub })
+	use(t, sw, "a")
+	use(t, sw, "b") // waits for a to leave: reads ahead
+	if !mocktest.Eventually(5*time.Second, func() bool { return len(ahead.events()) == 2 }) {
+		t.Fatalf("b (read_ahead on) read nothing ahead: %v", ahead.events())
+	}
+	use(t, sw, "c") // waits for b to leave: reads nothing
+	for _, e := range ahead.events() {
+		if e.Model == "c" {
+			t.Errorf("c (read_ahead: false) read ahead: %+v", e)
+		}
+	}
+	if st, _ := sw.Status("c"); st.ReadAhead != (swapper.ReadAhead{}) {
+		t.Errorf("c's status says read ahead %+v", st.ReadAhead)
+	}
+}

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 
 // build returns the binaries, and checks when the test ends that no mock
 // backend is left running.
-func build(t *testing.T) bins {
+func build(t testing.TB) bins {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -58,7 +58,7 @@ func build(t *testing.T) bins {
 	return bins{hs, mock}
 }
 
-func writeConfig(t *testing.T, b bins, text string) string {
+func writeConfig(t testing.TB, b bins, text string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, "MOCK", b.mock)), 0o644); err != nil {
@@ -97,7 +97,7 @@ func (l *logBuffer) String() string {
 
 // startLogged is start, also returning hotswap's log. With wrap, hotswap
 // is run by that command (wrap's arguments, then hotswap's).
-func startLogged(t *testing.T, b bins, config string, wrap ...string) (*exec.Cmd, string, *logBuffer) {
+func startLogged(t testing.TB, b bins, config string, wrap ...string) (*exec.Cmd, string, *logBuffer) {
 	t.Helper()
 	// Learned footprints go to a state file; keep it out of the user's.
 	return launch(t, b, config, t.TempDir(), wrap...)
@@ -105,7 +105,7 @@ func startLogged(t *testing.T, b bins, config string, wrap ...string) (*exec.Cmd
 
 // launch is startLogged with the state directory given: hotswap keeps
 // footprints and the remembered mode there, across restarts.
-func launch(t *testing.T, b bins, config, stateHome string, wrap ...string) (*exec.Cmd, string, *logBuffer) {
+func launch(t testing.TB, b bins, config, stateHome string, wrap ...string) (*exec.Cmd, string, *logBuffer) {
 	t.Helper()
 	argv := append(wrap, b.hotswap, "-config", config, "-listen", "127.0.0.1:0")
 	cmd := exec.Command(argv[0], argv[1:]...)

@@ -24,20 +24,31 @@ type Params struct {
 	// "auto", "all") or at least the layer count + 1 puts all of it in
 	// VRAM; between, that many of the last layers go to VRAM.
 	GPULayers int64
+	// Batch and Ubatch are -b and -ub; 0 is llama-server's default (2048
+	// and 512).
+	Batch, Ubatch int64
 }
 
 // DefaultParams are llama-server's defaults.
 var DefaultParams = Params{CacheK: F16, CacheV: F16, GPULayers: -1}
 
-// ComputeBase and the per-ubatch term make the compute-buffer allowance:
-// ComputeBase + 4 bytes × ComputeUbatch × (n_vocab + n_ff + 4·n_embd). It
-// stands for llama.cpp's compute buffers (activations and logits of one
-// ubatch of 512 tokens, f32) and the runtime's fixed overhead; it gives
-// about 140 MiB for a 7B llama, and 16-17 MiB for internal/gguf's tiny
-// models (whose measured RSS is their weights plus about 20 MiB).
+// ComputeBase and the per-token term make the compute-buffer allowance:
+// ComputeBase + 4 bytes × ubatch × (n_vocab + 3·n_ff + 4·n_embd), where
+// ubatch is the micro-batch, -ub (ComputeUbatch), at most -b and the
+// context (llama-context.cpp caps it so). The per-token term is llama.cpp's
+// compute buffer (the f32 activations of one micro-batch at their peak:
+// the logits, the feed-forward network's gate, up and their product, and
+// a few rows of the model's width), which it allocates at start and fills
+// when a prompt fills a micro-batch; ComputeBase stands for the program
+// and its libraries (about 16 MiB of mapped code on x86-64) and its heap.
+// Against llama-server's own "compute buffer size" it is within a few MiB
+// for internal/gguf's models (widths 128 to 2048, feed-forward widths 512
+// to 21500); it gives about 175 MiB for a 7B llama, and 21 MiB for
+// internal/gguf's default shape.
 const (
 	ComputeBase   = 16 << 20
 	ComputeUbatch = 512
+	ComputeBatch  = 2048
 )
 
 // Estimate is a model's planned footprint from its file.
@@ -192,7 +203,15 @@ func EstimateHeaders(hs []*Header, p Params) (Estimate, error) {
 	if vocab == 0 {
 		vocab = int64(h.ArrayLen["tokenizer.ggml.tokens"])
 	}
-	e.Compute = ComputeBase + 4*ComputeUbatch*(vocab+u("feed_forward_length")+4*embd)
+	ubatch, batch := p.Ubatch, p.Batch
+	if ubatch <= 0 {
+		ubatch = ComputeUbatch
+	}
+	if batch <= 0 {
+		batch = ComputeBatch
+	}
+	ubatch = min(ubatch, batch, ctx)
+	e.Compute = ComputeBase + 4*ubatch*(vocab+3*u("feed_forward_length")+4*embd)
 	if gpu(layers - 1) {
 		e.VRAM += e.Compute
 	} else {

@@ -54,7 +54,8 @@ func TestEstimateKVCache(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		compute := int64(ComputeBase + 4*ComputeUbatch*(VocabSize+4*128+4*128))
+		// FF 512 (4·E), E 128; a micro-batch of 512 tokens.
+		compute := int64(ComputeBase + 4*ComputeUbatch*(VocabSize+3*512+4*128))
 		if e.Ctx != c.ctx || e.KV != c.kv || e.Weights != o.WeightBytes() || e.Compute != compute {
 			t.Errorf("%s: %+v, want ctx %d, kv %d, weights %d, compute %d", c.name, e, c.ctx, c.kv, o.WeightBytes(), compute)
 		}
@@ -82,6 +83,35 @@ func TestEstimateKVCache(t *testing.T) {
 	}
 	if e.VRAM != blk1+e.KV/2+e.Compute || e.RAM+e.VRAM != e.Weights+e.KV+e.Compute {
 		t.Errorf("-ngl 1: %+v, blk.1 %d", e, blk1)
+	}
+}
+
+// TestEstimateCompute: the compute allowance is for one micro-batch: -ub
+// (512), at most -b and the context, as llama.cpp caps it.
+func TestEstimateCompute(t *testing.T) {
+	o := Options{FeedForwardLength: 1000}
+	path, _ := writeModel(t, o)
+	perToken := int64(4 * (VocabSize + 3*1000 + 4*128))
+	for _, c := range []struct {
+		name   string
+		p      Params
+		ubatch int64
+	}{
+		{"defaults", Params{Ctx: 4096}, 512},
+		{"context smaller than a micro-batch", Params{Ctx: 256}, 256},
+		{"-ub 128", Params{Ctx: 4096, Ubatch: 128}, 128},
+		{"-ub 1024", Params{Ctx: 4096, Ubatch: 1024}, 1024},
+		{"-b 64", Params{Ctx: 4096, Batch: 64}, 64},
+		{"-ub 2048, -c 1000 (padded to 1024)", Params{Ctx: 1000, Ubatch: 2048}, 1024},
+	} {
+		c.p.CacheK, c.p.CacheV = F16, F16
+		e, err := EstimateFiles([]string{path}, c.p)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if want := ComputeBase + c.ubatch*perToken; e.Compute != want {
+			t.Errorf("%s: compute %d, want %d (a micro-batch of %d)", c.name, e.Compute, want, c.ubatch)
+		}
 	}
 }
 
