@@ -124,7 +124,7 @@ type DryRunOptions struct {
 const whyOrder = "of the sets of models that free enough memory, the planner takes the one with the fewest busy models, then the fewest models, then the least recently used, then the least memory freed beyond the need"
 
 // whyCost is whyOrder under scheduling.eviction cost.
-const whyCost = "of the sets of models that free enough memory, the planner takes the one with the fewest busy models, then the least expected cost to bring back (each model's learned start time, or wake time for one put to sleep, times 1 + how often it was asked for lately; costs within 10% of each other count as equal), then the fewest models, then the least recently used"
+const whyCost = "of the sets of models that free enough memory, the planner takes the one with the fewest busy models, then the least expected cost to bring back (each model's learned start time, or wake time for one put to sleep, times 1 + how often it was asked for lately; costs within 10%, or a quarter second, of each other count as equal), then the fewest models, then the least recently used"
 
 // DryRun says what a request for model would do now; see DryRun (the
 // type). It takes the lock only to read, as a real decision does, and

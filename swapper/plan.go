@@ -454,15 +454,20 @@ func newReloads(cs []candidate) *reloads {
 	return r
 }
 
-// costTolerance is how much two costs may differ and still be taken as
-// equal: start times are learned from single starts, which vary by that
-// much from one to the next, and between two models that cost about the
-// same to bring back, the least recently used should go, as under LRU.
-const costTolerance = 0.10
+// costTolerance and costFloor are how much two costs may differ and still
+// be taken as equal: a tenth, or a quarter of a second (costs are in
+// seconds). Start times are learned from single starts, which vary by
+// that much from one to the next (a start of a tenth of a second, by half
+// of it), and between two models that cost about the same to bring back
+// the least recently used should go, as under LRU.
+const (
+	costTolerance = 0.10
+	costFloor     = 0.25
+)
 
 // cheaper reports whether cost a is less than b by more than the
 // tolerance.
-func cheaper(a, b float64) bool { return a < b && b-a > costTolerance*b }
+func cheaper(a, b float64) bool { return a < b && b-a > max(costTolerance*b, costFloor) }
 
 // of is the cost of bringing cs back; 0 for a nil r (LRU).
 func (r *reloads) of(cs []candidate) float64 {

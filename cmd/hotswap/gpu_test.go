@@ -127,6 +127,7 @@ func backendEnv(t *testing.T, pid int, key string) (string, bool) {
 const apuConfig = `
 ports: 22000-22999
 stop_timeout: 2s
+scheduling: {eviction: lru} # what this test says of eviction is LRU's
 admin_keys: [admin-key]
 memory: {limit_ram: 1200MiB, reserve_ram: 0, reserve_vram: 0}
 models:
