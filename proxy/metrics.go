@@ -76,6 +76,9 @@ func (s *Server) handleEndpointMetrics(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	s.endpoint(ctx)
+	// Counted (endpoint="metrics_endpoint"), so that an operator sees the
+	// picker scrape, and logged at debug: it asks every second.
+	s.logRead(ctx, ctx.Response.StatusCode(), len(ctx.Response.Body()))
 }
 
 // ServeEndpointMetrics serves GET /metrics/endpoint, and nothing else,
