@@ -664,3 +664,166 @@ func (l *logBuffer) tail(n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// benchHosts is each host of the benchmark: three models, memory for one,
+// four requests at a time per backend, a start that takes half a second.
+const benchHosts = `
+ports: PORTS
+stop_timeout: 2s
+api_keys: [user-key]
+memory: {limit_ram: 100MiB, reserve_ram: 0}
+endpoint_picker: {open: true, leave: 3s}
+models:
+  a: {cmd: "MOCK -port ${PORT} -model ${MODEL} -startup 500ms -tokens 16", memory: {ram: 80MiB}, parallel: 4}
+  b: {cmd: "MOCK -port ${PORT} -model ${MODEL} -startup 500ms -tokens 16", memory: {ram: 80MiB}, parallel: 4}
+  c: {cmd: "MOCK -port ${PORT} -model ${MODEL} -startup 500ms -tokens 16", memory: {ram: 80MiB}, parallel: 4}
+`
+
+// randomConfig is the baseline: the same hosts and data layer, and the
+// EPP's random picker alone (it has no round-robin one).
+const randomConfig = `
+apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+  - name: hotswap-hosts
+    type: file-discovery
+    parameters: {path: /etc/epp/endpoints.yaml, watchFile: true}
+  - name: hotswap-metrics
+    type: metrics-data-source
+    parameters: {path: /metrics/endpoint, interval: 1s}
+  - name: hotswap-extractor
+    type: core-metrics-extractor
+    parameters:
+      engineConfigs:
+        - name: hotswap
+          queuedRequestsSpec: hotswap_endpoint_requests_waiting
+          runningRequestsSpec: hotswap_endpoint_requests_running
+          kvUsageSpec: hotswap_endpoint_memory_usage_ratio
+          loraSpec: hotswap_endpoint_lora_requests_info
+  - name: picker
+    type: random-picker
+  - name: profile-handler
+    type: single-profile-handler
+schedulingProfiles:
+  - name: default
+    plugins:
+      - pluginRef: picker
+dataLayer:
+  discovery: {pluginRef: hotswap-hosts}
+  sources:
+    - pluginRef: hotswap-metrics
+      extractors: [{pluginRef: hotswap-extractor}]
+`
+
+// benchArgs is the workload: closed loop, each request drawing its model
+// (a is asked for most), the same seed for both pickers.
+var benchArgs = []string{"-models", "a:3,b:2,c:1", "-mix", "-users", "6", "-requests", "300", "-max-tokens", "16", "-seed", "7"}
+
+// TestClusterBench is BENCHMARKS.md's "More than one machine": the same
+// workload through the endpoint picker with epp-config.yaml, then with the
+// random picker, on fresh hosts each time; backend starts and evictions
+// are read from the hosts. make bench-cluster runs it.
+func TestClusterBench(t *testing.T) {
+	loadgen := os.Getenv("HOTSWAP_CLUSTER_BENCH")
+	if loadgen == "" {
+		t.Skip("a benchmark: make bench-cluster runs it (HOTSWAP_CLUSTER_BENCH=path to hotswap-bench)")
+	}
+	epp := eppBinary(t)
+	random := filepath.Join(t.TempDir(), "random.yaml")
+	if err := os.WriteFile(random, []byte(randomConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		name                   string
+		starts, evictions      float64
+		sent, errors           int
+		p50, p99, elapsed, rps float64
+		perHost                [2]float64
+	}
+	var results []result
+	for _, run := range []struct {
+		name, config string
+		stopHost2    bool // SIGTERM host 2 five seconds in: it leaves, the run goes on
+	}{
+		{"EPP (epp-config.yaml)", "epp-config.yaml", false},
+		{"random picker", random, false},
+		{"EPP, host 2 stopped 5 s in", "epp-config.yaml", true},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			c := newCluster(t, epp, run.config, benchHosts, 2)
+			// Each host's starts and evictions so far; a host that is
+			// stopped keeps what was read of it last.
+			var mu sync.Mutex
+			var seen [2][2]float64
+			read := func() [2][2]float64 {
+				mu.Lock()
+				defer mu.Unlock()
+				for i, h := range c.hosts {
+					if h.exited() {
+						continue
+					}
+					st, ev := h.metric("hotswap_backend_starts_total", ""), h.metric("hotswap_evictions_total", "")
+					if st >= 0 && ev >= 0 {
+						seen[i] = [2]float64{st, ev}
+					}
+				}
+				return seen
+			}
+			before := read()
+			out := filepath.Join(t.TempDir(), "bench.json")
+			args := append([]string{"-target", c.url, "-api-key", "user-key", "-json", out}, benchArgs...)
+			cmd := exec.Command(loadgen, args...)
+			if run.stopHost2 {
+				stop := time.AfterFunc(5*time.Second, func() {
+					read()
+					c.hosts[1].cmd.Process.Signal(syscall.SIGTERM)
+				})
+				defer stop.Stop()
+			}
+			b, err := cmd.CombinedOutput()
+			t.Logf("hotswap bench %s\n%s", strings.Join(args, " "), b)
+			if err != nil {
+				t.Fatalf("hotswap bench: %v", err)
+			}
+			after := read()
+			var rep struct {
+				Targets []struct {
+					ElapsedS float64 `json:"elapsed_s"`
+					Total    struct {
+						Sent      int                        `json:"sent"`
+						Errors    int                        `json:"errors"`
+						RPS       float64                    `json:"requests_per_s"`
+						LatencyMs struct{ P50, P99 float64 } `json:"latency_ms"`
+					} `json:"total"`
+				} `json:"targets"`
+			}
+			raw, err := os.ReadFile(out)
+			if err == nil {
+				err = json.Unmarshal(raw, &rep)
+			}
+			if err != nil || len(rep.Targets) != 1 {
+				t.Fatalf("reading %s: %v", out, err)
+			}
+			tr := rep.Targets[0]
+			h1, h2 := after[0][0]-before[0][0], after[1][0]-before[1][0]
+			r := result{name: run.name, starts: h1 + h2, evictions: after[0][1] - before[0][1] + after[1][1] - before[1][1],
+				sent: tr.Total.Sent, errors: tr.Total.Errors, p50: tr.Total.LatencyMs.P50, p99: tr.Total.LatencyMs.P99,
+				elapsed: tr.ElapsedS, rps: tr.Total.RPS, perHost: [2]float64{h1, h2}}
+			if run.stopHost2 && r.errors > 0 {
+				t.Errorf("%d requests lost as host 2 left", r.errors)
+			}
+			results = append(results, r)
+		})
+	}
+	var b strings.Builder
+	b.WriteString("| picker | requests | errors | backend starts (host 1 + host 2) | evictions | p50 | p99 | requests/s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %s | %d | %d | %.0f (%.0f + %.0f) | %.0f | %.0f ms | %.0f ms | %.1f |\n",
+			r.name, r.sent, r.errors, r.starts, r.perHost[0], r.perHost[1], r.evictions, r.p50, r.p99, r.rps)
+	}
+	t.Logf("\n%s", b.String())
+	if len(results) >= 2 && results[1].starts > 0 {
+		t.Logf("the endpoint picker made %.0f%% fewer backend starts than the random picker",
+			100*(1-results[0].starts/results[1].starts))
+	}
+}
