@@ -52,10 +52,10 @@ func TestChoosePlanEviction(t *testing.T) {
 		// Start times vary by a few percent from one start to the next:
 		// within 10%, costs are a tie, and last use decides.
 		{"cost: within 10% is a tie", short(2*gib, true,
-			with(small, func(c *candidate) { c.model, c.used, c.took = "newer-quicker", 1, 1900 * time.Millisecond }),
+			with(small, func(c *candidate) { c.model, c.used, c.took = "newer-quicker", 1, 1900*time.Millisecond }),
 			with(small, func(c *candidate) { c.model, c.used = "older", 0 })), "older"},
 		{"cost: beyond 10% is not", short(2*gib, true,
-			with(small, func(c *candidate) { c.model, c.used, c.took = "newer-quicker", 1, 1700 * time.Millisecond }),
+			with(small, func(c *candidate) { c.model, c.used, c.took = "newer-quicker", 1, 1700*time.Millisecond }),
 			with(small, func(c *candidate) { c.model, c.used = "older", 0 })), "newer-quicker"},
 		// Unknown start times: the median rate of the known ones (here
 		// large's, 3s/GiB) times its size: unknown-small is 6s, cheaper.
