@@ -92,6 +92,10 @@ func TestCluster(t *testing.T) {
 	if !mocktest.Eventually(30*time.Second, func() bool { return load.last() == h2.addr }) {
 		t.Fatalf("with host 1 out of the endpoints file, requests for a still go to %s", load.last())
 	}
+	n := load.count()
+	if !mocktest.Eventually(20*time.Second, func() bool { return load.count() >= n+20 }) {
+		t.Errorf("requests stalled after host 1 left the endpoints file")
+	}
 	load.stop(t, "host 1 taken out of the endpoints file")
 
 	// Both again, a unloaded from host 1; then host 2 is stopped
@@ -114,7 +118,7 @@ func TestCluster(t *testing.T) {
 		t.Errorf("host 2's exit: %v", err)
 	}
 	// On past host 2's exit: the picker still lists it, and must not pick it.
-	n := load.count()
+	n = load.count()
 	if !mocktest.Eventually(20*time.Second, func() bool { return load.count() >= n+10 }) {
 		t.Errorf("requests stalled after host 2 stopped")
 	}
