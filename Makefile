@@ -4,7 +4,7 @@ BIN := bin
 CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export CGO_CFLAGS
 
-.PHONY: build run test test-ui screenshots test-real bench-real bench bench-go fuzz soak cross dist dist-test lint clean
+.PHONY: build run test test-ui screenshots test-real bench-real test-cluster bench-cluster bench bench-go fuzz soak cross dist dist-test lint clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
@@ -56,6 +56,22 @@ test-real:
 bench-real:
 	@if [ -z "$$HOTSWAP_LLAMA_SERVER" ]; then echo "bench-real SKIPPED: set HOTSWAP_LLAMA_SERVER to a llama-server binary (see README)"; \
 	else set -x; $(GO) test -run '^$$' -bench '^BenchmarkRealLlamaServer$$' -benchtime 1x -count 1 -timeout 60m -v ./cmd/hotswap; fi
+
+# Two hotswap hosts behind llm-d's endpoint picker (EPP), built from its
+# source: HOTSWAP_EPP_SRC, or ../shared/llm-d-router when present. The EPP
+# binary is cached under the user's cache directory by the source's commit
+# (the first build takes minutes, fetching its modules). See examples/llm-d/.
+EPP_SRC ?= $(or $(HOTSWAP_EPP_SRC),$(wildcard $(CURDIR)/../shared/llm-d-router))
+test-cluster:
+	@test -n "$(EPP_SRC)" || { echo "set HOTSWAP_EPP_SRC to a checkout of github.com/llm-d/llm-d-router"; exit 2; }
+	HOTSWAP_EPP_SRC=$(EPP_SRC) $(GO) test -race -count=1 -timeout 20m -run 'TestCluster$$' -v ./examples/llm-d/
+
+# The benchmark of BENCHMARKS.md's "More than one machine": a workload
+# cycling three models over two hosts (memory for one model each) through
+# the endpoint picker, then through its random picker. A few minutes.
+bench-cluster: build
+	@test -n "$(EPP_SRC)" || { echo "set HOTSWAP_EPP_SRC to a checkout of github.com/llm-d/llm-d-router"; exit 2; }
+	HOTSWAP_EPP_SRC=$(EPP_SRC) HOTSWAP_CLUSTER_BENCH=$(CURDIR)/$(BIN)/hotswap-bench $(GO) test -count=1 -timeout 30m -run 'TestClusterBench$$' -v ./examples/llm-d/
 
 # The standard `hotswap bench` suite against config.yaml's hotswap and its
 # chat model's backend directly; writes bench/results/ and regenerates the

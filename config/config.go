@@ -131,6 +131,9 @@ type Config struct {
 	Server     Server
 	Memory     Memory
 	Scheduling Scheduling
+	// EndpointPicker is how an endpoint picker (llm-d's EPP) in front of
+	// several hotswap hosts reads this one's GET /metrics/endpoint.
+	EndpointPicker EndpointPicker
 
 	// Models holds every model, keyed by model id (not by alias).
 	Models map[string]*Model
@@ -196,6 +199,25 @@ type Memory struct {
 	// StateFile is where learned footprints are kept; "" lets the caller
 	// choose (the user's state directory).
 	StateFile string
+}
+
+// EndpointPicker holds what an endpoint picker in front of several
+// hotswap hosts needs of this one. GET /metrics/endpoint is always served
+// on the main listener, under the keys of /metrics; a picker's scraper
+// cannot send a key, so reading it without one is an opt-in.
+type EndpointPicker struct {
+	// Open serves /metrics/endpoint on the main listener without a key,
+	// whatever keys are configured (what it shows is which models are
+	// loaded, queue lengths and memory in use).
+	Open bool
+	// Listen, when set, is an address (host:port) of a listener of its
+	// own that serves /metrics/endpoint, and nothing else, without a key:
+	// bind it where only the picker reaches (a cluster-internal address).
+	Listen string
+	// Leave is how long hotswap, told to stop, serves on while saying on
+	// /metrics/endpoint that it is leaving, so that the picker sends
+	// nothing new before it closes its listener; 0 stops at once.
+	Leave time.Duration
 }
 
 // Scheduling holds the router's settings.

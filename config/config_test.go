@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -307,6 +308,24 @@ modes:
 	}
 }
 
+func TestEndpointPicker(t *testing.T) {
+	c := mustParse(t, minimal+"listen: 127.0.0.1:8080\nendpoint_picker:\n  open: true\n  listen: 10.0.0.5:9400\n  leave: 3s\n")
+	want := EndpointPicker{Open: true, Listen: "10.0.0.5:9400", Leave: 3 * time.Second}
+	if c.EndpointPicker != want {
+		t.Errorf("endpoint_picker = %+v, want %+v", c.EndpointPicker, want)
+	}
+	if d := mustParse(t, minimal); d.EndpointPicker != (EndpointPicker{}) {
+		t.Errorf("default endpoint_picker = %+v, want all off", d.EndpointPicker)
+	}
+	// Port 0 is a free port for each listener, never the same one.
+	mustParse(t, minimal+"listen: 127.0.0.1:0\nendpoint_picker: {listen: 127.0.0.1:0}\n")
+	// A listener of its own is built at start: a reload cannot move it.
+	next := mustParse(t, minimal+"endpoint_picker: {listen: 10.0.0.5:9401, leave: 1s}\n")
+	if d := Compare(c, next); !slices.Contains(d.NeedsRestart, "endpoint_picker.listen") {
+		t.Errorf("a changed endpoint_picker.listen needs no restart: %+v", d.NeedsRestart)
+	}
+}
+
 func TestModelIDsKeepFileOrder(t *testing.T) {
 	c := mustParse(t, `
 models:
@@ -454,6 +473,12 @@ func TestValidationErrors(t *testing.T) {
 
 		{"listen", minimal + "listen: localhost\n", `listen: invalid address "localhost"`},
 		{"listen port", minimal + "listen: localhost:99999\n", `listen: invalid address`},
+		{"endpoint picker listen", minimal + "endpoint_picker: {listen: nowhere}\n", `endpoint_picker.listen: invalid address "nowhere"`},
+		{"endpoint picker listen is listen", minimal + "listen: 10.0.0.5:8080\nendpoint_picker: {listen: 0.0.0.0:8080}\n",
+			"endpoint_picker.listen: 0.0.0.0:8080 is the main listener's address"},
+		{"endpoint picker open", minimal + "endpoint_picker: {open: sometimes}\n", "endpoint_picker.open"},
+		{"endpoint picker leave", minimal + "endpoint_picker: {leave: 3}\n", `endpoint_picker.leave: invalid duration "3"`},
+		{"endpoint picker unknown key", minimal + "endpoint_picker: {metrics: true}\n", `endpoint_picker: unknown key "metrics"`},
 		{"log level", minimal + "log_level: verbose\n", `log_level: invalid value "verbose" (use debug, info, warn, error)`},
 		{"api key empty", minimal + "api_keys: [a, '']\n", "api_keys[1]: must not be empty"},
 		{"api keys not list", minimal + "api_keys: abc\n", "api_keys: must be a list"},

@@ -18,7 +18,8 @@ type Diff struct {
 	// parallel, ttl, pinned, timeouts): they apply at once.
 	Changed []string `json:"changed"`
 	// NeedsRestart names the settings that keep their old values until
-	// hotswap restarts (listen, server, ports, max_body, state_file).
+	// hotswap restarts (listen, server, ports, max_body, state_file,
+	// endpoint_picker.listen).
 	NeedsRestart []string `json:"needs_restart"`
 }
 
@@ -66,6 +67,7 @@ func fixed(c *Config) []setting {
 		{"ports", &c.Ports},
 		{"max_body", &c.MaxBody},
 		{"memory.state_file", &c.Memory.StateFile},
+		{"endpoint_picker.listen", &c.EndpointPicker.Listen},
 	}
 }
 

@@ -86,6 +86,13 @@ func (p *parser) config(doc *yaml.Node) *Config {
 				"eviction":         p.oneOf(&c.Scheduling.Eviction, EvictLRU, EvictCost),
 			})
 		},
+		"endpoint_picker": func(v *yaml.Node, path string) {
+			p.fields(v, path, map[string]setter{
+				"open":   p.boolean(&c.EndpointPicker.Open),
+				"listen": p.listen(&c.EndpointPicker.Listen),
+				"leave":  p.duration(&c.EndpointPicker.Leave, true),
+			})
+		},
 		"models": func(v *yaml.Node, _ string) { models = v },
 		"modes":  func(v *yaml.Node, _ string) { modes = v },
 		"macros": func(*yaml.Node, string) {}, // read above
@@ -101,6 +108,10 @@ func (p *parser) config(doc *yaml.Node) *Config {
 	}
 	if c.Server.MaxConns > 0 && c.Server.MaxConnsPerIP > c.Server.MaxConns {
 		p.addf("server.max_conns_per_ip", "%d is more than max_conns (%d)", c.Server.MaxConnsPerIP, c.Server.MaxConns)
+	}
+	if l := c.EndpointPicker.Listen; l != "" && sameAddress(l, c.Listen) {
+		p.addf("endpoint_picker.listen", "%s is the main listener's address (listen): give it an address of its own, "+
+			"or set endpoint_picker.open to serve /metrics/endpoint there without a key", l)
 	}
 	p.models(c, models)
 	for _, m := range c.Models {
@@ -127,6 +138,19 @@ func (p *parser) config(doc *yaml.Node) *Config {
 // loadProgress reads a load_progress: off, reasoning or content.
 func (p *parser) loadProgress(dst *string) setter {
 	return p.oneOf(dst, LoadProgressOff, LoadProgressReasoning, LoadProgressContent)
+}
+
+// sameAddress reports whether two listen addresses would take the same
+// port on a common interface: the same port, and the same host or either
+// on every interface.
+func sameAddress(a, b string) bool {
+	ah, ap, err1 := net.SplitHostPort(a)
+	bh, bp, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || ap != bp || ap == "0" {
+		return false // port 0: a free port each
+	}
+	every := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ah == bh || every(ah) || every(bh)
 }
 
 func (p *parser) listen(dst *string) setter {

@@ -50,6 +50,12 @@ func (s *Server) gate(ctx *fasthttp.RequestCtx, path []byte) *apiError {
 		return ae
 	}
 	switch {
+	case string(path) == "/metrics/endpoint":
+		// An endpoint picker's scraper cannot send a key: endpoint_picker
+		// opens it (or serves it on a listener of its own).
+		if !s.config().EndpointPicker.Open && !s.adminAuthorized(ctx) {
+			return errUnauthorized
+		}
 	case bytes.HasPrefix(path, []byte("/admin/")), string(path) == "/metrics":
 		if !s.adminAuthorized(ctx) {
 			return errUnauthorized

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"net"
 	"strings"
 	"time"
 
@@ -69,6 +70,66 @@ func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) {
 	s.metrics.Handler()(ctx)
 }
 
+func (s *Server) handleEndpointMetrics(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		s.fail(ctx, "", methodNotAllowed("GET"))
+		return
+	}
+	s.endpoint(ctx)
+	// Counted (endpoint="metrics_endpoint"), so that an operator sees the
+	// picker scrape, and logged at debug: it asks every second.
+	s.logRead(ctx, ctx.Response.StatusCode(), len(ctx.Response.Body()))
+}
+
+// ServeEndpointMetrics serves GET /metrics/endpoint, and nothing else,
+// without a key, on ln (endpoint_picker.listen) until Shutdown: an
+// endpoint picker's scraper reads it there, on an address only it
+// reaches, whatever keys the main listener asks for.
+func (s *Server) ServeEndpointMetrics(ln net.Listener) error {
+	srv := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			if string(ctx.Path()) != "/metrics/endpoint" || s.endpoint == nil {
+				s.fail(ctx, "", &apiError{Status: 404, Type: "invalid_request_error", Code: "not_found",
+					Message: "unknown path " + clip(string(ctx.Path())) + ": this listener (endpoint_picker.listen) serves /metrics/endpoint only"})
+				return
+			}
+			s.handleEndpointMetrics(ctx)
+		},
+		Name: "hotswap",
+		// A scrape is a GET with no body, every second or so.
+		ReadTimeout:           s.server.HeaderTimeout,
+		WriteTimeout:          time.Minute,
+		IdleTimeout:           s.server.IdleTimeout,
+		MaxRequestBodySize:    1 << 10,
+		Concurrency:           64,
+		CloseOnShutdown:       true,
+		NoDefaultServerHeader: false,
+		Logger:                fasthttpLogger{s.log.Named("http")},
+	}
+	s.mu.Lock()
+	s.pickerSrv, s.pickerLn = srv, ln
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		ln.Close()
+		return nil // shut down before it began
+	default:
+	}
+	if err := srv.Serve(ln); err != nil && !isClosed(s.done) {
+		return err
+	}
+	return nil
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // waited records a granted request's wait.
 func (s *Server) waited(model string, t *router.Ticket) {
 	if s.metrics != nil {
@@ -78,7 +139,7 @@ func (s *Server) waited(model string, t *router.Ticket) {
 
 // endpointNames are the metrics' names of the endpoints hotswap knows.
 var endpointNames = func() map[string]string {
-	m := map[string]string{"/v1/models": "models", "/metrics": "metrics", "/health": "health"}
+	m := map[string]string{"/v1/models": "models", "/metrics": "metrics", "/metrics/endpoint": "metrics_endpoint", "/health": "health"}
 	for p := range postEndpoints {
 		m[p] = strings.TrimPrefix(p, "/v1/")
 	}

@@ -50,6 +50,9 @@ type Options struct {
 	Events *events.Hub
 	// Metrics counts requests and serves /metrics; nil leaves it out.
 	Metrics Metrics
+	// EndpointMetrics serves GET /metrics/endpoint, the figures an
+	// endpoint picker scrapes (see endpoint_picker); nil leaves it out.
+	EndpointMetrics fasthttp.RequestHandler
 	// SessionFile keeps the status page's signed-out sessions, so that a
 	// restart does not bring them back; "" keeps them in memory.
 	SessionFile string
@@ -90,6 +93,7 @@ type Server struct {
 	events     *events.Hub
 	metrics    Metrics
 	variants   VariantMetrics // metrics, when they count variants
+	endpoint   fasthttp.RequestHandler
 	background sync.WaitGroup // loads not waited for
 	// budget bounds the request bodies held at once (server.body_memory).
 	budget bodyBudget
@@ -101,6 +105,10 @@ type Server struct {
 	mu      sync.Mutex
 	clients map[string]*upstreamClient // by model id
 	ln      *listener
+	// pickerSrv serves /metrics/endpoint alone, on pickerLn
+	// (endpoint_picker.listen).
+	pickerSrv *fasthttp.Server
+	pickerLn  net.Listener
 }
 
 // New returns a Server.
@@ -111,16 +119,17 @@ func New(opts Options) *Server {
 	}
 	c := clock.Or(opts.Clock)
 	s := &Server{
-		router:  opts.Router,
-		status:  opts.Status,
-		log:     log,
-		clock:   c,
-		created: c.Now().Unix(),
-		clients: make(map[string]*upstreamClient),
-		done:    make(chan struct{}),
-		admin:   opts.Admin,
-		events:  opts.Events,
-		metrics: opts.Metrics,
+		router:   opts.Router,
+		status:   opts.Status,
+		log:      log,
+		clock:    c,
+		created:  c.Now().Unix(),
+		clients:  make(map[string]*upstreamClient),
+		done:     make(chan struct{}),
+		admin:    opts.Admin,
+		events:   opts.Events,
+		metrics:  opts.Metrics,
+		endpoint: opts.EndpointMetrics,
 	}
 	s.conf.Store(opts.Config)
 	s.shapes.Store(compileShapes(opts.Config))
@@ -166,6 +175,9 @@ func New(opts Options) *Server {
 }
 
 func (s *Server) config() *config.Config { return s.conf.Load() }
+
+// Config is the configuration it serves with now (the last reload's).
+func (s *Server) Config() *config.Config { return s.conf.Load() }
 
 // Reconfigure serves with cfg from now on: keys, aliases, models and
 // scheduling settings apply to the next request. A model whose upstream
@@ -213,6 +225,15 @@ func (s *Server) Serve(ln net.Listener) error {
 // Answers cut short from now on say that hotswap is shutting down.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeDone.Do(func() { close(s.done) })
+	s.mu.Lock()
+	picker, pickerLn := s.pickerSrv, s.pickerLn
+	s.mu.Unlock()
+	if picker != nil {
+		// Closed here too, in case its Serve had not begun: it then
+		// returns at its first Accept.
+		_ = pickerLn.Close()
+		_ = picker.ShutdownWithContext(ctx) // its answers are short; the main server's error says more
+	}
 	err := s.srv.ShutdownWithContext(ctx)
 	s.background.Wait()
 	s.mu.Lock()
@@ -287,6 +308,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.handleUI(ctx, path)
 	case string(path) == "/metrics" && s.metrics != nil:
 		s.handleMetrics(ctx)
+	case string(path) == "/metrics/endpoint" && s.endpoint != nil:
+		s.handleEndpointMetrics(ctx)
 	case bytes.HasPrefix(path, []byte("/upstream/")):
 		s.handleUpstream(ctx)
 	case isPreflight(ctx) && (isOllama(path) || isLlamaModels(path)):

@@ -253,23 +253,36 @@ func serve(path string, cfg *config.Config, override func(*config.Config), log *
 	rt := router.New(sw, router.ConfigOptions(cfg, log.Named("router")))
 	mx := metrics.New(cfg.ModelIDs, sw, rt)
 	mx.Listen(hub)
+	picker := metrics.NewEndpoint(metrics.EndpointOptions{Config: cfg, Source: sw, Queues: rt, Planner: sw})
 	ctl := control.New(control.Options{
 		Config: cfg, Lifecycle: sw, Door: rt, Modes: control.StateModes{File: learned}, Learned: learned, Events: hub, Log: log.Named("control"),
 		Path: path, Override: override,
 		OnReload: []func(*config.Config){
 			func(c *config.Config) { px.Reconfigure(c) },
 			func(c *config.Config) { mx.SetModels(c.ModelIDs) },
+			picker.SetConfig,
 			func(c *config.Config) { _ = level.UnmarshalText([]byte(c.LogLevel)) }, // valid: config checked it
 		},
 	})
 	px = proxy.New(proxy.Options{Config: cfg, Router: rt, Status: sw.Status, Log: log,
-		Admin: ctl, Events: hub, Metrics: mx,
+		Admin: ctl, Events: hub, Metrics: mx, EndpointMetrics: picker.Handler(),
 		SessionFile: filepath.Join(filepath.Dir(statePath), "revoked-sessions.json")})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		sw.Close(context.Background())
 		return err
+	}
+	// The endpoint picker's own listener, bound before anything is
+	// served, so that a taken address is said at start.
+	var pickerLn net.Listener
+	if addr := cfg.EndpointPicker.Listen; addr != "" {
+		if pickerLn, err = net.Listen("tcp", addr); err != nil {
+			ln.Close()
+			sw.Close(context.Background())
+			return fmt.Errorf("endpoint_picker.listen: %w", err)
+		}
+		log.Info("serving /metrics/endpoint without a key for an endpoint picker", zap.String("addr", pickerLn.Addr().String()))
 	}
 	log.Info("hotswap listening", zap.String("addr", ln.Addr().String()), zap.Strings("models", cfg.ModelIDs))
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && len(cfg.AdminKeys)+len(cfg.APIKeys) == 0 {
@@ -338,10 +351,18 @@ func serve(path string, cfg *config.Config, override func(*config.Config), log *
 
 	served := make(chan error, 1)
 	go func() { served <- px.Serve(ln) }()
+	if pickerLn != nil {
+		go func() {
+			if err := px.ServeEndpointMetrics(pickerLn); err != nil {
+				log.Warn("the endpoint picker's listener stopped", zap.Error(err))
+			}
+		}()
+	}
 	select {
 	case err = <-served:
 	case <-ctx.Done():
 		log.Info("shutting down")
+		leave(px.Config().EndpointPicker.Leave, picker, log)
 	}
 	// Queued requests are told at once, and operators' commands called
 	// off (a mode switch waiting for a drain among them); in-flight
@@ -361,6 +382,29 @@ func serve(path string, cfg *config.Config, override func(*config.Config), log *
 	sw.Close(grace)
 	log.Info("all backends stopped")
 	return err
+}
+
+// leave serves on for d (endpoint_picker.leave), saying on
+// /metrics/endpoint that this host is leaving, so that an endpoint picker
+// sends nothing new here before the listener closes: requests it sent
+// already, and those it sends until its next scrape, are served. A
+// second SIGINT or SIGTERM cuts it short.
+func leave(d time.Duration, picker *metrics.Endpoint, log *zap.Logger) {
+	if d <= 0 {
+		return
+	}
+	picker.Leave()
+	log.Info("leaving: serving on while the endpoint picker sends requests elsewhere", zap.Duration("for", d))
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(again)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-again:
+		log.Info("told again to stop: leaving now")
+	}
 }
 
 // defaultStatePath is where learned footprints live unless the config

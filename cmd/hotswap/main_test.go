@@ -205,6 +205,8 @@ func TestCheck(t *testing.T) {
 	os.WriteFile(good, []byte("models:\n  a:\n    cmd: sh -c x --port ${PORT}\n"), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("listen: [\nmodels:\n"), 0o644)
+	picker := filepath.Join(dir, "picker.yaml")
+	os.WriteFile(picker, []byte("listen: 127.0.0.1:8080\nendpoint_picker: {listen: 127.0.0.1:8080, leave: soon}\nmodels:\n  a:\n    cmd: sh -c x --port ${PORT}\n"), 0o644)
 	typos := filepath.Join(dir, "typos.yaml")
 	os.WriteFile(typos, []byte("stop_timeot: 1s\nmodels:\n  a:\n    cmd: x --port ${PORT}\n    memory: {ram: 6XB}\n"), 0o644)
 
@@ -216,6 +218,7 @@ func TestCheck(t *testing.T) {
 		{good, 0, []string{"ok, 1 model\n"}},
 		{bad, 1, []string{"bad.yaml"}},
 		{typos, 1, []string{"stop_timeot", "models.a.memory.ram"}},
+		{picker, 1, []string{"endpoint_picker.listen: 127.0.0.1:8080 is the main listener's address", "endpoint_picker.leave"}},
 		{filepath.Join(dir, "missing.yaml"), 1, []string{"missing.yaml"}},
 	}
 	for _, c := range cases {
