@@ -1,19 +1,13 @@
 package metrics_test
 
 import (
-	"bytes"
 	"errors"
-	"io"
-	"net"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/valyala/fasthttp"
 
 	"github.com/hotswap/hotswap/clock"
 	"github.com/hotswap/hotswap/config"
@@ -210,35 +204,5 @@ func TestEndpointScrape(t *testing.T) {
 // the EPP's scraper does (legacy metric names).
 func scrapeEndpoint(t *testing.T, e *metrics.Endpoint) map[string]*dto.MetricFamily {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: e.Handler()}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	defer func() {
-		if err := srv.Shutdown(); err != nil {
-			t.Error(err)
-		}
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Get("http://" + ln.Addr().String() + "/metrics/endpoint")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics/endpoint: %s %v\n%s", resp.Status, err, body)
-	}
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("parsing the scrape: %v\n%s", err, body)
-	}
-	return fams
+	return scrapeHandler(t, e.Handler(), "/metrics/endpoint", model.LegacyValidation)
 }

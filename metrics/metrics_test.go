@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -64,11 +65,18 @@ func (q fakeQueues) Stats(model string) *router.Stats { return q[model] }
 // returns.
 func scrape(t *testing.T, m *metrics.Metrics) map[string]*dto.MetricFamily {
 	t.Helper()
+	return scrapeHandler(t, m.Handler(), "/metrics", model.UTF8Validation)
+}
+
+// scrapeHandler serves h on a real listener, GETs path and parses the
+// answer with the validation given (the EPP's scraper takes legacy names).
+func scrapeHandler(t *testing.T, h fasthttp.RequestHandler, path string, validation model.ValidationScheme) map[string]*dto.MetricFamily {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: m.Handler()}
+	srv := &fasthttp.Server{Handler: h}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	defer func() {
@@ -81,19 +89,19 @@ func scrape(t *testing.T, m *metrics.Metrics) map[string]*dto.MetricFamily {
 	}()
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Get("http://" + ln.Addr().String() + "/metrics")
+	resp, err := client.Get("http://" + ln.Addr().String() + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET /metrics: %s\n%s", resp.Status, body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v\n%s", path, resp.Status, err, body)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	parser := expfmt.NewTextParser(validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
-		t.Fatalf("parsing the scrape: %v", err)
+		t.Fatalf("parsing the scrape: %v\n%s", err, body)
 	}
 	return fams
 }
