@@ -296,14 +296,7 @@ func variant(path, dir string, sc scenario) (string, *config.Config, error) {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return "", nil, err
 	}
-	section := func(name string) map[string]any {
-		m, _ := doc[name].(map[string]any)
-		if m == nil {
-			m = map[string]any{}
-			doc[name] = m
-		}
-		return m
-	}
+	section := sectionOf(doc)
 	section("memory")["state_file"] = filepath.Join(dir, "state.json")
 	if sc.limitRAM != "" {
 		section("memory")["limit_ram"] = sc.limitRAM
@@ -450,4 +443,61 @@ func machine() Machine {
 		m.Commit = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// scenarioConfig writes cfgPath's settings, with models, memory.limit_ram
+// limitRAM and a state file in dir in place of its own (and no modes),
+// to dir/config.yaml, for a scenario run alone; edit, if set, changes
+// more, with section giving a top-level section (made if missing).
+func scenarioConfig(cfgPath, dir, limitRAM string, models map[string]any, edit func(section func(string) map[string]any)) (string, error) {
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return "", err
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return "", err
+	}
+	section := sectionOf(doc)
+	section("memory")["state_file"] = filepath.Join(dir, "state.json")
+	section("memory")["limit_ram"] = limitRAM
+	doc["log_level"] = "warn"
+	delete(doc, "modes")
+	doc["models"] = models
+	if edit != nil {
+		edit(section)
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(dir, "config.yaml")
+	return file, os.WriteFile(file, out, 0o644)
+}
+
+// serveScenario starts hotswap on cfgFile, its log in dir, and returns its
+// base URL once it answers, and how to stop it.
+func serveScenario(ctx context.Context, hotswap, cfgFile, dir string) (base string, stop func(), err error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	stop, err = startProcess(ctx, []string{hotswap, "-config", cfgFile, "-listen", addr}, filepath.Join(dir, "hotswap.log"),
+		"http://"+addr+"/health")
+	if err != nil {
+		return "", nil, fmt.Errorf("hotswap: %w", err)
+	}
+	return "http://" + addr, stop, nil
+}
+
+// sectionOf gives doc's top-level sections by name, each made if missing.
+func sectionOf(doc map[string]any) func(string) map[string]any {
+	return func(name string) map[string]any {
+		m, _ := doc[name].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+			doc[name] = m
+		}
+		return m
+	}
 }

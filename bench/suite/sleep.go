@@ -19,8 +19,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 const (
@@ -101,17 +99,11 @@ func sleepRun(ctx context.Context, hotswap, cfgPath string, sleep bool, rounds i
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	base, stop, err := serveScenario(ctx, hotswap, cfgFile, dir)
 	if err != nil {
 		return nil, err
 	}
-	stop, err := startProcess(ctx, []string{hotswap, "-config", cfgFile, "-listen", addr}, filepath.Join(dir, "hotswap.log"),
-		"http://"+addr+"/health")
-	if err != nil {
-		return nil, fmt.Errorf("hotswap: %w", err)
-	}
 	defer stop()
-	base := "http://" + addr
 	c := &http.Client{Timeout: time.Minute}
 	r := &SleepRun{Sleep: sleep}
 	var swaps []float64
@@ -190,23 +182,6 @@ func sleepFigures(c *http.Client, base string, r *SleepRun) error {
 // sleepConfig writes cfgPath's settings with the scenario's two models
 // and memory limit in place of its own.
 func sleepConfig(cfgPath, dir, mock string, sleep bool) (string, error) {
-	b, err := os.ReadFile(cfgPath)
-	if err != nil {
-		return "", err
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return "", err
-	}
-	memory, _ := doc["memory"].(map[string]any)
-	if memory == nil {
-		memory = map[string]any{}
-		doc["memory"] = memory
-	}
-	memory["state_file"] = filepath.Join(dir, "state.json")
-	memory["limit_ram"] = sleepLimitRAM
-	doc["log_level"] = "warn"
-	delete(doc, "modes")
 	models := map[string]any{}
 	for _, name := range []string{"model-a", "model-b"} {
 		m := map[string]any{
@@ -220,11 +195,5 @@ func sleepConfig(cfgPath, dir, mock string, sleep bool) (string, error) {
 		}
 		models[name] = m
 	}
-	doc["models"] = models
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		return "", err
-	}
-	file := filepath.Join(dir, "config.yaml")
-	return file, os.WriteFile(file, out, 0o644)
+	return scenarioConfig(cfgPath, dir, sleepLimitRAM, models, nil)
 }
