@@ -47,16 +47,14 @@ type swapModel struct {
 	weights int64  // the size of its weights file
 }
 
-// A backend's load from a cold page cache is mostly reading its weights
-// (llama-server: 0.3 s warm, 4 s cold for 2 GiB here): -startup is the
-// rest, and the weights files are large enough that reading them cold
-// counts.
+// A large model takes ten times a small one's start (as a 20 GB model
+// does a 2 GB one's), and a cold read of its weights adds to it.
 var swapModels = []swapModel{
-	{"small-1", "100ms", "32MiB", "48MiB", 64 << 20},
-	{"small-2", "100ms", "32MiB", "48MiB", 64 << 20},
-	{"small-3", "100ms", "32MiB", "48MiB", 64 << 20},
-	{"large-1", "1s", "128MiB", "160MiB", 1 << 30},
-	{"large-2", "1s", "128MiB", "160MiB", 1 << 30},
+	{"small-1", "200ms", "32MiB", "48MiB", 64 << 20},
+	{"small-2", "200ms", "32MiB", "48MiB", 64 << 20},
+	{"small-3", "200ms", "32MiB", "48MiB", 64 << 20},
+	{"large-1", "2s", "128MiB", "160MiB", 1 << 30},
+	{"large-2", "2s", "128MiB", "160MiB", 1 << 30},
 }
 
 // swapLatency is how long the mocks take to answer a request.
