@@ -363,6 +363,7 @@ func swapCostPlot(runs []SwapCostRun) ([]byte, error) {
 		p.Title.Text = m.title
 		w := vg.Points(12)
 		variants := swapVariants()
+		top := 0.0
 		for i, v := range variants {
 			vals := make(plotter.Values, len(swapWorkloads))
 			for j, wl := range swapWorkloads {
@@ -371,6 +372,9 @@ func swapCostPlot(runs []SwapCostRun) ([]byte, error) {
 						vals[j] = m.get(r)
 					}
 				}
+			}
+			for _, x := range vals {
+				top = max(top, x)
 			}
 			bars, err := plotter.NewBarChart(vals, w)
 			if err != nil {
@@ -385,6 +389,7 @@ func swapCostPlot(runs []SwapCostRun) ([]byte, error) {
 		p.Legend.Top = true
 		p.NominalX(names...)
 		p.Y.Min = 0
+		p.Y.Max = top * 1.6 // room above the bars for the legend
 		plots[0] = append(plots[0], p)
 	}
 	width, height := vg.Points(780), vg.Points(280)
