@@ -63,6 +63,10 @@ func (s *Swapper) Reconfigure(models map[string]*config.Model, set Settings) {
 			// Asleep with the old configuration: it goes, and the next
 			// request starts it with the new one.
 			s.stopAsleepLocked(b, reconfigured)
+		case b.model.RestartNeeded(m) && b.cur != nil && b.cur.asleep != nil:
+			// On its way to sleep: it stops instead (or, if its sleep
+			// is under way, once asleep: see putToSleep).
+			b.cur.noSleep = true
 		case b.model.RestartNeeded(m) && (b.state == Ready || b.state == Starting):
 			b.stale = true
 			s.restartIfIdleLocked(b)

@@ -106,6 +106,11 @@ func (s *Swapper) putToSleep(b *backend, inst *instance, sl *config.Sleep, reaso
 	close(inst.asleep)
 	inst.asleep = nil
 	s.changedLocked(b)
+	if b.next != nil && b.model.RestartNeeded(b.next) {
+		// Reconfigured as it went to sleep: asleep it would wake with the
+		// old configuration. It goes, and the next request starts the new.
+		s.stopAsleepLocked(b, reconfigured)
+	}
 	s.unlock()
 	log.Info("backend asleep", zap.Duration("took", took))
 	s.opts.Events.Publish(events.Event{Type: events.Asleep, Model: b.model.ID, Message: reason,

@@ -228,3 +228,32 @@ func TestAsleepLeaves(t *testing.T) {
 		t.Errorf("after Close: a alive %v, b (asleep) alive %v", mocktest.Alive(pidA), mocktest.Alive(pidB))
 	}
 }
+
+// TestAsleepReconfigured: an asleep model whose command a reload changes
+// is stopped, not woken later with the old one; the next request starts
+// it with the new command.
+func TestAsleepReconfigured(t *testing.T) {
+	sw, _, _ := sleepers(t, "", "")
+	use(t, sw, "a")
+	pidA := pid(sw, "a")
+	use(t, sw, "b")
+	if got := states(sw, "a", "b"); got != "a=asleep b=ready" {
+		t.Fatalf("after b: %s", got)
+	}
+	model := func(name, flags string) string {
+		return `  ` + name + `:
+    cmd: MOCK -port ${PORT} -hold 300MiB -sleep-mode -wake-time 50ms -progress-interval 0 ` + flags + `
+    memory: {ram: 300MiB}
+    sleep: {sleep: "POST /sleep?level=1", wake: POST /wake_up, memory: {ram: 64MiB}}
+`
+	}
+	cfg := reconfigured(t, "models:\n"+model("a", "-tokens 3")+model("b", ""))
+	sw.Reconfigure(cfg.Models, swapper.Settings{CooldownMax: 10 * time.Second, LimitRAM: 500 << 20})
+	if !mocktest.Eventually(10*time.Second, func() bool { return state(sw, "a") == swapper.Stopped && !mocktest.Alive(pidA) }) {
+		t.Fatalf("a stayed asleep with its old command: %s", states(sw, "a"))
+	}
+	use(t, sw, "a")
+	if args := strings.Join(cmdline(pid(sw, "a")), " "); !strings.Contains(args, "-tokens 3") {
+		t.Errorf("a started again with %q, not its new command", args)
+	}
+}
