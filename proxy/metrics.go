@@ -97,14 +97,13 @@ func (s *Server) ServeEndpointMetrics(ln net.Listener) error {
 		},
 		Name: "hotswap",
 		// A scrape is a GET with no body, every second or so.
-		ReadTimeout:           s.server.HeaderTimeout,
-		WriteTimeout:          time.Minute,
-		IdleTimeout:           s.server.IdleTimeout,
-		MaxRequestBodySize:    1 << 10,
-		Concurrency:           64,
-		CloseOnShutdown:       true,
-		NoDefaultServerHeader: false,
-		Logger:                fasthttpLogger{s.log.Named("http")},
+		ReadTimeout:        s.server.HeaderTimeout,
+		WriteTimeout:       time.Minute,
+		IdleTimeout:        s.server.IdleTimeout,
+		MaxRequestBodySize: 1 << 10,
+		Concurrency:        64,
+		CloseOnShutdown:    true,
+		Logger:             fasthttpLogger{s.log.Named("http")},
 	}
 	s.mu.Lock()
 	s.pickerSrv, s.pickerLn = srv, ln
@@ -115,19 +114,14 @@ func (s *Server) ServeEndpointMetrics(ln net.Listener) error {
 		return nil // shut down before it began
 	default:
 	}
-	if err := srv.Serve(ln); err != nil && !isClosed(s.done) {
-		return err
+	if err := srv.Serve(ln); err != nil {
+		select {
+		case <-s.done: // closed by Shutdown
+		default:
+			return err
+		}
 	}
 	return nil
-}
-
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
 }
 
 // waited records a granted request's wait.

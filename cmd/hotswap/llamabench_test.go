@@ -615,7 +615,7 @@ func directRun(tb testing.TB, argv []string, model string, keepIdle bool) direct
 		}
 	}
 	base := "http://127.0.0.1:" + port
-	var out lockedOutput
+	var out mocktest.Output
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	begin := time.Now()
@@ -676,23 +676,6 @@ func directRun(tb testing.TB, argv []string, model string, keepIdle bool) direct
 	d.exit = time.Since(t1).Seconds()
 	tr.CloseIdleConnections()
 	return d
-}
-
-type lockedOutput struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedOutput) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedOutput) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // eventWatch keeps what hotswap's /admin/events says.

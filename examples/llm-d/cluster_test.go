@@ -200,7 +200,7 @@ type host struct {
 	name string
 	cmd  *exec.Cmd
 	addr string // 127.0.0.1:port
-	logs *logBuffer
+	logs *mocktest.Output
 	done chan error
 }
 
@@ -258,7 +258,7 @@ func newCluster(t *testing.T, epp, eppConfig, hostCfg string, n int) *cluster {
 		"--grpc-port", strconv.Itoa(grpcPort), "--grpc-health-port", strconv.Itoa(healthPort),
 		"--metrics-port", strconv.Itoa(metricsPort), "--secure-serving=false", "--tracing=false",
 		"--enable-pprof=false", "--metrics-endpoint-auth=false", "--allow-experimental-plugins")
-	eppLog := &logBuffer{}
+	eppLog := &mocktest.Output{}
 	cmd.Stdout, cmd.Stderr = eppLog, eppLog
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -274,7 +274,7 @@ func newCluster(t *testing.T, epp, eppConfig, hostCfg string, n int) *cluster {
 			<-exited
 		}
 		if t.Failed() {
-			t.Logf("the endpoint picker's log:\n%s", eppLog.tail(200))
+			t.Logf("the endpoint picker's log:\n%s", eppLog.Tail(200))
 		}
 	})
 	healthy := mocktest.Eventually(60*time.Second, func() bool {
@@ -287,11 +287,11 @@ func newCluster(t *testing.T, epp, eppConfig, hostCfg string, n int) *cluster {
 	})
 	select {
 	case err := <-exited:
-		t.Fatalf("the endpoint picker exited: %v\n%s", err, eppLog.tail(100))
+		t.Fatalf("the endpoint picker exited: %v\n%s", err, eppLog.Tail(100))
 	default:
 	}
 	if !healthy {
-		t.Fatalf("the endpoint picker is not serving:\n%s", eppLog.tail(100))
+		t.Fatalf("the endpoint picker is not serving:\n%s", eppLog.Tail(100))
 	}
 	gw, err := extproc.Dial("127.0.0.1:" + strconv.Itoa(grpcPort))
 	if err != nil {
@@ -331,7 +331,7 @@ func startHost(t *testing.T, name, dir, cfg string) *host {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &host{t: t, name: name, cmd: cmd, logs: &logBuffer{}, done: make(chan error, 1)}
+	h := &host{t: t, name: name, cmd: cmd, logs: &mocktest.Output{}, done: make(chan error, 1)}
 	addr := make(chan string, 1)
 	scanned := make(chan struct{})
 	go func() {
@@ -356,7 +356,7 @@ func startHost(t *testing.T, name, dir, cfg string) *host {
 			t.Errorf("%s had a data race:\n%s", name, h.logs.String())
 		}
 		if t.Failed() {
-			t.Logf("%s's log:\n%s", name, h.logs.tail(60))
+			t.Logf("%s's log:\n%s", name, h.logs.Tail(60))
 		}
 	})
 	select {
@@ -640,33 +640,6 @@ func serving(addr string) bool {
 	defer cancel()
 	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
 	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
-}
-
-// logBuffer collects a process's output.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// tail is the last n lines.
-func (l *logBuffer) tail(n int) string {
-	lines := strings.Split(l.String(), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // benchHosts is each host of the benchmark: three models, memory for one,

@@ -11,9 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/hotswap/hotswap/internal/mocktest"
 )
 
 // serverEnv names the llama-server binary for TestLlamaServer. The test is
@@ -65,25 +66,6 @@ type server struct {
 // request then fails with EOF, and Go does not retry a POST.
 var client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
-// lockedBuffer collects the server's output, which its goroutines write
-// while the test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startServer starts llama-server on a free loopback port and waits until
 // /health answers 200. The server is killed when the test ends.
 func startServer(t *testing.T, bin, model, alias string) *server {
@@ -95,7 +77,7 @@ func startServer(t *testing.T, bin, model, alias string) *server {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 
-	var out lockedBuffer
+	var out mocktest.Output
 	cmd := exec.Command(bin, "-m", model, "--host", "127.0.0.1", "--port", fmt.Sprint(port),
 		"--alias", alias, "-c", "256", "-np", "1")
 	cmd.Stdout, cmd.Stderr = &out, &out
