@@ -71,6 +71,30 @@ func sleepers(t *testing.T, flagsA, moreA string) (*swapper.Swapper, *mocktest.S
 	return sw, st, log
 }
 
+// aThenB serves a, then b, which does not fit beside a awake: a is put
+// to sleep. It returns a's pid.
+func aThenB(t *testing.T, sw *swapper.Swapper) int {
+	t.Helper()
+	use(t, sw, "a")
+	pidA := pid(sw, "a")
+	use(t, sw, "b")
+	if got := states(sw, "a", "b"); got != "a=asleep b=ready" {
+		t.Fatalf("after b: %s", got)
+	}
+	return pidA
+}
+
+// oneSleepFailed checks that one sleep_failed event was published, for a,
+// with the action and fallback given.
+func oneSleepFailed(t *testing.T, log *eventLog, action, fallback string) []events.Event {
+	t.Helper()
+	got := log.of(events.SleepFailed)
+	if len(got) != 1 || got[0].Model != "a" || got[0].Data["action"] != action || got[0].Data["fallback"] != fallback {
+		t.Errorf("sleep_failed events: %+v, want one for a's %s, falling back to %s", got, action, fallback)
+	}
+	return got
+}
+
 // mockSleepStats is what a mock's /mock/stats says of its sleeps.
 func mockSleepStats(t *testing.T, sw *swapper.Swapper, model string) (sleeps, wakes int, sleeping bool) {
 	t.Helper()
@@ -156,10 +180,8 @@ func TestSleepFailureStops(t *testing.T) {
 	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(pidA) }) {
 		t.Error("a's process outlived its failed sleep")
 	}
-	got := log.of(events.SleepFailed)
-	if len(got) != 1 || got[0].Model != "a" || got[0].Data["action"] != "sleep" || got[0].Data["fallback"] != "stop" ||
-		!strings.Contains(got[0].Message, "500") {
-		t.Errorf("sleep_failed events: %+v", got)
+	if got := oneSleepFailed(t, log, "sleep", "stop"); len(got) == 1 && !strings.Contains(got[0].Message, "500") {
+		t.Errorf("sleep_failed says %q, not the backend's 500", got[0].Message)
 	}
 }
 
@@ -167,12 +189,7 @@ func TestSleepFailureStops(t *testing.T) {
 // started afresh, and that is said, with why.
 func TestWakeFailureRestarts(t *testing.T) {
 	sw, st, log := sleepers(t, "-fail-wake", "")
-	use(t, sw, "a")
-	pidA := pid(sw, "a")
-	use(t, sw, "b")
-	if got := states(sw, "a", "b"); got != "a=asleep b=ready" {
-		t.Fatalf("after b: %s", got)
-	}
+	pidA := aThenB(t, sw)
 	use(t, sw, "a")
 	if got := states(sw, "a", "b"); got != "a=ready b=asleep" {
 		t.Fatalf("after a: %s", got)
@@ -180,19 +197,14 @@ func TestWakeFailureRestarts(t *testing.T) {
 	if pid(sw, "a") == pidA || mocktest.Alive(pidA) || st.Starts() != 3 {
 		t.Errorf("a's pid %d (was %d, alive %v), %d starts: want a new process", pid(sw, "a"), pidA, mocktest.Alive(pidA), st.Starts())
 	}
-	got := log.of(events.SleepFailed)
-	if len(got) != 1 || got[0].Model != "a" || got[0].Data["action"] != "wake" || got[0].Data["fallback"] != "restart" {
-		t.Errorf("sleep_failed events: %+v", got)
-	}
+	oneSleepFailed(t, log, "wake", "restart")
 }
 
 // TestAsleepLeaves: an asleep backend is stopped by an unload, by its
 // ttl, and by hotswap closing; none is left behind.
 func TestAsleepLeaves(t *testing.T) {
 	sw, _, _ := sleepers(t, "", "")
-	use(t, sw, "a")
-	pidA := pid(sw, "a")
-	use(t, sw, "b")
+	pidA := aThenB(t, sw)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := sw.Unload(ctx, "a", false); err != nil {
@@ -204,12 +216,7 @@ func TestAsleepLeaves(t *testing.T) {
 
 	// Asleep past its ttl, it goes.
 	sw2, _, _ := sleepers(t, "", "    ttl: 2s\n")
-	use(t, sw2, "a")
-	use(t, sw2, "b")
-	pidA = pid(sw2, "a")
-	if got := states(sw2, "a", "b"); got != "a=asleep b=ready" {
-		t.Fatalf("with a ttl, after b: %s", got)
-	}
+	pidA = aThenB(t, sw2)
 	if st, _ := sw2.Status("a"); st.ExpiresAt.IsZero() {
 		t.Error("asleep with a ttl, a says it never expires")
 	}
@@ -234,12 +241,7 @@ func TestAsleepLeaves(t *testing.T) {
 // it with the new command.
 func TestAsleepReconfigured(t *testing.T) {
 	sw, _, _ := sleepers(t, "", "")
-	use(t, sw, "a")
-	pidA := pid(sw, "a")
-	use(t, sw, "b")
-	if got := states(sw, "a", "b"); got != "a=asleep b=ready" {
-		t.Fatalf("after b: %s", got)
-	}
+	pidA := aThenB(t, sw)
 	model := func(name, flags string) string {
 		return `  ` + name + `:
     cmd: MOCK -port ${PORT} -hold 300MiB -sleep-mode -wake-time 50ms -progress-interval 0 ` + flags + `
