@@ -101,15 +101,6 @@ func (s *Swapper) stopCommand(m *config.Model, port int) *process.StopCommand {
 	if len(m.Stop) == 0 {
 		return nil
 	}
-	expand := func(tmpl []string, pid int) []string {
-		r := strings.NewReplacer(config.PlaceholderPID, strconv.Itoa(pid),
-			config.PlaceholderPort, strconv.Itoa(port), config.PlaceholderModel, m.ID)
-		out := make([]string, len(tmpl))
-		for i, a := range tmpl {
-			out[i] = r.Replace(a)
-		}
-		return out
-	}
 	logStop := m.LogStop
 	if logStop == nil {
 		logStop = m.Stop // a Model built by hand
@@ -118,10 +109,10 @@ func (s *Swapper) stopCommand(m *config.Model, port int) *process.StopCommand {
 	var logged []string
 	return &process.StopCommand{
 		Argv: func(pid int) []string {
-			logged = redactArgv(expand(logStop, pid))
+			logged = redactArgv(expandCommand(m, logStop, pid, port))
 			s.log.Info("running the backend's stop command", zap.String("model", m.ID), zap.Int("pid", pid),
 				zap.Strings("argv", logged))
-			return expand(m.Stop, pid)
+			return expandCommand(m, m.Stop, pid, port)
 		},
 		Output: func(line string) { out.Info(line) },
 		Failed: func(err error) {
@@ -129,6 +120,18 @@ func (s *Swapper) stopCommand(m *config.Model, port int) *process.StopCommand {
 				zap.String("model", m.ID), zap.Strings("argv", logged), zap.Error(err))
 		},
 	}
+}
+
+// expandCommand is a command of m's run on a running backend (its stop,
+// sleep or wake command) with ${PID}, ${PORT} and ${MODEL} expanded.
+func expandCommand(m *config.Model, tmpl []string, pid, port int) []string {
+	r := strings.NewReplacer(config.PlaceholderPID, strconv.Itoa(pid),
+		config.PlaceholderPort, strconv.Itoa(port), config.PlaceholderModel, m.ID)
+	out := make([]string, len(tmpl))
+	for i, a := range tmpl {
+		out[i] = r.Replace(a)
+	}
+	return out
 }
 
 // retire marks an instance whose process has exited as gone. Memory is

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -205,16 +204,8 @@ func (s *Swapper) stopFailedWake(b *backend, inst *instance) {
 func (s *Swapper) callBackend(b *backend, inst *instance, what string, a config.Action, timeout time.Duration) error {
 	m := b.model
 	if a.Method == "" {
-		r := strings.NewReplacer(config.PlaceholderPID, strconv.Itoa(inst.proc.Pid()),
-			config.PlaceholderPort, strconv.Itoa(inst.port), config.PlaceholderModel, m.ID)
-		argv := make([]string, len(a.Argv))
-		for i, x := range a.Argv {
-			argv[i] = r.Replace(x)
-		}
-		logged := make([]string, len(a.LogArgv))
-		for i, x := range a.LogArgv {
-			logged[i] = r.Replace(x)
-		}
+		argv := expandCommand(m, a.Argv, inst.proc.Pid(), inst.port)
+		logged := expandCommand(m, a.LogArgv, inst.proc.Pid(), inst.port)
 		s.log.Info("running the backend's "+what+" command", zap.String("model", m.ID),
 			zap.Strings("argv", redactArgv(logged)))
 		out := s.log.Named("backend").With(zap.String("model", m.ID), zap.String("from", what))
