@@ -53,16 +53,6 @@ func (sn *snapshot) unifiedGPU(gpu int) bool {
 	return false
 }
 
-// device is the device with index i, and whether there is one.
-func (sn *snapshot) device(i int) (probe.Device, bool) {
-	for _, d := range sn.devs {
-		if d.Index == i {
-			return d, true
-		}
-	}
-	return probe.Device{}, false
-}
-
 // need is what b is planned to take: its declared memory raised to the
 // largest footprint measured for it. A model that declares nothing and
 // has nothing learned yet is planned as its model file's estimate (see
