@@ -174,14 +174,7 @@ func TestDrainTimeout(t *testing.T) {
 	})
 	long := acquire(t, sw, "A")
 	defer long.Release()
-	got := make(chan error, 1)
-	go func() {
-		l, err := sw.Acquire(context.Background(), "B")
-		if err == nil {
-			l.Release()
-		}
-		got <- err
-	}()
+	got := useLater(sw, "B")
 	if !mocktest.Eventually(5*time.Second, func() bool { return state(sw, "A") == swapper.Draining }) {
 		t.Fatalf("A is %v", state(sw, "A"))
 	}

@@ -56,6 +56,20 @@ func use(t *testing.T, sw *swapper.Swapper, model string) {
 	acquire(t, sw, model).Release()
 }
 
+// useLater serves a request for model in the background: the channel
+// gives its error once it has been served (or refused).
+func useLater(sw *swapper.Swapper, model string) <-chan error {
+	got := make(chan error, 1)
+	go func() {
+		l, err := sw.Acquire(context.Background(), model)
+		if err == nil {
+			l.Release()
+		}
+		got <- err
+	}()
+	return got
+}
+
 func states(sw *swapper.Swapper, models ...string) string {
 	var out []string
 	for _, m := range models {
@@ -228,14 +242,7 @@ func TestCooldownEndsWhenMemoryShows(t *testing.T) {
 	pidA := pid(sw, "a")
 	fake.Linger(true) // a's memory stays "in use" after it exits
 	lookAt(t, fake)
-	got := make(chan error, 1)
-	go func() {
-		l, err := sw.Acquire(context.Background(), "b")
-		if err == nil {
-			l.Release()
-		}
-		got <- err
-	}()
+	got := useLater(sw, "b")
 	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(pidA) }) {
 		t.Fatal("a was not stopped")
 	}

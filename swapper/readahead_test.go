@@ -66,14 +66,7 @@ models:
 	pidA := pid(sw, "a")
 	fake.Linger(true) // a's memory stays "in use" after it exits: b waits
 	lookAt(t, fake)
-	got := make(chan error, 1)
-	go func() {
-		l, err := sw.Acquire(context.Background(), "b")
-		if err == nil {
-			l.Release()
-		}
-		got <- err
-	}()
+	got := useLater(sw, "b")
 	if !mocktest.Eventually(5*time.Second, func() bool { return !mocktest.Alive(pidA) }) {
 		t.Fatal("a was not stopped")
 	}
@@ -280,14 +273,7 @@ func TestPrefetchHandsOverToTheStart(t *testing.T) {
 	stop := sw.Prefetch("b")
 	defer stop() // harmless once the start has taken over; the router calls it too
 	<-g.began
-	got := make(chan error, 1)
-	go func() {
-		l, err := sw.Acquire(context.Background(), "b")
-		if err == nil {
-			l.Release()
-		}
-		got <- err
-	}()
+	got := useLater(sw, "b")
 	if !mocktest.Eventually(5*time.Second, func() bool { return state(sw, "b") == swapper.Starting }) {
 		t.Fatal("b's start was not decided")
 	}
