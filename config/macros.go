@@ -103,7 +103,7 @@ func (p *parser) expandMacros(path, s string) (string, bool) {
 			return ref
 		}
 		if ref == PlaceholderPort || ref == PlaceholderModel || strings.HasPrefix(ref, "${env:") ||
-			p.stop && ref == PlaceholderPID {
+			p.running && ref == PlaceholderPID {
 			return ref
 		}
 		v, good := p.macro(ref[2:len(ref)-1], path, nil)

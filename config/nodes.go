@@ -18,9 +18,9 @@ type parser struct {
 	// scope holds the macros in force where values are being read: the
 	// file's, or a model's on top of them.
 	scope *macros
-	// stop is set while a model's stop command is read: ${PID} is a
-	// placeholder there.
-	stop bool
+	// running is set while a command run on a running backend (its stop,
+	// sleep or wake) is read: ${PID} is a placeholder there.
+	running bool
 }
 
 // addf records a problem with the field at path ("" for the top level).

@@ -336,10 +336,7 @@ func (p *parser) model(id string, n *yaml.Node, path string) *Model {
 				m.NoReadAhead = !on
 			},
 			"stop": func(v *yaml.Node, path string) {
-				p.stop = true
-				defer func() { p.stop = false }()
-				m.Stop, m.LogStop = p.cmd(v, path)
-				p.placeholders(path, m.Stop...)
+				m.Stop, m.LogStop = p.runningCmd(v, path)
 			},
 			"cgroup":  p.str(&m.Cgroup),
 			"sleep":   p.sleep(m),
@@ -492,7 +489,7 @@ func ValidEnvName(s string) bool {
 // does not expand. It returns whether all were fine.
 func (p *parser) placeholders(path string, values ...string) bool {
 	var extra []string
-	if p.stop {
+	if p.running {
 		extra = []string{PlaceholderPID}
 	}
 	seen := make(map[string]bool)

@@ -96,12 +96,19 @@ func (p *parser) action(v *yaml.Node, path string) (Action, bool) {
 			return Action{Method: g[1], Path: g[2]}, true
 		}
 	}
-	p.stop = true // ${PID} is known by then
-	defer func() { p.stop = false }()
-	argv, logged := p.cmd(v, path)
+	argv, logged := p.runningCmd(v, path)
 	if len(argv) == 0 {
 		return Action{}, false
 	}
-	p.placeholders(path, argv...)
 	return Action{Argv: argv, LogArgv: logged}, true
+}
+
+// runningCmd reads a command run on a running backend (its stop, sleep or
+// wake): a cmd whose placeholders may include ${PID}, known by then.
+func (p *parser) runningCmd(v *yaml.Node, path string) (argv, logged []string) {
+	p.running = true
+	defer func() { p.running = false }()
+	argv, logged = p.cmd(v, path)
+	p.placeholders(path, argv...)
+	return argv, logged
 }
