@@ -48,18 +48,9 @@ models:
 	}
 
 	// llama.cpp's router says sleeping, as it does of a child asleep.
-	var list struct {
-		Data []struct {
-			ID     string `json:"id"`
-			Status struct {
-				Value string `json:"value"`
-			} `json:"status"`
-		} `json:"data"`
-	}
-	c.json("GET", "/models", "", 200, &list)
-	for _, m := range list.Data {
-		if want := map[string]string{"a": "sleeping", "b": "loaded"}[m.ID]; m.Status.Value != want {
-			t.Errorf("GET /models: %s is %q, want %q", m.ID, m.Status.Value, want)
+	for model, want := range map[string]string{"a": "sleeping", "b": "loaded"} {
+		if got := llamaStatus(c, model); got != want {
+			t.Errorf("GET /models: %s is %q, want %q", model, got, want)
 		}
 	}
 
