@@ -134,6 +134,18 @@ func (c client) running() map[string]control.ModelStatus {
 	return out
 }
 
+// models is GET /admin/models, by model.
+func (c client) models() map[string]control.ModelStatus {
+	c.t.Helper()
+	var list []control.ModelStatus
+	c.json("GET", "/admin/models", "", 200, &list)
+	out := map[string]control.ModelStatus{}
+	for _, r := range list {
+		out[r.Model] = r
+	}
+	return out
+}
+
 // loaded is the models running now (ready or starting), sorted, with pids.
 func (c client) loaded() map[string]int {
 	c.t.Helper()

@@ -63,13 +63,7 @@ models:
 `, dir, cgDir, record, cgKey))
 	_, base := start(t, b, path)
 	c := client{t, base, ""}
-	need := func() int64 {
-		var models []struct {
-			NeedRAM int64 `json:"need_ram"`
-		}
-		c.json("GET", "/admin/models", "", 200, &models)
-		return models[0].NeedRAM
-	}
+	need := func() int64 { return c.models()["boxed"].NeedRAM }
 	c.chat("boxed")
 	launched := c.running()["boxed"]
 	procs, _ := os.ReadFile(filepath.Join(cgDir, "cgroup.procs"))

@@ -23,14 +23,7 @@ models:
 	path := writeConfig(t, b, text)
 	_, base := start(t, b, path)
 	c := client{t, base, ""}
-	need := func() int64 {
-		var models []struct {
-			Model   string `json:"model"`
-			NeedRAM int64  `json:"need_ram"`
-		}
-		c.json("GET", "/admin/models", "", 200, &models)
-		return models[0].NeedRAM
-	}
+	need := func() int64 { return c.models()["big"].NeedRAM }
 	c.chat("big")
 	if !mocktest.Eventually(10*time.Second, func() bool { return need() > 40<<20 }) {
 		t.Fatalf("big is planned with %d bytes after using 48MiB", need())
