@@ -162,6 +162,9 @@ func TestSleepInsteadOfStop(t *testing.T) {
 			wakes++
 		}
 	}
+	// The last sleep's event is published as b, for which it made room,
+	// may already be answering.
+	mocktest.Eventually(5*time.Second, func() bool { return len(log.of(events.Asleep)) == 7 })
 	if n := len(log.of(events.Asleep)); n != 7 || wakes != 6 {
 		t.Errorf("%d asleep events and %d wake starts, want 7 and 6", n, wakes)
 	}
